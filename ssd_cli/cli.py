@@ -1,0 +1,275 @@
+"""The `ssd` command line: thin wrappers that parse options, call the engine and render results."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import __version__
+from .config import Objective, OptimConfig, Preprocessing, TrainConfig, PAPER_PRETRAIN_GRAYSCALE
+from .device import resolve_device
+from .errors import ExitCode, SsdError, UsageError
+from .files import check_writable
+from .render import console, epoch_progress, error, warn_skipped
+
+app = typer.Typer(
+    name="ssd",
+    help=(
+        "Find anomalies in folders of images with Semi-Supervised Deep SVDD (Ruff et al.). "
+        "Train on unlabeled images (plus a few labeled normal or anomalous ones), then score new images "
+        "by their distance to the center of the learned hypersphere."
+    ),
+    epilog="Exit codes: 0 ok, 1 internal error, 2 bad option, 3 bad input data, 4 bad model file, 5 output exists (use --force), 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ssd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Semi-Supervised Deep SVDD anomaly detection."""
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one red line and a documented exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SsdError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted; finished results were kept, nothing half-written was left behind")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+            if os.environ.get("SSD_DEBUG"):
+                raise
+            error(f"internal error: {type(exc).__name__}: {exc} (set SSD_DEBUG=1 to see the traceback)")
+            raise typer.Exit(ExitCode.FAILURE) from None
+
+    return wrapper
+
+
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated integers, got '{text}'") from None
+
+
+# Options shared by several commands.
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="Network of the paper's Appendix B: mnist (1x28x28), fashion-mnist (1x28x28) or cifar10 (3x32x32).")]
+ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour); default: the architecture's.")]
+SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Images are resized to this square size; default: the architecture's (28 or 32).")]
+PreOpt = Annotated[Preprocessing, typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Mini-batch size.")]
+
+
+def _spec(arch: str, channels: int | None, image_size: int | None):
+    from .nets import get_spec
+
+    try:
+        return get_spec(arch, channels, image_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load(folders: list[Path] | None, spec, what: str):
+    from .images import load_folder
+
+    if not folders:
+        return None
+    batch = load_folder(folders, spec.image_size, spec.channels, what=what)
+    warn_skipped(batch.skipped, what)
+    return batch.images
+
+
+@app.command()
+@handle_errors
+def pretrain(
+    unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled training images, read recursively; repeatable.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Autoencoder file to write (safetensors).")] = Path("ae.safetensors"),
+    arch: ArchOpt = "mnist",
+    channels: ChannelsOpt = None,
+    image_size: SizeOpt = None,
+    preprocessing: PreOpt = Preprocessing.SCALE,
+    epochs: Annotated[int, typer.Option(help="Pretraining epochs.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PAPER_PRETRAIN_GRAYSCALE.lr,
+    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated.")] = "50",
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (0.5e-3 as Deep SVDD's MNIST autoencoder).")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
+    batch_size: BatchOpt = 200,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
+    from . import modelfile, pipeline
+    from .preprocess import Preprocessor
+
+    check_writable(out, force)
+    spec = _spec(arch, channels, image_size)
+    dev = resolve_device(device)
+    optim = _optim(epochs, lr, lr_milestones, weight_decay, batch_size)
+    images = _load(unlabeled, spec, "--unlabeled")
+    pre = Preprocessor.fit(preprocessing, images)
+    x, _ = pipeline.training_tensors(pre, dev, images)
+    with epoch_progress("pretraining", optim.epochs) as on_epoch:
+        ae, losses = pipeline.pretrain(spec, x, optim, seed=seed, on_epoch=on_epoch)
+    training = {"n_unlabeled": len(x), "epochs": optim.epochs, "final_loss": losses[-1] if losses else None, "seed": seed}
+    modelfile.save_autoencoder(out, modelfile.SavedAutoencoder(spec, pre, ae.state_dict(), training), force=force)
+    console.print(f"wrote autoencoder [bold]{out}[/] ({spec.name}, {len(x)} images, final loss {training['final_loss']})")
+
+
+def _optim(epochs: int, lr: float, milestones: str, weight_decay: float, batch_size: int) -> OptimConfig:
+    try:
+        return OptimConfig(epochs=epochs, lr=lr, lr_milestones=parse_ints(milestones, "--lr-milestones"), weight_decay=weight_decay, batch_size=batch_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@app.command()
+@handle_errors
+def train(
+    unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled images, mostly normal; read recursively; repeatable.")],
+    normals: Annotated[Optional[list[Path]], typer.Option("--normals", help="Folder of images known to be normal (labeled, y=+1); repeatable.")] = None,
+    anomalies: Annotated[Optional[list[Path]], typer.Option("--anomalies", help="Folder of images known to be anomalous (labeled, y=-1); repeatable.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (safetensors).")] = Path("model.safetensors"),
+    objective: Annotated[Objective, typer.Option(help="one-class: objective (2)/(4); soft-boundary: objective (1)/(3) with radius R.")] = Objective.ONE_CLASS,
+    nu: Annotated[float, typer.Option(help="Soft-boundary trade-off nu in (0, 1]: roughly the fraction of training data allowed outside the sphere.")] = 0.1,
+    eta: Annotated[float, typer.Option(help="Weight eta > 0 of the labeled samples against the unlabeled ones.")] = 1.0,
+    arch: ArchOpt = "mnist",
+    channels: ChannelsOpt = None,
+    image_size: SizeOpt = None,
+    preprocessing: PreOpt = Preprocessing.SCALE,
+    epochs: Annotated[int, typer.Option(help="Training epochs (paper: 150).")] = 150,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-4, then 1e-5).")] = 1e-4,
+    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (paper: 50).")] = "50",
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay lambda (paper: 1e-6).")] = 1e-6,
+    batch_size: BatchOpt = 200,
+    pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="Autoencoder file from `ssd pretrain` to initialise phi (skips pretraining; its architecture and preprocessing are used).")] = None,
+    pretrain_epochs: Annotated[int, typer.Option(help="Autoencoder pretraining epochs when --pretrained is not given; 0 = no pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
+    pretrain_weight_decay: Annotated[float, typer.Option(help="Weight decay of the autoencoder pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
+    threshold_quantile: Annotated[float, typer.Option(help="One-class models: the stored threshold is this quantile of the training scores (soft-boundary models use R).")] = 0.95,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Train a detector. Without --normals/--anomalies this is unsupervised Deep SVDD; with them, SS-DSVDD."""
+    from . import modelfile, pipeline
+    from .preprocess import Preprocessor
+
+    check_writable(out, force)
+    if not 0 < threshold_quantile < 1:
+        raise UsageError(f"--threshold-quantile must be in (0, 1), got {threshold_quantile}")
+    try:
+        cfg = TrainConfig(objective=objective, nu=nu, eta=eta, optim=_optim(epochs, lr, lr_milestones, weight_decay, batch_size))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    dev = resolve_device(device)
+    saved_ae = modelfile.load_autoencoder(pretrained) if pretrained else None
+    if saved_ae is not None:
+        spec, pre_from_ae = saved_ae.spec, saved_ae.preprocessor
+        asked = _spec(arch, channels, image_size)
+        if (arch, channels, image_size) != ("mnist", None, None) and asked != spec:
+            raise UsageError(f"--pretrained {pretrained} is a {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size} network, which does not match --arch/--channels/--image-size")
+    else:
+        spec, pre_from_ae = _spec(arch, channels, image_size), None
+    u = _load(unlabeled, spec, "--unlabeled")
+    n = _load(normals, spec, "--normals")
+    a = _load(anomalies, spec, "--anomalies")
+    pre = pre_from_ae or Preprocessor.fit(preprocessing, u)
+    x, y = pipeline.training_tensors(pre, dev, u, n, a)
+
+    ae = saved_ae.autoencoder().to(dev) if saved_ae else None
+    if ae is None and pretrain_epochs > 0:
+        ae_optim = OptimConfig(epochs=pretrain_epochs, lr=lr, lr_milestones=cfg.optim.lr_milestones, weight_decay=pretrain_weight_decay, batch_size=batch_size)
+        with epoch_progress("pretraining", pretrain_epochs) as on_epoch:
+            ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], ae_optim, seed=seed, on_epoch=on_epoch)
+    with epoch_progress(f"training ({objective.value})", cfg.optim.epochs) as on_epoch:
+        saved = pipeline.train_model(
+            spec, x, y, cfg, pre, seed=seed, autoencoder=ae, threshold_quantile=threshold_quantile, on_epoch=on_epoch,
+            summary={"pretrain_epochs": 0 if saved_ae else pretrain_epochs, "pretrained_from": str(pretrained) if pretrained else None},
+        )
+    modelfile.save_model(out, saved, force=force)
+    t = saved.training
+    kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] else "Deep SVDD"
+    console.print(
+        f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size}, "
+        f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
+        f"{cfg.optim.epochs} epochs in {t['seconds']} s on {dev}, final loss {t['final_loss']:.4g}, "
+        f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
+    )
+
+
+@app.command()
+@handle_errors
+def score(
+    model: Annotated[Path, typer.Argument(help="Model file written by `ssd train`.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (read recursively).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write all scores to this .csv or .json file.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Flag images with score above this (default: the model's stored threshold).")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the ranked table to print (0 = all).")] = 20,
+    batch_size: BatchOpt = 512,
+    workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: one per core, at most 8).")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Score images: the distance ||phi(x) - c|| to the hypersphere center; higher is more anomalous."""
+    from . import modelfile
+    from .detector import Detector
+    from .images import list_images
+    from .scores import ScoreRow, write_scores, ranked_table
+
+    if output is not None:
+        if output.suffix.lower() not in (".csv", ".json"):
+            raise UsageError(f"--output must end in .csv or .json, got '{output.name}'")
+        check_writable(output, force)
+    saved = modelfile.load_model(model)
+    detector = Detector(saved, resolve_device(device), threshold)
+    listing = list_images(paths, what="score")
+    skipped = list(listing.skipped)
+    rows: list[ScoreRow] = []
+    for scored in detector.score_files(listing.files, batch_size, workers):
+        skipped.extend(scored.batch.skipped)
+        rows.extend(ScoreRow(str(p), float(s), float(s) > detector.threshold) for p, s in zip(scored.batch.paths, scored.scores.tolist()))
+    warn_skipped(skipped, "score")
+    if not rows:
+        raise SsdError("score: none of the image files could be read", ExitCode.BAD_INPUT)
+    rows.sort(key=lambda r: r.score, reverse=True)
+    console.print(ranked_table(rows, detector.threshold, top))
+    if output is not None:
+        write_scores(output, rows, model=model, threshold=detector.threshold, force=force)
+        console.print(f"wrote {len(rows)} scores to [bold]{output}[/]")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,67 @@
+"""Settings as enums and dataclasses; defaults are the paper's (Appendix A and C)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class Objective(str, Enum):
+    """The two Deep SVDD objectives; with labeled data they become (3) and (4) of the paper."""
+
+    ONE_CLASS = "one-class"
+    SOFT_BOUNDARY = "soft-boundary"
+
+
+class Preprocessing(str, Enum):
+    """How raw pixels become network input; stored in every model file so scoring repeats it."""
+
+    SCALE = "scale"  # pixels / 255 -> [0, 1]
+    GCN = "gcn"  # global contrast normalisation (l1), then min-max scaling fitted on training data
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with a step learning-rate schedule (the paper's two phases by default)."""
+
+    epochs: int = 150
+    lr: float = 1e-4
+    lr_milestones: tuple[int, ...] = (50,)  # lr is multiplied by lr_gamma at each milestone epoch
+    lr_gamma: float = 0.1
+    weight_decay: float = 1e-6
+    batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("epochs >= 0, batch size >= 1, lr > 0 and weight decay >= 0 are required")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one SS-DSVDD training run besides the data."""
+
+    objective: Objective = Objective.ONE_CLASS
+    nu: float = 0.1  # soft-boundary trade-off, in (0, 1]
+    eta: float = 1.0  # weight of the labeled term
+    eps: float = 1e-6  # added to the distance in the inverse for labeled anomalies (paper footnote 1)
+    center_eps: float = 0.1  # |c_k| below this is pushed to +-center_eps (Ruff et al. 2018)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.nu <= 1:
+            raise ValueError(f"nu must be in (0, 1], got {self.nu}")
+        if self.eta <= 0:
+            raise ValueError(f"eta must be > 0, got {self.eta}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["objective"] = self.objective.value
+        return d
+
+
+# Appendix C: Adam, 1e-4 for 50 epochs then 1e-5 for 100, batch 200, weight decay 1e-6.
+PAPER_TRAIN = OptimConfig()
+
+# The paper is silent on autoencoder pretraining; these follow the original Deep SVDD code.
+PAPER_PRETRAIN_GRAYSCALE = OptimConfig(epochs=150, lr=1e-4, lr_milestones=(50,), weight_decay=0.5e-3)
+PAPER_PRETRAIN_COLOUR = OptimConfig(epochs=350, lr=1e-4, lr_milestones=(250,), weight_decay=0.5e-6)

@@ -1,0 +1,43 @@
+"""Scoring with a saved model: the exact preprocessing and network of training, in inference mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .images import ImageBatch, iter_image_batches
+from .modelfile import SavedModel
+from .objectives import squared_distances
+
+
+@dataclass
+class ScoredBatch:
+    batch: ImageBatch
+    scores: torch.Tensor  # float32 on the CPU, one per readable image
+
+
+class Detector:
+    def __init__(self, saved: SavedModel, device: torch.device, threshold: float | None = None) -> None:
+        self.saved = saved
+        self.device = device
+        self.encoder = saved.encoder(device)
+        self.c = saved.c.to(device)
+        self.threshold = saved.threshold if threshold is None else threshold
+
+    @torch.inference_mode()
+    def score(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels."""
+        out = [
+            squared_distances(self.encoder(self.saved.preprocessor(chunk.to(self.device))), self.c).sqrt()
+            for chunk in images.split(batch_size)
+        ]
+        return torch.cat(out).cpu() if out else torch.zeros(0)
+
+    def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
+        """Stream files through decode and network; the next batch decodes while this one is scored."""
+        spec = self.saved.spec
+        for batch in iter_image_batches(files, spec.image_size, spec.channels, batch_size, workers):
+            yield ScoredBatch(batch, self.score(batch.images))

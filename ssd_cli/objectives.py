@@ -1,0 +1,64 @@
+"""The four SS-DSVDD objectives (1)-(4) of the paper and the exact radius solver, per mini-batch.
+
+Labels follow the paper: y = 0 for unlabeled samples, +1 for labeled normals, -1 for labeled
+anomalies. With no labeled samples (m = 0) objectives (3) and (4) reduce to (1) and (2). All
+functions accept leading batch dimensions (..., B) so that stacked runs can share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .config import Objective, TrainConfig
+
+
+def hinge(z: torch.Tensor) -> torch.Tensor:
+    """l(z) = max(0, -z)."""
+    return torch.clamp(-z, min=0)
+
+
+def squared_distances(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """||phi(x) - c||^2 for each row of z."""
+    return ((z - c) ** 2).sum(dim=-1)
+
+
+def one_class_loss(dist: torch.Tensor, y: torch.Tensor, eta: float, eps: float) -> torch.Tensor:
+    """Objective (4) on a batch: mean over n+m samples; labeled anomalies pay (dist + eps)^-1."""
+    labeled = eta * torch.where(y < 0, 1.0 / (dist + eps), dist)
+    return torch.where(y == 0, dist, labeled).mean(dim=-1)
+
+
+def soft_boundary_loss(dist: torch.Tensor, y: torch.Tensor, radius: torch.Tensor, nu: float, eta: float) -> torch.Tensor:
+    """Objective (3) on a batch: R^2 + 1/(nu (n+m)) * sum of weighted hinge violations."""
+    r2 = radius**2
+    sign = torch.where(y < 0, -1.0, 1.0)  # unlabeled samples are treated like normals, y = +1
+    weight = torch.where(y == 0, 1.0, eta)
+    violations = weight * hinge(sign * (r2.unsqueeze(-1) - dist))
+    return r2 + violations.sum(dim=-1) / (nu * dist.shape[-1])
+
+
+def solve_radius(dist: torch.Tensor, y: torch.Tensor, nu: float, eta: float) -> torch.Tensor:
+    """The R minimising objective (3) for fixed distances.
+
+    The objective is convex and piecewise linear in r = R^2 with kinks at the distances, so its
+    minimum lies at r = 0 or at one of the distances: evaluate them all (B is small) and take the
+    best. With no labeled anomalies this is the (1 - nu)-quantile of the distances.
+    """
+    d = dist.detach()
+    candidates = torch.cat([torch.zeros_like(d[..., :1]), d], dim=-1)
+    gap = d.unsqueeze(-2) - candidates.unsqueeze(-1)  # (..., B+1, B): d_i - r
+    sign = torch.where(y < 0, -1.0, 1.0).unsqueeze(-2)
+    weight = torch.where(y == 0, 1.0, eta).unsqueeze(-2)
+    cost = candidates + (weight * hinge(-sign * gap)).sum(dim=-1) / (nu * d.shape[-1])
+    best = candidates.gather(-1, cost.argmin(dim=-1, keepdim=True)).squeeze(-1)
+    return best.sqrt()
+
+
+BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, TrainConfig], torch.Tensor]
+
+LOSSES: dict[Objective, BatchLoss] = {
+    Objective.ONE_CLASS: lambda dist, y, radius, cfg: one_class_loss(dist, y, cfg.eta, cfg.eps),
+    Objective.SOFT_BOUNDARY: lambda dist, y, radius, cfg: soft_boundary_loss(dist, y, radius, cfg.nu, cfg.eta),
+}

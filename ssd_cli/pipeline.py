@@ -1,0 +1,102 @@
+"""From uint8 images to a saved-model description: the steps `ssd train`, `ssd pretrain` and
+`ssd benchmark` share, so there is exactly one way a model gets trained."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .config import Objective, OptimConfig, TrainConfig
+from .modelfile import SavedModel
+from .nets import AutoEncoder, Encoder, LeNetSpec
+from .preprocess import Preprocessor
+from .training import EpochCallback, distances, pretrain_autoencoder, seeded_init, train_deep_svdd
+
+UNLABELED, NORMAL, ANOMALY = 0, 1, -1
+
+
+def training_tensors(
+    pre: Preprocessor,
+    device: torch.device,
+    unlabeled: torch.Tensor,
+    normals: torch.Tensor | None = None,
+    anomalies: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack the three kinds of sample into one preprocessed tensor x and label vector y on `device`."""
+    parts = [(unlabeled, UNLABELED), (normals, NORMAL), (anomalies, ANOMALY)]
+    parts = [(t, label) for t, label in parts if t is not None and len(t)]
+    x = torch.cat([pre(t.to(device)) for t, _ in parts])
+    y = torch.cat([torch.full((len(t),), label, dtype=torch.int8, device=device) for t, label in parts])
+    return x.contiguous(), y
+
+
+def pretrain(
+    spec: LeNetSpec, x_unlabeled: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+) -> tuple[AutoEncoder, list[float]]:
+    ae = seeded_init(lambda: AutoEncoder(spec), seed).to(x_unlabeled.device)
+    return ae, pretrain_autoencoder(ae, x_unlabeled, optim, seed=seed, on_epoch=on_epoch)
+
+
+def initial_encoder(spec: LeNetSpec, autoencoder: AutoEncoder | None, seed: int, device: torch.device) -> Encoder:
+    """phi starts from the pretrained encoder weights when there are some (Appendix A)."""
+    encoder = seeded_init(lambda: Encoder(spec), seed)
+    if autoencoder is not None:
+        encoder.load_state_dict(autoencoder.encoder.state_dict())
+    return encoder.to(device)
+
+
+def train_model(
+    spec: LeNetSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    pre: Preprocessor,
+    *,
+    seed: int,
+    autoencoder: AutoEncoder | None = None,
+    threshold_quantile: float = 0.95,
+    on_epoch: EpochCallback | None = None,
+    summary: dict | None = None,
+) -> SavedModel:
+    """Train phi on (x, y) and describe the result as a model file would hold it.
+
+    The threshold is R for soft-boundary models; one-class models have no radius, so the threshold
+    is the `threshold_quantile` of the scores of the non-anomalous training samples.
+    """
+    start = time.perf_counter()
+    encoder = initial_encoder(spec, autoencoder, seed, x.device)
+    result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
+    train_scores = distances(encoder, result.c, x[y >= 0])
+    if cfg.objective is Objective.SOFT_BOUNDARY:
+        threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
+    else:
+        threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
+        rule = f"{threshold_quantile:g}-quantile of the training scores"
+    info = {
+        "n_unlabeled": int((y == UNLABELED).sum()),
+        "n_labeled_normal": int((y == NORMAL).sum()),
+        "n_labeled_anomalous": int((y == ANOMALY).sum()),
+        "epochs": cfg.optim.epochs,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "seconds": round(time.perf_counter() - start, 2),
+        "seed": seed,
+        "device": str(x.device),
+        "config": cfg.to_dict(),
+        "pretrained": autoencoder is not None,
+        "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
+    }
+    info.update(summary or {})
+    return SavedModel(
+        spec=spec,
+        objective=cfg.objective,
+        nu=cfg.nu,
+        eta=cfg.eta,
+        preprocessor=pre,
+        c=result.c,
+        radius=result.radius,
+        threshold=threshold,
+        threshold_rule=rule,
+        encoder_state=encoder.state_dict(),
+        training=info,
+    )

@@ -1,0 +1,450 @@
+"""Summaries of benchmark runs, laid out like the paper's Tables 1-3 and Figures 2-4.
+
+The benchmark appends one JSON object per finished run to results.jsonl. Here they are pooled per
+(dataset, scenario, level, method) into mean ± std AUC over all runs (normal classes x seeds, as
+the paper does) and set beside the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.util
+import io
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .errors import InputError
+from .paper import paper_result
+from .protocol import Method, Scenario, methods_for_level
+
+# PNG figures need the optional matplotlib; without it write_summary skips them.
+MATPLOTLIB_AVAILABLE = importlib.util.find_spec("matplotlib") is not None
+
+_REQUIRED_KEYS = (
+    "dataset",
+    "data_source",
+    "scenario",
+    "level",
+    "normal_class",
+    "seed",
+    "method",
+    "auc",
+    "tool_version",
+    "preset",
+    "preprocessing",
+)
+
+_CSV_COLUMNS = (
+    "dataset",
+    "scenario",
+    "level",
+    "method",
+    "nu_chosen",
+    "n",
+    "ours_mean",
+    "ours_std",
+    "paper_mean",
+    "paper_std",
+    "diff",
+    "filled_from",
+)
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    records: list[dict[str, Any]]
+    skipped_lines: int  # lines that were not a JSON object, e.g. one cut short by a crash
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (level, method) cell; AUC values in %."""
+
+    level: float
+    method: Method
+    n: int  # runs pooled; 0 when only the paper has this cell
+    mean: float | None
+    std: float | None  # over all runs (numpy's default, ddof=0)
+    nu: float | None  # for soft-boundary methods, the nu whose runs had the better mean
+    paper_mean: float | None
+    paper_std: float | None
+    filled_from: Method | None = None  # set when an SS cell repeats unsupervised runs (m = 0)
+
+    @property
+    def diff(self) -> float | None:
+        """Ours minus paper, in AUC percentage points."""
+        if self.mean is None or self.paper_mean is None:
+            return None
+        return self.mean - self.paper_mean
+
+
+@dataclass(frozen=True)
+class ScenarioTable:
+    """One paper table block: rows are levels, columns are methods."""
+
+    dataset: str
+    scenario: Scenario
+    levels: tuple[float, ...]
+    methods: tuple[Method, ...]
+    cells: dict[tuple[float, Method], Cell]  # missing where neither we nor the paper have a value
+
+
+@dataclass(frozen=True)
+class Summary:
+    tables: list[ScenarioTable]
+    n_runs: int
+    duplicates_dropped: int  # repeated (run, nu) records; the last one is kept
+    data_sources: tuple[str, ...]
+    presets: tuple[str, ...]
+    preprocessings: tuple[str, ...]
+    tool_versions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Run:
+    dataset: str
+    scenario: Scenario
+    level: float
+    method: Method
+    nu: float | None
+    normal_class: int
+    seed: int
+    auc: float
+    data_source: str
+    preset: str
+    preprocessing: str
+    tool_version: str
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """What makes two records the same run (so a repeated one is not counted twice)."""
+        return (
+            self.dataset,
+            self.data_source,
+            self.preset,
+            self.preprocessing,
+            self.scenario,
+            self.level,
+            self.normal_class,
+            self.seed,
+            self.method,
+            self.nu,
+        )
+
+
+def read_results(path: Path | str) -> ResultsFile:
+    """Records of a results.jsonl; lines that do not parse as a JSON object are skipped and counted."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read results file {path}: {error.strerror or error}") from None
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            skipped += 1
+    return ResultsFile(records, skipped)
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> Summary:
+    """Pool runs into paper-style tables; raises InputError for a record that is not a valid run."""
+    parsed = [_parse(record, position) for position, record in enumerate(records, start=1)]
+    runs = list({run.identity: run for run in parsed}.values())
+    groups: dict[tuple[str, Scenario, float, Method], list[_Run]] = {}
+    for run in runs:
+        groups.setdefault((run.dataset, run.scenario, run.level, run.method), []).append(run)
+
+    scenario_order = list(Scenario)
+    blocks = sorted({(run.dataset, run.scenario) for run in runs}, key=lambda b: (b[0], scenario_order.index(b[1])))
+    tables = [_table(dataset, scenario, runs, groups) for dataset, scenario in blocks]
+    return Summary(
+        tables=tables,
+        n_runs=len(runs),
+        duplicates_dropped=len(parsed) - len(runs),
+        data_sources=_distinct(run.data_source for run in runs),
+        presets=_distinct(run.preset for run in runs),
+        preprocessings=_distinct(run.preprocessing for run in runs),
+        tool_versions=_distinct(run.tool_version for run in runs),
+    )
+
+
+def write_summary(summary: Summary, out_dir: Path | str) -> list[Path]:
+    """Write summary.csv, summary.md and (with matplotlib) one PNG per table; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [
+        _write_atomic(out / "summary.csv", _encoded(_csv_text(summary))),
+        _write_atomic(out / "summary.md", _encoded(_markdown(summary))),
+    ]
+    if MATPLOTLIB_AVAILABLE:
+        for table in summary.tables:
+            name = f"summary_{_slug(table.dataset)}_{table.scenario.value}.png"
+            written.append(_write_atomic(out / name, functools.partial(_plot, table)))
+    return written
+
+
+def format_cell(cell: Cell) -> str:
+    """'95.1±0.9 (paper 95.0±0.8, +0.1)'; a trailing † marks SS cells that repeat unsupervised runs."""
+    ours = "—" if cell.mean is None else f"{cell.mean:.1f}±{cell.std:.1f}"
+    if cell.filled_from is not None:
+        ours += "†"
+    if cell.paper_mean is None:
+        return ours
+    paper = f"paper {cell.paper_mean:.1f}±{cell.paper_std:.1f}"
+    if cell.diff is not None:
+        paper += f", {round(cell.diff, 1) + 0.0:+.1f}"
+    return f"{ours} ({paper})"
+
+
+def _parse(record: Mapping[str, Any], position: int) -> _Run:
+    missing = [key for key in _REQUIRED_KEYS if key not in record]
+    if missing:
+        raise InputError(f"result record {position} lacks {', '.join(missing)}")
+    try:
+        run = _Run(
+            dataset=str(record["dataset"]),
+            scenario=Scenario(record["scenario"]),
+            level=float(record["level"]),
+            method=Method(record["method"]),
+            nu=None if record.get("nu") is None else float(record["nu"]),
+            normal_class=int(record["normal_class"]),
+            seed=int(record["seed"]),
+            auc=float(record["auc"]),
+            data_source=str(record["data_source"]),
+            preset=str(record["preset"]),
+            preprocessing=str(record["preprocessing"]),
+            tool_version=str(record["tool_version"]),
+        )
+        run.scenario.settings(run.level)
+    except (TypeError, ValueError, InputError) as error:
+        raise InputError(f"result record {position}: {error}") from None
+    if not 0 <= run.auc <= 1:
+        raise InputError(f"result record {position}: auc {run.auc} is not in [0, 1]")
+    return run
+
+
+def _table(
+    dataset: str,
+    scenario: Scenario,
+    runs: list[_Run],
+    groups: dict[tuple[str, Scenario, float, Method], list[_Run]],
+) -> ScenarioTable:
+    levels = tuple(sorted({run.level for run in runs if run.dataset == dataset and run.scenario == scenario}))
+    cells: dict[tuple[float, Method], Cell] = {}
+    for level in levels:
+        for method in Method:
+            found = groups.get((dataset, scenario, level, method), [])
+            filled_from = None
+            counterpart = method.unsupervised_counterpart
+            if not found and counterpart is not None and _repeats_unsupervised(scenario, level, method):
+                found = groups.get((dataset, scenario, level, counterpart), [])
+                filled_from = counterpart if found else None
+            cell = _cell(dataset, scenario, level, method, found, filled_from)
+            if cell.n or cell.paper_mean is not None:
+                cells[(level, method)] = cell
+    return ScenarioTable(dataset, scenario, levels, tuple(Method), cells)
+
+
+def _repeats_unsupervised(scenario: Scenario, level: float, method: Method) -> bool:
+    """Whether an SS cell is not run at this level because m = 0 makes it the unsupervised method."""
+    ran = methods_for_level(scenario, level)
+    return method not in ran and method.unsupervised_counterpart in ran
+
+
+def _cell(
+    dataset: str, scenario: Scenario, level: float, method: Method, runs: list[_Run], filled_from: Method | None
+) -> Cell:
+    nu, chosen = _better_nu(runs) if method.is_soft_boundary else (None, runs)
+    aucs = np.array([run.auc for run in chosen]) * 100
+    paper = paper_result(dataset, scenario, level, method)
+    return Cell(
+        level=level,
+        method=method,
+        n=len(chosen),
+        mean=float(aucs.mean()) if chosen else None,
+        std=float(aucs.std()) if chosen else None,
+        nu=nu,
+        paper_mean=paper[0] if paper else None,
+        paper_std=paper[1] if paper else None,
+        filled_from=filled_from,
+    )
+
+
+def _better_nu(runs: list[_Run]) -> tuple[float | None, list[_Run]]:
+    """The nu with the higher mean AUC and its runs, as the paper reports "the better"; ties go to the
+    smaller nu."""
+    by_nu: dict[float | None, list[_Run]] = {}
+    for run in runs:
+        by_nu.setdefault(run.nu, []).append(run)
+    if not by_nu:
+        return None, []
+    ordered = sorted(by_nu, key=lambda nu: (nu is None, nu or 0.0))
+    best = max(ordered, key=lambda nu: float(np.mean([run.auc for run in by_nu[nu]])))
+    return best, by_nu[best]
+
+
+def _csv_text(summary: Summary) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    for table in summary.tables:
+        for level in table.levels:
+            for method in table.methods:
+                cell = table.cells.get((level, method))
+                if cell is None:
+                    continue
+                writer.writerow(
+                    [
+                        table.dataset,
+                        table.scenario.value,
+                        f"{level:g}",
+                        method.value,
+                        "" if cell.nu is None else f"{cell.nu:g}",
+                        cell.n,
+                        _number(cell.mean),
+                        _number(cell.std),
+                        _number(cell.paper_mean),
+                        _number(cell.paper_std),
+                        _number(cell.diff),
+                        "" if cell.filled_from is None else cell.filled_from.value,
+                    ]
+                )
+    return buffer.getvalue()
+
+
+def _markdown(summary: Summary) -> str:
+    def listed(values: tuple[str, ...]) -> str:
+        return ", ".join(values) or "none"
+
+    lines = [
+        "# SS-DSVDD benchmark summary",
+        "",
+        f"Data source: {listed(summary.data_sources)}; preset: {listed(summary.presets)}; "
+        f"preprocessing: {listed(summary.preprocessings)}; tool version: {listed(summary.tool_versions)}; "
+        f"{summary.n_runs} runs. AUC in %, mean±std over all runs (normal classes × seeds). "
+        "Soft-boundary cells are the better of ν ∈ {0.01, 0.1} (the chosen ν is in summary.csv). "
+        "Paper values: Ruff et al., Appendix D.",
+    ]
+    if summary.duplicates_dropped:
+        lines += ["", f"{summary.duplicates_dropped} repeated run records were counted once (the last one)."]
+    if any(cell.filled_from for table in summary.tables for cell in table.cells.values()):
+        lines += [
+            "",
+            "† No labeled samples at this level (m = 0), so SS-DSVDD is Deep SVDD: the cell repeats the "
+            "unsupervised runs, as the paper's tables do.",
+        ]
+    for table in summary.tables:
+        lines += [
+            "",
+            f"## {table.dataset}: {table.scenario.title}",
+            "",
+            "| " + " | ".join([table.scenario.axis_label, *(m.display_name for m in table.methods)]) + " |",
+            "|" + "---|" * (len(table.methods) + 1),
+        ]
+        for level in table.levels:
+            row = [table.scenario.format_level(level)]
+            for method in table.methods:
+                cell = table.cells.get((level, method))
+                row.append("" if cell is None else format_cell(cell))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(table: ScenarioTable, handle: BinaryIO) -> None:
+    """AUC against level per method: ours solid with std error bars, the paper's dashed."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for index, method in enumerate(table.methods):
+        color = f"C{index}"
+        label: str | None = method.display_name
+        ours = [(x, c) for x, c in _points(table, method) if c.mean is not None]
+        if ours:
+            axes.errorbar(
+                [x for x, _ in ours],
+                [c.mean for _, c in ours],
+                yerr=[c.std for _, c in ours],
+                color=color,
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+            label = None
+        paper = [(x, c) for x, c in _points(table, method) if c.paper_mean is not None]
+        if paper:
+            axes.plot(
+                [x for x, _ in paper],
+                [c.paper_mean for _, c in paper],
+                color=color,
+                linestyle="--",
+                alpha=0.7,
+                label=label,
+            )
+    style_keys = [
+        Line2D([], [], color="grey", label="ours (± std)"),
+        Line2D([], [], color="grey", linestyle="--", label="paper"),
+    ]
+    handles, _ = axes.get_legend_handles_labels()
+    axes.legend(handles=handles + style_keys, fontsize="small")
+    axes.set_xticks(range(len(table.levels)), [table.scenario.format_level(level) for level in table.levels])
+    axes.set_xlabel(table.scenario.axis_label)
+    axes.set_ylabel("AUC (%)")
+    axes.set_title(f"{table.dataset}: {table.scenario.title}")
+    figure.savefig(handle, format="png", dpi=120)
+
+
+def _points(table: ScenarioTable, method: Method) -> list[tuple[int, Cell]]:
+    """(x position, cell) for the method's cells; levels sit at evenly spaced positions, like the paper."""
+    found = ((x, table.cells.get((level, method))) for x, level in enumerate(table.levels))
+    return [(x, cell) for x, cell in found if cell is not None]
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write through a temporary file in the same folder, so readers never see a half-written file."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with temporary.open("xb") as handle:
+            write(handle)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _encoded(text: str) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode("utf-8"))
+
+    return write
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _distinct(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)

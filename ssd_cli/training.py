@@ -1,0 +1,179 @@
+"""The training story of the paper, top to bottom: pretrain an autoencoder, fix c, run Algorithm 1.
+
+Data arrive as preprocessed float tensors already on the training device; mini-batches are drawn by
+shuffled index, so an epoch costs only arithmetic. Nothing here prints: progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Objective, OptimConfig, TrainConfig
+from .nets import AutoEncoder, Classifier, Encoder
+from .objectives import LOSSES, solve_radius, squared_distances
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    epoch: int  # 1-based
+    epochs: int
+    loss: float
+    seconds: float
+    lr: float
+
+
+EpochCallback = Callable[[EpochInfo], None]
+
+
+def seeded_init(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build a network with weights drawn from `seed`, leaving the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def fit(
+    model: nn.Module,
+    n: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    optim: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    after_step: Callable[[], None] | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> list[float]:
+    """The one SGD loop: Adam, step schedule, shuffled mini-batches; returns the mean loss per epoch."""
+    opt = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(optim.lr_milestones), gamma=optim.lr_gamma)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    model.train()
+    for epoch in range(optim.epochs):
+        start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
+        total = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
+        for idx in perm.split(optim.batch_size):
+            loss = batch_loss(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+            total += loss.detach() * idx.numel()
+        sched.step()
+        losses.append(total.item() / n)
+        if on_epoch is not None:
+            on_epoch(EpochInfo(epoch + 1, optim.epochs, losses[-1], time.perf_counter() - start, lr))
+    return losses
+
+
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over pixels, averaged over the batch (as the original Deep SVDD code)."""
+    return ((recon - x) ** 2).flatten(1).sum(dim=1).mean()
+
+
+def pretrain_autoencoder(
+    ae: AutoEncoder, x: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+) -> list[float]:
+    """Train the autoencoder on unlabeled data only (Appendix A); its encoder then initialises phi."""
+    return fit(ae, len(x), lambda idx: reconstruction_loss(ae(x[idx]), x[idx]), optim, seed=seed, device=x.device, on_epoch=on_epoch)
+
+
+@torch.inference_mode()
+def embed(encoder: Encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """phi(x) in eval mode (batch norm uses its running statistics)."""
+    was_training = encoder.training
+    encoder.eval()
+    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size)]) if len(x) else x.new_zeros((0, encoder.spec.rep_dim))
+    encoder.train(was_training)
+    return out
+
+
+class CenterError(ValueError):
+    """c came out non-finite or all zero; training from it would be meaningless."""
+
+
+def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+    """c = mean of phi over unlabeled and labeled-normal data (never labeled anomalies), kept away from 0.
+
+    A coordinate of c near 0 could be matched trivially by zero weights, so |c_k| < eps becomes +-eps.
+    """
+    keep = y >= 0
+    if not bool(keep.any()):
+        raise CenterError("no unlabeled or labeled-normal samples to place the center c")
+    c = embed(encoder, x[keep]).mean(dim=0)
+    if not bool(torch.isfinite(c).all()):
+        raise CenterError("the center c is not finite: the network output overflowed (check the input data)")
+    if not bool((c != 0).any()):
+        raise CenterError("the center c is all zero: the network maps every input to 0 (dead network)")
+    small = c.abs() < eps
+    return torch.where(small, torch.where(c < 0, -eps, eps), c).clone()
+
+
+@dataclass
+class DeepSVDDResult:
+    c: torch.Tensor
+    radius: float  # R; 0 for one-class models
+    losses: list[float] = field(default_factory=list)
+
+
+def train_deep_svdd(
+    encoder: Encoder,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    c: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> DeepSVDDResult:
+    """Algorithm 1. For soft-boundary, R starts at 0 and is re-solved on each mini-batch after the step.
+
+    R is solved from the distances of the same forward pass that produced the gradient (as the
+    original code did), which saves a second forward pass per batch.
+    """
+    if c is None:
+        c = init_center(encoder, x, y, cfg.center_eps)
+    c = c.to(x.device)
+    radius = torch.zeros((), device=x.device)
+    loss_fn = LOSSES[cfg.objective]
+    last: dict[str, torch.Tensor] = {}
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        dist = squared_distances(encoder(x[idx]), c)
+        last["dist"], last["y"] = dist, y[idx]
+        return loss_fn(dist, y[idx], radius, cfg)
+
+    def solve() -> None:
+        radius.copy_(solve_radius(last["dist"], last["y"], cfg.nu, cfg.eta))
+
+    soft = cfg.objective is Objective.SOFT_BOUNDARY
+    losses = fit(encoder, len(x), batch_loss, cfg.optim, seed=seed, device=x.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    return DeepSVDDResult(c, float(radius.item()), losses)
+
+
+def train_classifier(
+    clf: Classifier, x: torch.Tensor, y: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+) -> list[float]:
+    """The supervised baseline: binary cross-entropy with unlabeled samples taken as normal."""
+    target = (y < 0).to(x.dtype)  # 1 = anomalous
+    return fit(clf, len(x), lambda idx: F.binary_cross_entropy_with_logits(clf(x[idx]), target[idx]), optim, seed=seed, device=x.device, on_epoch=on_epoch)
+
+
+@torch.inference_mode()
+def distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The anomaly score s(x) = ||phi(x) - c||."""
+    return squared_distances(embed(encoder, x, batch_size), c).sqrt()
+
+
+@torch.inference_mode()
+def classifier_scores(clf: Classifier, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    clf.eval()
+    return torch.cat([clf(chunk) for chunk in x.split(batch_size)])
