@@ -24,7 +24,7 @@ DEFAULT_DATA_ROOT = Path("~/.cache/ssd/datasets")
 
 CIFAR10_OFFICIAL_FOLDER = "cifar-10-batches-py"
 CIFAR10_JPEG_FOLDER = "cifar10-jpeg"
-_CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
+_CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _DOWNLOAD_HINT = f"use --download, or point --data-root (or {DATA_ROOT_ENV}) at a folder that has them"
 
@@ -93,6 +93,7 @@ _IDX_DATASETS: dict[str, tuple[type[tv.MNIST], str]] = {
 
 
 def get_builtin(name: str) -> BuiltinDataset:
+    """Look a dataset up by its CLI name; a typo gets the list of valid names."""
     try:
         return BUILTIN_DATASETS[name]
     except KeyError:

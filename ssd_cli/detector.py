@@ -23,7 +23,7 @@ class Detector:
     def __init__(self, saved: SavedModel, device: torch.device, threshold: float | None = None) -> None:
         self.saved = saved
         self.device = device
-        self.encoder = saved.encoder(device)
+        self.encoder = saved.encoder(device).to(memory_format=torch.channels_last)
         self.c = saved.c.to(device)
         self.threshold = saved.threshold if threshold is None else threshold
 
@@ -31,10 +31,14 @@ class Detector:
     def score(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels."""
         out = [
-            squared_distances(self.encoder(self.saved.preprocessor(chunk.to(self.device))), self.c).sqrt()
+            squared_distances(self.encoder(self._input(chunk)), self.c).sqrt()
             for chunk in images.split(batch_size)
         ]
         return torch.cat(out).cpu() if out else torch.zeros(0)
+
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.saved.preprocessor(images.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last)
 
     def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
         """Stream files through decode and network; the next batch decodes while this one is scored."""

@@ -28,7 +28,7 @@ def training_tensors(
     parts = [(t, label) for t, label in parts if t is not None and len(t)]
     x = torch.cat([pre(t.to(device)) for t, _ in parts])
     y = torch.cat([torch.full((len(t),), label, dtype=torch.int8, device=device) for t, label in parts])
-    return x.contiguous(), y
+    return x.contiguous(memory_format=torch.channels_last), y
 
 
 def pretrain(

@@ -95,7 +95,7 @@ class _ScenarioInfo:
     levels: tuple[float, ...]
     varied_column: str
     axis_label: str
-    title: str
+    heading: str
 
 
 class Scenario(str, Enum):
@@ -125,8 +125,9 @@ class Scenario(str, Enum):
         return _SCENARIO_INFO[self].axis_label
 
     @property
-    def title(self) -> str:
-        return _SCENARIO_INFO[self].title
+    def heading(self) -> str:
+        """'(i) adding labeled anomalies': for table headings and figure titles."""
+        return _SCENARIO_INFO[self].heading
 
     def format_level(self, level: float) -> str:
         """A level as the paper writes it: '5%' for ratios, '2' for class counts."""
@@ -272,7 +273,7 @@ def draw_training_set(
 
 def test_targets(test_labels: np.ndarray, normal_class: int) -> np.ndarray:
     """Ground truth of the test split: True for every class but the normal one."""
-    return np.asarray(test_labels) != normal_class
+    return np.asarray(np.asarray(test_labels) != normal_class, dtype=np.bool_)
 
 
 def _checked_labels(train_labels: np.ndarray, n_classes: int | None) -> np.ndarray:

@@ -353,7 +353,7 @@ def _markdown(summary: Summary) -> str:
     for table in summary.tables:
         lines += [
             "",
-            f"## {table.dataset}: {table.scenario.title}",
+            f"## {table.dataset}: {table.scenario.heading}",
             "",
             "| " + " | ".join([table.scenario.axis_label, *(m.display_name for m in table.methods)]) + " |",
             "|" + "---|" * (len(table.methods) + 1),
@@ -377,28 +377,16 @@ def _plot(table: ScenarioTable, handle: BinaryIO) -> None:
     for index, method in enumerate(table.methods):
         color = f"C{index}"
         label: str | None = method.display_name
-        ours = [(x, c) for x, c in _points(table, method) if c.mean is not None]
+        points = _points(table, method)
+        ours = [(x, c.mean, c.std) for x, c in points if c.mean is not None and c.std is not None]
         if ours:
-            axes.errorbar(
-                [x for x, _ in ours],
-                [c.mean for _, c in ours],
-                yerr=[c.std for _, c in ours],
-                color=color,
-                marker="o",
-                capsize=3,
-                label=label,
-            )
+            xs, means, stds = zip(*ours, strict=True)
+            axes.errorbar(xs, means, yerr=stds, color=color, marker="o", capsize=3, label=label)
             label = None
-        paper = [(x, c) for x, c in _points(table, method) if c.paper_mean is not None]
+        paper = [(x, c.paper_mean) for x, c in points if c.paper_mean is not None]
         if paper:
-            axes.plot(
-                [x for x, _ in paper],
-                [c.paper_mean for _, c in paper],
-                color=color,
-                linestyle="--",
-                alpha=0.7,
-                label=label,
-            )
+            xs, means = zip(*paper, strict=True)
+            axes.plot(xs, means, color=color, linestyle="--", marker="x", alpha=0.7, label=label)
     style_keys = [
         Line2D([], [], color="grey", label="ours (± std)"),
         Line2D([], [], color="grey", linestyle="--", label="paper"),
@@ -408,7 +396,7 @@ def _plot(table: ScenarioTable, handle: BinaryIO) -> None:
     axes.set_xticks(range(len(table.levels)), [table.scenario.format_level(level) for level in table.levels])
     axes.set_xlabel(table.scenario.axis_label)
     axes.set_ylabel("AUC (%)")
-    axes.set_title(f"{table.dataset}: {table.scenario.title}")
+    axes.set_title(f"{table.dataset}: {table.scenario.heading}")
     figure.savefig(handle, format="png", dpi=120)
 
 

@@ -62,7 +62,9 @@ def test_data_root_option_beats_env_beats_default(monkeypatch: pytest.MonkeyPatc
 
 
 def test_registry_describes_the_three_paper_datasets() -> None:
-    shapes = {n: (d.architecture, d.channels, d.image_size, d.num_classes, d.paper_name) for n, d in BUILTIN_DATASETS.items()}
+    shapes = {
+        n: (d.architecture, d.channels, d.image_size, d.num_classes, d.paper_name) for n, d in BUILTIN_DATASETS.items()
+    }
     assert shapes == {
         "mnist": ("mnist", 1, 28, 10, "mnist"),
         "fashion-mnist": ("fashion-mnist", 1, 28, 10, "fashion-mnist"),
