@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,7 +17,7 @@ from .config import Objective, OptimConfig, Preprocessing, TrainConfig, PAPER_PR
 from .device import resolve_device
 from .errors import ExitCode, SsdError, UsageError
 from .files import check_writable
-from .render import console, epoch_progress, error, warn_skipped
+from .render import console, describe_run, epoch_progress, error, render_plan, render_summary, run_progress, warn, warn_skipped
 
 app = typer.Typer(
     name="ssd",
@@ -87,6 +88,8 @@ ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grays
 SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Images are resized to this square size; default: the architecture's (28 or 32).")]
 PreOpt = Annotated[Preprocessing, typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Mini-batch size.")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]
 
 
 def _spec(arch: str, channels: int | None, image_size: int | None):
@@ -264,6 +267,194 @@ def score(
     if output is not None:
         write_scores(output, rows, model=model, threshold=detector.threshold, force=force)
         console.print(f"wrote {len(rows)} scores to [bold]{output}[/]")
+
+
+def _read_labels_csv(path: Path) -> tuple[list[Path], list[bool]]:
+    """path,label rows (label normal/anomaly, or 0/1); relative paths are relative to the CSV file."""
+    import csv
+
+    if not path.is_file():
+        raise SsdError(f"--labels: '{path}' does not exist", ExitCode.BAD_INPUT)
+    names = {"normal": False, "0": False, "anomaly": True, "anomalous": True, "1": True}
+    files, flags = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if rows and rows[0][:2] == ["path", "label"]:
+        rows = rows[1:]
+    for i, row in enumerate(rows, 1):
+        if len(row) < 2 or row[1].strip().lower() not in names:
+            raise SsdError(f"--labels {path}: row {i} is not 'path,label' with label normal or anomaly: {row}", ExitCode.BAD_INPUT)
+        files.append((path.parent / row[0]).resolve() if not Path(row[0]).is_absolute() else Path(row[0]))
+        flags.append(names[row[1].strip().lower()])
+    if not files:
+        raise SsdError(f"--labels {path}: no rows", ExitCode.BAD_INPUT)
+    return files, flags
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file written by `ssd train`.")],
+    normal: Annotated[Optional[list[Path]], typer.Option("--normal", help="Folder of normal test images; repeatable.")] = None,
+    anomalous: Annotated[Optional[list[Path]], typer.Option("--anomalous", help="Folder of anomalous test images; repeatable.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV of path,label (label: normal or anomaly); paths relative to the CSV.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset whose test split to use: mnist, fashion-mnist or cifar10.")] = None,
+    normal_class: Annotated[Optional[int], typer.Option("--normal-class", help="With --dataset: the class that is normal; all others are anomalous.")] = None,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    threshold: Annotated[Optional[float], typer.Option(help="Decision threshold for precision/recall/F1 (default: the model's).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics to this JSON file.")] = None,
+    batch_size: BatchOpt = 512,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Measure a model on labeled data: AUROC, AUPRC, and precision/recall/F1 at the threshold."""
+    import json
+
+    import numpy as np
+
+    from . import modelfile
+    from .detector import Detector
+    from .files import write_text_atomic
+    from .images import list_images
+    from .metrics import compute_metrics
+    from .render import metrics_table
+
+    sources = sum([bool(normal or anomalous), labels is not None, dataset is not None])
+    if sources != 1:
+        raise UsageError("give exactly one of: --normal and --anomalous folders, --labels CSV, or --dataset with --normal-class")
+    if output is not None:
+        if output.suffix.lower() != ".json":
+            raise UsageError(f"--output must end in .json, got '{output.name}'")
+        check_writable(output, force)
+    saved = modelfile.load_model(model)
+    detector = Detector(saved, resolve_device(device), threshold)
+    spec = saved.spec
+    if dataset is not None:
+        from .datasets import get_builtin, load_builtin, resolve_data_root
+
+        b = get_builtin(dataset)
+        if normal_class is None or not 0 <= normal_class < b.num_classes:
+            raise UsageError(f"--dataset needs --normal-class between 0 and {b.num_classes - 1}")
+        if (b.channels, b.image_size) != (spec.channels, spec.image_size):
+            raise SsdError(
+                f"model expects {spec.channels}x{spec.image_size}x{spec.image_size} images; {dataset} has {b.channels}x{b.image_size}x{b.image_size}",
+                ExitCode.BAD_MODEL,
+            )
+        test = load_builtin(dataset, resolve_data_root(data_root), train=False, download=download)
+        scores = detector.score(test.images, batch_size).numpy()
+        is_anomaly = test.labels.numpy() != normal_class
+        source = f"{dataset} test split, normal class {normal_class} ({test.source})"
+    else:
+        if labels is not None:
+            files, flags = _read_labels_csv(labels)
+            source = f"labels file {labels}"
+        else:
+            if not normal or not anomalous:
+                raise UsageError("--normal and --anomalous must both be given")
+            n_files = list_images(normal, what="--normal")
+            a_files = list_images(anomalous, what="--anomalous")
+            warn_skipped(n_files.skipped + a_files.skipped, "evaluate")
+            files = n_files.files + a_files.files
+            flags = [False] * len(n_files.files) + [True] * len(a_files.files)
+            source = f"folders normal={', '.join(map(str, normal))}; anomalous={', '.join(map(str, anomalous))}"
+        truth = dict(zip(files, flags))
+        got_scores, got_flags, skipped = [], [], []
+        for scored in detector.score_files(files, batch_size):
+            skipped.extend(scored.batch.skipped)
+            got_scores.extend(scored.scores.tolist())
+            got_flags.extend(truth[p] for p in scored.batch.paths)
+        warn_skipped(skipped, "evaluate")
+        scores, is_anomaly = np.asarray(got_scores), np.asarray(got_flags)
+    metrics = compute_metrics(scores, is_anomaly, detector.threshold)
+    console.print(metrics_table(metrics, title=f"{model.name} on {source}"))
+    if output is not None:
+        doc = {"tool": "ssd", "tool_version": __version__, "model": str(model), "data": source, "metrics": metrics.to_dict()}
+        write_text_atomic(output, json.dumps(doc, indent=1) + "\n", force)
+        console.print(f"wrote [bold]{output}[/]")
+
+
+@app.command()
+@handle_errors
+def benchmark(
+    dataset: Annotated[str, typer.Argument(help="mnist, fashion-mnist, cifar10, a folder with train/<class>/ and test/<class>/ image folders, or 'report' to summarise an existing --out folder.")],
+    report_dir: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="With 'report': the results folder (same as --out).")] = None,
+    scenario: Annotated[str, typer.Option(help="labeled (i), pollution (ii), classes (iii), or all.")] = "labeled",
+    classes: Annotated[Optional[str], typer.Option(help="Normal classes to run, comma-separated (default: all).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per setup (default: the preset's, 10 for paper, 1 for quick).")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="Levels to run, comma-separated (default: the paper's, e.g. 0,1,5,10,20).")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Methods, comma-separated, from: soft_dsvdd, one_class_dsvdd, soft_ss_dsvdd, one_class_ss_dsvdd, supervised (default: all).")] = None,
+    preset: Annotated[str, typer.Option(help="paper: Appendix C epochs (150 train, 150/350 autoencoder), 10 seeds; quick: 6+6 epochs, 1 seed.")] = "paper",
+    epochs: Annotated[Optional[int], typer.Option(help="Override the preset's training epochs (the lr drop keeps its relative place).")] = None,
+    pretrain_epochs: Annotated[Optional[int], typer.Option(help="Override the preset's autoencoder pretraining epochs.")] = None,
+    nus: Annotated[str, typer.Option(help="nu values for the soft-boundary methods; the better is reported, as in the paper.")] = "0.01,0.1",
+    preprocessing: Annotated[Preprocessing, typer.Option(help="gcn (the paper's: GCN l1 + min-max from the normal class's training data) or scale.")] = Preprocessing.GCN,
+    arch: Annotated[Optional[str], typer.Option(help="Network (default: the dataset's own; mnist for image folders).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder: results.jsonl (resumable), summary.csv/.md and figures.")] = Path("benchmark-results"),
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a plan estimated to take over an hour.")] = False,
+) -> None:
+    """Rerun the paper's experiments (Tables 1-3) with this engine and print them beside the paper's.
+
+    Each finished run is appended to OUT/results.jsonl; rerunning the same command resumes. At the end
+    (or with `ssd benchmark report DIR`) a table per scenario is printed and written to OUT.
+    """
+    from . import benchmark as bench
+    from .protocol import Method, Scenario
+
+    if dataset == "report":
+        _report(report_dir or out)
+        return
+    if report_dir is not None:
+        raise UsageError("a second argument is only taken after 'report'")
+    try:
+        chosen = list(Scenario) if scenario == "all" else [Scenario(scenario)]
+        chosen_methods = list(Method) if methods is None else [Method(m) for m in methods.replace(" ", "").split(",") if m]
+        the_preset = bench.Preset(preset)
+        nu_values = tuple(float(v) for v in nus.split(",") if v)
+        level_values = None if levels is None else [float(v) for v in levels.split(",") if v]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from .datasets import resolve_data_root
+
+    dev = resolve_device(device)
+    with console.status("loading data"):
+        data = bench.load_benchmark_data(dataset, resolve_data_root(data_root), download, arch)
+    class_list = list(range(data.n_classes)) if classes is None else list(parse_ints(classes, "--classes"))
+    if any(not 0 <= c < data.n_classes for c in class_list):
+        raise UsageError(f"--classes must be between 0 and {data.n_classes - 1}")
+    settings = bench.with_epochs(bench.preset_settings(the_preset, data.spec), epochs, pretrain_epochs)
+    settings = replace(settings, preprocessing=preprocessing, nus=nu_values, seeds=seeds or settings.seeds)
+    runs = bench.plan_runs(chosen, class_list, settings.seeds, chosen_methods, settings.nus, level_values)
+    done = bench.completed_keys(out, data.name, settings)
+    todo = [r for r in runs if r.key() not in done]
+    with console.status("timing a few training steps for the estimate"):
+        estimate = bench.estimate_seconds(todo, data, settings, dev)
+    render_plan(data, settings, runs, todo, estimate, dev, out)
+    if estimate > 3600 and not yes and sys.stdin.isatty() and not typer.confirm("Start?", default=True):
+        raise typer.Exit(ExitCode.OK)
+    if todo:
+        with run_progress(len(todo)) as (progress, task):
+            for result in bench.run_benchmark(data, todo, settings, out, dev, on_start=lambda r: progress.update(task, status=describe_run(r))):
+                progress.advance(task)
+    _report(out)
+
+
+def _report(out: Path) -> None:
+    from .report import read_results, summarize, write_summary
+
+    path = out / "results.jsonl"
+    if not path.is_file():
+        raise SsdError(f"no results in '{out}' (expected {path})", ExitCode.BAD_INPUT)
+    results = read_results(path)
+    if results.skipped_lines:
+        warn(f"{path}: skipped {results.skipped_lines} unreadable line(s) (a run cut short is redone on resume)")
+    summary = summarize(results.records)
+    render_summary(summary)
+    written = write_summary(summary, out)
+    console.print("wrote " + ", ".join(str(p) for p in written))
 
 
 def run() -> None:

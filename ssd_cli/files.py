@@ -28,10 +28,17 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; restore it at once
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str, force: bool) -> None:

@@ -72,7 +72,11 @@ def get_spec(name: str, channels: int | None = None, image_size: int | None = No
         spec = _REGISTRY[name]()
     except KeyError:
         raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(architectures())}") from None
-    spec = replace(spec, channels=channels or spec.channels, image_size=image_size or spec.image_size)
+    spec = replace(
+        spec,
+        channels=spec.channels if channels is None else channels,
+        image_size=spec.image_size if image_size is None else image_size,
+    )
     step = 2 ** len(spec.conv_filters)
     if spec.channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {spec.channels}")

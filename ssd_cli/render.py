@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .benchmark import BenchmarkData, BenchmarkSettings, Run
 from .images import Skipped
+from .metrics import DetectionMetrics
+from .report import Cell, Summary, format_cell
 from .training import EpochCallback, EpochInfo
 
 console = Console()
@@ -57,3 +63,73 @@ def epoch_progress(description: str, epochs: int) -> Iterator[EpochCallback]:
             progress.update(task, completed=info.epoch, status=f"loss {info.loss:.4g}  lr {info.lr:.0e}")
 
         yield on_epoch
+
+
+def metrics_table(m: DetectionMetrics, title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("AUROC", f"{m.auroc:.4f}"),
+        ("AUPRC", f"{m.auprc:.4f}"),
+        ("threshold", f"{m.threshold:.5g}"),
+        ("precision", f"{m.precision:.4f}"),
+        ("recall", f"{m.recall:.4f}"),
+        ("F1", f"{m.f1:.4f}"),
+        ("normal / anomalous", f"{m.n_normal} / {m.n_anomalous}"),
+        ("TP / FP / TN / FN", f"{m.tp} / {m.fp} / {m.tn} / {m.fn}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def describe_run(run: Run) -> str:
+    nu = f" nu={run.nu:g}" if run.nu is not None else ""
+    return f"{run.scenario.value} {run.scenario.format_level(run.level)} class {run.normal_class} seed {run.seed} {run.method.value}{nu}"
+
+
+def render_plan(data: BenchmarkData, s: BenchmarkSettings, runs: list[Run], todo: list[Run], estimate: float, device: object, out: Path) -> None:
+    console.print(
+        f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name}; device {device}\n"
+        f"settings: {s.label}: train {s.train.epochs} epochs (lr {s.train.lr:g}, x0.1 at {list(s.train.lr_milestones)}), "
+        f"autoencoder {s.pretrain.epochs} epochs, batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
+        f"soft-boundary nu in {list(s.nus)} (the better reported), {s.seeds} seed(s)\n"
+        f"plan: {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do; "
+        f"estimated {_duration(estimate)} here",
+        highlight=False,
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h} h {rest // 60} min" if h else f"{rest // 60} min {rest % 60} s"
+
+
+@contextmanager
+def run_progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
+    with new_progress() as progress:
+        yield progress, progress.add_task("runs", total=total, status="")
+
+
+def render_summary(summary: Summary) -> None:
+    for t in summary.tables:
+        table = Table(title=f"{t.dataset}: {t.scenario.heading} — AUC %, ours (paper, ours − paper)")
+        table.add_column(t.scenario.axis_label)
+        for m in t.methods:
+            table.add_column(m.display_name, overflow="fold")
+        for level in t.levels:
+            cells = [t.cells.get((level, m)) for m in t.methods]
+            table.add_row(t.scenario.format_level(level), *[format_cell(c) + _nu(c) if c else "" for c in cells])
+        console.print(table)
+    console.print(
+        f"{summary.n_runs} runs; data: {'; '.join(summary.data_sources)}; settings: {', '.join(summary.presets)}; "
+        f"preprocessing: {', '.join(summary.preprocessings)}. Soft-boundary cells are the better of nu in {{0.01, 0.1}} "
+        "(chosen nu shown), as the paper did; † = SS-DSVDD with no labels is the unsupervised method (same runs).",
+        highlight=False,
+    )
+
+
+def _nu(cell: Cell) -> str:
+    return f" nu={cell.nu:g}" if cell.nu is not None and cell.n else ""

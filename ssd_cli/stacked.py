@@ -1,0 +1,288 @@
+"""Train K runs of one architecture at once, so that the paper's small networks keep a GPU busy.
+
+Each run k keeps everything a run trained alone has: its own data x_k and labels y_k, its own
+initial weights, its own center c_k, its own shuffle (torch.Generator().manual_seed(seed_k), one
+randperm(N) per epoch, exactly as `training.fit`), its own objective, nu and eta, and its own Adam
+state. What the runs must share is what makes their steps line up: the architecture, the number of
+training samples N and the OptimConfig (epochs, lr schedule, batch size, weight decay).
+
+How: the K modules' parameters and buffers are stacked along a new leading dimension
+(torch.func.stack_module_state) and one forward pass is vmapped over them (functional_call), so
+convolutions become one grouped convolution and linear layers one batched matmul. Batch norm runs
+in train mode on the stacked running-statistics buffers; the in-place running-mean/var updates of
+F.batch_norm work under vmap when the buffers themselves are batched, so every run tracks its own
+statistics (the test checks them against single runs). The loss that is backpropagated is the sum
+over runs of each run's mean batch loss; the runs' parameters are disjoint, so each slice of a
+stacked gradient is that run's own gradient. Adam (weight decay included) is elementwise, so one
+Adam over the stacked tensors is K independent Adams with one shared lr schedule.
+
+The results equal K separate `training` runs up to floating-point rounding (a grouped convolution
+sums in another order than K single ones); they are not bit-identical. On a CPU the stack is not
+faster than training the runs one after the other; use it on CUDA (see `stack_is_faster`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .config import Objective, OptimConfig, TrainConfig
+from .nets import AutoEncoder, Classifier, Encoder
+from .objectives import LOSSES, solve_radius
+from .training import DeepSVDDResult, EpochInfo, init_center
+
+StackedEpochCallback = Callable[[list[EpochInfo]], None]
+"""Called once per epoch with one EpochInfo per run (in run order; `seconds` is the stack's epoch)."""
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+StackedBatchLoss = Callable[[Forward, torch.Tensor], torch.Tensor]
+
+
+def stack_is_faster(device: torch.device | str) -> bool:
+    """Whether stacking runs is expected to beat training them one after the other on `device`.
+
+    Only on CUDA: there the paper's small networks leave the GPU mostly idle (kernel launches and
+    Python overhead dominate), and a stack of K runs costs about as many launches as one run. On a
+    CPU the work is the same arithmetic either way, grouped convolutions are slower than plain ones
+    and vmap adds overhead, so sequential training is as fast or faster (measured; see tests). The
+    GPU speed-up has not been measured in this repository yet.
+    """
+    return torch.device(device).type == "cuda"
+
+
+class _Stack:
+    """K modules of one architecture as stacked parameter and buffer tensors with one vmapped forward."""
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        if not modules:
+            raise ValueError("at least one run is needed")
+        first = modules[0]
+        shapes = {n: (t.shape, t.dtype, t.device) for n, t in _state(first)}
+        for m in modules[1:]:
+            if type(m) is not type(first) or getattr(m, "spec", None) != getattr(first, "spec", None):
+                raise ValueError("stacked runs must share one architecture")
+            if {n: (t.shape, t.dtype, t.device) for n, t in _state(m)} != shapes:
+                raise ValueError("stacked runs must have parameters and buffers of the same shapes, dtype and device")
+        self.modules = list(modules)
+        self.params, self.buffers = stack_module_state(self.modules)
+        # stack_module_state leaves the stacked parameters as leaves that require grad.
+        self.base = copy.deepcopy(first).to("meta")
+        self.base.train()
+
+        def call(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        self._forward = vmap(call)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (K, B, ...) -> (K, B, ...): run k's network on x[k], in train mode."""
+        return self._forward(self.params, self.buffers, x)
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the stacked state into the K modules, leaving them as `training.fit` leaves a module."""
+        for k, m in enumerate(self.modules):
+            for name, t in m.named_parameters():
+                t.copy_(self.params[name][k])
+            for name, t in m.named_buffers():
+                t.copy_(self.buffers[name][k])
+            m.to(memory_format=torch.channels_last)
+            m.train()
+
+
+def _state(m: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [*m.named_parameters(), *m.named_buffers()]
+
+
+class _Data:
+    """Per-run batches x_k[idx_k] from K tensors of N samples each (or one tensor shared by all)."""
+
+    def __init__(self, xs: Sequence[torch.Tensor] | torch.Tensor, k: int) -> None:
+        if isinstance(xs, torch.Tensor):
+            xs = [xs] * k
+        if len(xs) != k:
+            raise ValueError(f"{k} runs but {len(xs)} data tensors")
+        n = len(xs[0])
+        if any(len(x) != n for x in xs) or any(x.device != xs[0].device for x in xs):
+            raise ValueError("stacked runs need the same number of training samples on the same device")
+        self.n, self.device = n, xs[0].device
+        if all(x is xs[0] for x in xs):
+            self._shared, self._stacked = xs[0], None
+        else:
+            self._shared, self._stacked = None, torch.stack(list(xs))
+        self._runs = torch.arange(k, device=self.device).unsqueeze(1)
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx: (K, B) sample indices per run -> (K, B, ...)."""
+        if self._shared is not None:
+            return self._shared[idx]
+        return self._stacked[self._runs, idx]
+
+
+def _stack_labels(ys: Sequence[torch.Tensor] | torch.Tensor, k: int, n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(ys, torch.Tensor) and ys.dim() == 1:
+        ys = [ys] * k
+    if len(ys) != k or any(len(y) != n for y in ys):
+        raise ValueError(f"expected {k} label vectors of length {n}")
+    return torch.stack([y.to(device) for y in ys])
+
+
+def fit_stacked(
+    stack: _Stack,
+    n: int,
+    batch_loss: StackedBatchLoss,
+    optim: OptimConfig,
+    *,
+    seeds: Sequence[int],
+    device: torch.device,
+    after_step: Callable[[], None] | None = None,
+    on_epoch: StackedEpochCallback | None = None,
+) -> list[list[float]]:
+    """`training.fit` for K runs at once; returns the mean loss per epoch of each run.
+
+    batch_loss(forward, idx) gets the stacked forward and the (K, B) batch indices (row k drawn
+    from run k's own permutation) and returns the K batch losses.
+    """
+    k = len(stack)
+    if len(seeds) != k:
+        raise ValueError(f"{k} runs but {len(seeds)} seeds")
+    params = list(stack.params.values())
+    opt = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(optim.lr_milestones), gamma=optim.lr_gamma)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    losses: list[list[float]] = [[] for _ in range(k)]
+    for epoch in range(optim.epochs):
+        start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device, non_blocking=True)
+        total = torch.zeros(k, device=device)
+        for idx in perm.split(optim.batch_size, dim=1):
+            loss = batch_loss(stack.forward, idx)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()  # disjoint parameters: each run gets its own gradient
+            opt.step()
+            if after_step is not None:
+                after_step()
+            total += loss.detach() * idx.shape[1]
+        sched.step()
+        seconds = time.perf_counter() - start
+        for run, value in enumerate(total.tolist()):
+            losses[run].append(value / n)
+        if on_epoch is not None:
+            on_epoch([EpochInfo(epoch + 1, optim.epochs, run_losses[-1], seconds, lr) for run_losses in losses])
+    stack.write_back()
+    return losses
+
+
+def _groups(keys: Sequence) -> list[tuple[object, list[int]]]:
+    """Run indices grouped by key, in order of first appearance."""
+    out: dict = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
+    return list(out.items())
+
+
+def train_deep_svdd_stacked(
+    encoders: Sequence[Encoder],
+    xs: Sequence[torch.Tensor] | torch.Tensor,
+    ys: Sequence[torch.Tensor] | torch.Tensor,
+    cfgs: Sequence[TrainConfig],
+    seeds: Sequence[int],
+    centers: Sequence[torch.Tensor] | None = None,
+    on_epoch: StackedEpochCallback | None = None,
+) -> list[DeepSVDDResult]:
+    """`training.train_deep_svdd` for K runs at once; the trained weights end up in `encoders`.
+
+    Runs may mix objectives, nu and eta, but must share the architecture, N and cfg.optim. xs and
+    ys are per-run tensors (or one tensor for all runs); centers default to init_center per run.
+    """
+    k = len(encoders)
+    if len(cfgs) != k or len(seeds) != k:
+        raise ValueError(f"{k} encoders need {k} configs and {k} seeds")
+    optim = cfgs[0].optim
+    if any(c.optim != optim for c in cfgs):
+        raise ValueError("stacked runs must share one OptimConfig")
+    data = _Data(xs, k)
+    y = _stack_labels(ys, k, data.n, data.device)
+    if centers is None:
+        per_run_x = [xs] * k if isinstance(xs, torch.Tensor) else list(xs)
+        centers = [init_center(e, xr, yr, c.center_eps) for e, xr, yr, c in zip(encoders, per_run_x, y, cfgs)]
+    centers = [c.to(data.device) for c in centers]
+    c_all = torch.stack(centers).unsqueeze(1)  # (K, 1, rep_dim)
+    radius = torch.zeros(k, device=data.device)
+    runs = torch.arange(k, device=data.device).unsqueeze(1)
+
+    # Runs with equal (objective, nu, eta, eps) share one call of the loss and of the radius solver,
+    # with the settings as Python floats exactly as in a single run.
+    loss_groups = [
+        (cfgs[g[0]], torch.tensor(g, device=data.device)) for _, g in _groups([(c.objective, c.nu, c.eta, c.eps) for c in cfgs])
+    ]
+    soft = [(cfg, g) for cfg, g in loss_groups if cfg.objective is Objective.SOFT_BOUNDARY]
+    order = torch.cat([g for _, g in loss_groups])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(k, device=data.device)
+    last: dict[str, torch.Tensor] = {}
+
+    def batch_loss(forward: Forward, idx: torch.Tensor) -> torch.Tensor:
+        dist = ((forward(data.take(idx)) - c_all) ** 2).sum(dim=-1)  # (K, B), as squared_distances
+        yb = y[runs, idx]
+        last["dist"], last["y"] = dist, yb
+        parts = [LOSSES[cfg.objective](dist[g], yb[g], radius[g], cfg) for cfg, g in loss_groups]
+        return torch.cat(parts)[inverse]
+
+    def solve() -> None:
+        for cfg, g in soft:
+            radius[g] = solve_radius(last["dist"][g], last["y"][g], cfg.nu, cfg.eta).to(radius.dtype)
+
+    stack = _Stack(encoders)
+    losses = fit_stacked(stack, data.n, batch_loss, optim, seeds=seeds, device=data.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    radii = radius.tolist()
+    return [DeepSVDDResult(centers[i], float(radii[i]), losses[i]) for i in range(k)]
+
+
+def pretrain_autoencoders_stacked(
+    aes: Sequence[AutoEncoder],
+    xs: Sequence[torch.Tensor] | torch.Tensor,
+    optim: OptimConfig,
+    seeds: Sequence[int],
+    on_epoch: StackedEpochCallback | None = None,
+) -> list[list[float]]:
+    """`training.pretrain_autoencoder` for K runs at once; returns each run's losses per epoch."""
+    k = len(aes)
+    data = _Data(xs, k)
+
+    def batch_loss(forward: Forward, idx: torch.Tensor) -> torch.Tensor:
+        xb = data.take(idx)
+        return ((forward(xb) - xb) ** 2).flatten(2).sum(dim=2).mean(dim=1)  # as reconstruction_loss
+
+    return fit_stacked(_Stack(aes), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
+
+
+def train_classifiers_stacked(
+    clfs: Sequence[Classifier],
+    xs: Sequence[torch.Tensor] | torch.Tensor,
+    ys: Sequence[torch.Tensor] | torch.Tensor,
+    optim: OptimConfig,
+    seeds: Sequence[int],
+    on_epoch: StackedEpochCallback | None = None,
+) -> list[list[float]]:
+    """`training.train_classifier` for K runs at once; returns each run's losses per epoch."""
+    k = len(clfs)
+    data = _Data(xs, k)
+    y = _stack_labels(ys, k, data.n, data.device)
+    runs = torch.arange(k, device=data.device).unsqueeze(1)
+
+    def batch_loss(forward: Forward, idx: torch.Tensor) -> torch.Tensor:
+        xb = data.take(idx)
+        target = (y[runs, idx] < 0).to(xb.dtype)  # 1 = anomalous
+        return F.binary_cross_entropy_with_logits(forward(xb), target, reduction="none").mean(dim=1)
+
+    return fit_stacked(_Stack(clfs), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
