@@ -141,9 +141,13 @@ def completed_keys(out_dir: Path, dataset: str, settings: BenchmarkSettings) -> 
 
 
 def append_record(path: Path, record: dict) -> None:
-    """One line per finished run, flushed to disk before the next run starts."""
+    """One line per finished run, flushed to disk before the next run starts.
+
+    A line cut short by an earlier stop is closed first, so it cannot swallow this record.
+    """
+    cut = path.exists() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(("\n" if cut else "") + json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
 
 from .config import Objective, OptimConfig, TrainConfig
-from .nets import AutoEncoder, Classifier, Encoder
+from .nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
 from .objectives import LOSSES, solve_radius
 from .training import DeepSVDDResult, EpochInfo, init_center
 
@@ -57,35 +57,97 @@ def stack_is_faster(device: torch.device | str) -> bool:
 
 
 class _Stack:
-    """K modules of one architecture as stacked parameter and buffer tensors with one vmapped forward."""
+    """K networks of one architecture as stacked parameter and buffer tensors with one forward pass.
+
+    Activations of the convolutional part are laid out as (B, K*C, H, W): run k owns channels
+    k*C .. k*C+C-1, so a convolution is one grouped convolution (groups=K), and batch norm,
+    leaky ReLU, max-pooling and upsampling act per channel exactly as in K separate networks. The
+    batch-norm running statistics are the stacked buffers (K, C) viewed as (K*C,), so F.batch_norm
+    updates them in place, per run. Dense layers are batched matrix products over (K, B, units).
+    """
 
     def __init__(self, modules: Sequence[nn.Module]) -> None:
         if not modules:
             raise ValueError("at least one run is needed")
         first = modules[0]
-        shapes = {n: (t.shape, t.dtype, t.device) for n, t in _state(first)}
+        if not isinstance(first, (Encoder, AutoEncoder, Classifier)):
+            raise TypeError(f"cannot stack {type(first).__name__} networks (Encoder, AutoEncoder or Classifier only)")
+        layout = {n: (t.shape, t.dtype, t.device) for n, t in _state(first)}
         for m in modules[1:]:
-            if type(m) is not type(first) or getattr(m, "spec", None) != getattr(first, "spec", None):
+            if type(m) is not type(first) or _spec(m) != _spec(first):
                 raise ValueError("stacked runs must share one architecture")
-            if {n: (t.shape, t.dtype, t.device) for n, t in _state(m)} != shapes:
+            if {n: (t.shape, t.dtype, t.device) for n, t in _state(m)} != layout:
                 raise ValueError("stacked runs must have parameters and buffers of the same shapes, dtype and device")
-        self.modules = list(modules)
-        self.params, self.buffers = stack_module_state(self.modules)
-        # stack_module_state leaves the stacked parameters as leaves that require grad.
-        self.base = copy.deepcopy(first).to("meta")
-        self.base.train()
-
-        def call(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, (p, b), (x,))
-
-        self._forward = vmap(call)
+        for name, bn in first.named_modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm) and (bn.affine or not bn.track_running_stats):
+                raise ValueError(f"batch norm {name} must be non-affine with running statistics")
+        self.template, self.modules, self.k = first, list(modules), len(modules)
+        self.params, self.buffers = stack_module_state(self.modules)  # parameters: leaves requiring grad
 
     def __len__(self) -> int:
-        return len(self.modules)
+        return self.k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (K, B, ...) -> (K, B, ...): run k's network on x[k], in train mode."""
-        return self._forward(self.params, self.buffers, x)
+        """x: (K, B, C, H, W), run k's batch in x[k]; train mode. Returns, per run in dim 0, phi(x)
+        (K, B, rep_dim) for an Encoder, the reconstruction (K, B, C, H, W) for an AutoEncoder and
+        the logits (K, B) for a Classifier."""
+        k, b, c = x.shape[:3]
+        h = x.transpose(0, 1).reshape(b, k * c, *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+        net = self.template
+        if isinstance(net, Encoder):
+            return self._encode(net, "", h)
+        if isinstance(net, AutoEncoder):
+            out = self._decode(net.decoder, "decoder.", self._encode(net.encoder, "encoder.", h))
+            return out.unflatten(1, (k, c)).transpose(0, 1)
+        z = self._encode(net.encoder, "encoder.", h)
+        w, bias = self.params["head.weight"], self.params["head.bias"]
+        return torch.baddbmm(bias.unsqueeze(1), z, w.transpose(1, 2)).squeeze(-1)
+
+    def _encode(self, enc: Encoder, prefix: str, x: torch.Tensor) -> torch.Tensor:
+        """(B, K*C, H, W) -> (K, B, rep_dim), as Encoder.forward."""
+        for i, (conv, bn) in enumerate(zip(enc.convs, enc.conv_bns)):
+            x = self._conv(f"{prefix}convs.{i}", conv, x)
+            x = F.max_pool2d(F.leaky_relu(self._bn(f"{prefix}conv_bns.{i}", bn, x), LEAKY_SLOPE), 2)
+        h = x.reshape(x.shape[0], self.k, -1).transpose(0, 1)  # (K, B, C*h*w), flattened per run
+        for i, _ in enumerate(enc.dense):
+            h = self._dense(f"{prefix}dense.{i}", h)
+            if i < len(enc.dense_bns):
+                h = F.leaky_relu(self._bn_dense(f"{prefix}dense_bns.{i}", enc.dense_bns[i], h), LEAKY_SLOPE)
+        return h
+
+    def _decode(self, dec: Decoder, prefix: str, z: torch.Tensor) -> torch.Tensor:
+        """(K, B, rep_dim) -> (B, K*C, H, W), as Decoder.forward."""
+        for i, bn in enumerate(dec.dense_bns):
+            z = F.leaky_relu(self._bn_dense(f"{prefix}dense_bns.{i}", bn, self._dense(f"{prefix}dense.{i}", z)), LEAKY_SLOPE)
+        s = dec.spec
+        x = z.transpose(0, 1).reshape(z.shape[1], self.k * s.conv_filters[-1], s.feature_size, s.feature_size)
+        for i, conv in enumerate(dec.convs):
+            x = self._conv(f"{prefix}convs.{i}", conv, F.interpolate(x, scale_factor=2, mode="nearest"))
+            if i < len(dec.conv_bns):
+                x = F.leaky_relu(self._bn(f"{prefix}conv_bns.{i}", dec.conv_bns[i], x), LEAKY_SLOPE)
+        return torch.sigmoid(x)
+
+    def _conv(self, name: str, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        # (K, O, C, kh, kw) -> (K*O, C, kh, kw) in channels_last, as `fit` converts a single model.
+        w = self.params[f"{name}.weight"].flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups * self.k)
+
+    def _dense(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        """(K, B, in) -> (K, B, out) with run k's bias-free weight."""
+        return torch.bmm(h, self.params[f"{name}.weight"].transpose(1, 2))
+
+    def _bn(self, name: str, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Train-mode batch norm over (B, K*C, ...), updating the stacked running statistics in place."""
+        mean, var = self.buffers[f"{name}.running_mean"], self.buffers[f"{name}.running_var"]
+        count = self.buffers[f"{name}.num_batches_tracked"]
+        count.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(count[0])  # as _BatchNorm.forward
+        return F.batch_norm(x, mean.view(-1), var.view(-1), None, None, True, momentum, bn.eps)
+
+    def _bn_dense(self, name: str, bn: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """Batch norm of (K, B, U) activations, through the (B, K*U) layout."""
+        k, b, u = h.shape
+        return self._bn(name, bn, h.transpose(0, 1).reshape(b, k * u)).view(b, k, u).transpose(0, 1)
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -97,6 +159,10 @@ class _Stack:
                 t.copy_(self.buffers[name][k])
             m.to(memory_format=torch.channels_last)
             m.train()
+
+
+def _spec(m: nn.Module) -> object:
+    return getattr(m, "spec", None) or getattr(getattr(m, "encoder", None), "spec", None)
 
 
 def _state(m: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -1,0 +1,124 @@
+"""`ssd benchmark`: a smoke run on MNIST, resume after a stop, and the plan/settings logic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ssd_cli import benchmark as bench
+from ssd_cli.cli import app
+from ssd_cli.nets import get_spec
+from ssd_cli.protocol import Method, Scenario
+
+runner = CliRunner()
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_plan_matches_the_papers_table_layout() -> None:
+    runs = bench.plan_runs([Scenario.LABELED], [0, 1], 2, list(Method), bench.PAPER_NUS)
+    # level 0: soft (2 nus) + one-class; levels 1, 5, 10, 20: soft SS (2 nus) + one-class SS + supervised
+    assert len(runs) == 2 * 2 * (3 + 4 * 4)
+    assert {r.method for r in runs if r.level == 0} == {Method.SOFT_DSVDD, Method.ONE_CLASS_DSVDD}
+    assert {r.nu for r in runs if r.method is Method.SOFT_SS_DSVDD} == {0.01, 0.1}
+    assert all(r.nu is None for r in runs if not r.method.is_soft_boundary)
+    # runs that share a training set are adjacent, so they share data and pretraining
+    sets = [(r.scenario, r.level, r.normal_class, r.seed) for r in runs]
+    assert sets == sorted(sets, key=sets.index)
+
+
+def test_presets_follow_the_paper() -> None:
+    paper = bench.preset_settings(bench.Preset.PAPER, get_spec("mnist"))
+    assert (paper.train.epochs, paper.train.lr, paper.train.lr_milestones, paper.train.batch_size) == (150, 1e-4, (50,), 200)
+    assert paper.train.weight_decay == 1e-6 and paper.seeds == 10 and paper.nus == (0.01, 0.1)
+    assert (paper.pretrain.epochs, paper.pretrain.lr_milestones, paper.pretrain.weight_decay) == (150, (50,), 0.5e-3)
+    colour = bench.preset_settings(bench.Preset.PAPER, get_spec("cifar10"))
+    assert (colour.pretrain.epochs, colour.pretrain.lr_milestones, colour.pretrain.weight_decay) == (350, (250,), 0.5e-6)
+    custom = bench.with_epochs(paper, 15, 30)
+    assert custom.train.lr_milestones == (5,) and custom.pretrain.lr_milestones == (10,)
+    assert custom.label != paper.label  # resume never mixes runs of other settings
+
+
+def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "bench"
+    args = ["benchmark", "mnist", "--data-root", str(data_root), "--preset", "quick", "--epochs", "1",
+            "--pretrain-epochs", "1", "--classes", "0,1", "--levels", "0,5", "--methods", "one_class_dsvdd,one_class_ss_dsvdd,supervised",
+            "--out", str(out), "--device", "cpu"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    records = _lines(out / "results.jsonl")
+    assert sorted((r["normal_class"], r["level"], r["method"]) for r in records) == [
+        (c, lvl, m) for c in (0, 1) for lvl, m in [(0, "one_class_dsvdd"), (5, "one_class_ss_dsvdd"), (5, "supervised")]
+    ]
+    for r in records:
+        assert 0.5 < r["auc"] <= 1.0, r  # even one epoch separates MNIST digits far better than chance
+        assert r["tool_version"] and r["preset"] == "quick(epochs=1,pretrain=1)" and r["preprocessing"] == "gcn"
+    ss = [r for r in records if r["method"] == "one_class_ss_dsvdd"]
+    assert all(r["n_labeled"] == round(0.05 * r["n_unlabeled"] / 0.95) and len(r["known_classes"]) == 1 for r in ss)
+    assert "One-Class SS-DSVDD" in result.output and "paper 96.8" in result.output
+    assert {"summary.csv", "summary.md"} <= {p.name for p in out.iterdir()}
+
+
+def _folder_dataset(root: Path, data_root: Path) -> Path:
+    """Three MNIST digits as train/<class>/ and test/<class>/ PNG folders (a user's own dataset)."""
+    from ssd_cli.datasets import load_builtin
+
+    for split, train, n in (("train", True, 60), ("test", False, 30)):
+        data = load_builtin("mnist", data_root, train=train)
+        for digit in (0, 1, 7):
+            folder = root / split / f"digit{digit}"
+            folder.mkdir(parents=True)
+            for i, idx in enumerate(np.flatnonzero(data.labels.numpy() == digit)[:n]):
+                Image.fromarray(data.images[idx, 0].numpy()).save(folder / f"{i}.png")
+    return root
+
+
+def test_resume_skips_finished_runs_and_redoes_a_cut_one(tmp_path: Path, data_root: Path) -> None:
+    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    out = tmp_path / "bench"
+    args = ["benchmark", str(dataset), "--scenario", "labeled", "--levels", "0,5", "--epochs", "1", "--pretrain-epochs", "1",
+            "--preset", "quick", "--out", str(out), "--device", "cpu", "--nus", "0.1", "--seeds", "1"]
+    first = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    results = out / "results.jsonl"
+    records = _lines(results)
+    assert len(records) == 3 * 5  # 3 classes x (2 unsupervised at 0% + 3 runs at 5%: one nu)
+    assert records[0]["dataset"] == "digits" and "image folders" in records[0]["data_source"]
+
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "0 to do" in again.output
+    assert _lines(results) == records  # nothing rerun, nothing lost
+
+    # A stop mid-write leaves a cut line: that run is redone, the others are kept.
+    text = results.read_text().splitlines()
+    results.write_text("\n".join(text[:-1]) + "\n" + text[-1][:25])
+    resumed = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 to do" in resumed.output
+    lines = results.read_text().splitlines()
+    assert lines[len(records) - 1] == text[-1][:25]  # the cut line stays, closed, and is ignored
+    final = [json.loads(line) for i, line in enumerate(lines) if i != len(records) - 1]
+    assert len(final) == len(records)
+    assert {(r["normal_class"], r["level"], r["method"], r["nu"]) for r in final} == {
+        (r["normal_class"], r["level"], r["method"], r["nu"]) for r in records
+    }
+    report = runner.invoke(app, ["benchmark", "report", str(out)], env={"COLUMNS": "200"})
+    assert report.exit_code == 0 and "skipped 1 unreadable line" in report.output
+
+
+def test_report_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["benchmark", "report", str(tmp_path / "nothing")])
+    assert result.exit_code == 3 and "no results" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["benchmark", "imagenet", "--out", str(tmp_path)])
+    assert result.exit_code == 3 and "neither a built-in dataset" in result.output
