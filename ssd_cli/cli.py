@@ -83,20 +83,20 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
-ArchOpt = Annotated[str, typer.Option("--arch", help="Network of the paper's Appendix B: mnist (1x28x28), fashion-mnist (1x28x28) or cifar10 (3x32x32).")]
+ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network of the paper's Appendix B: mnist (1x28x28, the default), fashion-mnist (1x28x28) or cifar10 (3x32x32).")]
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour); default: the architecture's.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Images are resized to this square size; default: the architecture's (28 or 32).")]
-PreOpt = Annotated[Preprocessing, typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
+PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Mini-batch size.")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]
 
 
-def _spec(arch: str, channels: int | None, image_size: int | None):
+def _spec(arch: str | None, channels: int | None, image_size: int | None):
     from .nets import get_spec
 
     try:
-        return get_spec(arch, channels, image_size)
+        return get_spec(arch or "mnist", channels, image_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -116,10 +116,10 @@ def _load(folders: list[Path] | None, spec, what: str):
 def pretrain(
     unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled training images, read recursively; repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Autoencoder file to write (safetensors).")] = Path("ae.safetensors"),
-    arch: ArchOpt = "mnist",
+    arch: ArchOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
-    preprocessing: PreOpt = Preprocessing.SCALE,
+    preprocessing: PreOpt = None,
     epochs: Annotated[int, typer.Option(help="Pretraining epochs.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PAPER_PRETRAIN_GRAYSCALE.lr,
     lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated.")] = "50",
@@ -138,7 +138,7 @@ def pretrain(
     dev = resolve_device(device)
     optim = _optim(epochs, lr, lr_milestones, weight_decay, batch_size)
     images = _load(unlabeled, spec, "--unlabeled")
-    pre = Preprocessor.fit(preprocessing, images)
+    pre = Preprocessor.fit(preprocessing or Preprocessing.SCALE, images)
     x, _ = pipeline.training_tensors(pre, dev, images)
     with epoch_progress("pretraining", optim.epochs) as on_epoch:
         ae, losses = pipeline.pretrain(spec, x, optim, seed=seed, on_epoch=on_epoch)
@@ -164,10 +164,10 @@ def train(
     objective: Annotated[Objective, typer.Option(help="one-class: objective (2)/(4); soft-boundary: objective (1)/(3) with radius R.")] = Objective.ONE_CLASS,
     nu: Annotated[float, typer.Option(help="Soft-boundary trade-off nu in (0, 1]: roughly the fraction of training data allowed outside the sphere.")] = 0.1,
     eta: Annotated[float, typer.Option(help="Weight eta > 0 of the labeled samples against the unlabeled ones.")] = 1.0,
-    arch: ArchOpt = "mnist",
+    arch: ArchOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
-    preprocessing: PreOpt = Preprocessing.SCALE,
+    preprocessing: PreOpt = None,
     epochs: Annotated[int, typer.Option(help="Training epochs (paper: 150).")] = 150,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-4, then 1e-5).")] = 1e-4,
     lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (paper: 50).")] = "50",
@@ -196,15 +196,17 @@ def train(
     saved_ae = modelfile.load_autoencoder(pretrained) if pretrained else None
     if saved_ae is not None:
         spec, pre_from_ae = saved_ae.spec, saved_ae.preprocessor
-        asked = _spec(arch, channels, image_size)
-        if (arch, channels, image_size) != ("mnist", None, None) and asked != spec:
+        asked = _spec(arch or spec.name, channels or spec.channels, image_size or spec.image_size)
+        if asked != spec:
             raise UsageError(f"--pretrained {pretrained} is a {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size} network, which does not match --arch/--channels/--image-size")
+        if preprocessing is not None and preprocessing is not pre_from_ae.kind:
+            raise UsageError(f"--pretrained {pretrained} was trained with --preprocessing {pre_from_ae.kind.value}; training must use the same")
     else:
         spec, pre_from_ae = _spec(arch, channels, image_size), None
     u = _load(unlabeled, spec, "--unlabeled")
     n = _load(normals, spec, "--normals")
     a = _load(anomalies, spec, "--anomalies")
-    pre = pre_from_ae or Preprocessor.fit(preprocessing, u)
+    pre = pre_from_ae or Preprocessor.fit(preprocessing or Preprocessing.SCALE, u)
     x, y = pipeline.training_tensors(pre, dev, u, n, a)
 
     ae = saved_ae.autoencoder().to(dev) if saved_ae else None
@@ -223,9 +225,13 @@ def train(
     console.print(
         f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size}, "
         f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
-        f"{cfg.optim.epochs} epochs in {t['seconds']} s on {dev}, final loss {t['final_loss']:.4g}, "
+        f"{cfg.optim.epochs} epochs in {t['seconds']} s on {dev}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
     )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 @app.command()

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, UsageError
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -16,7 +16,7 @@ def check_writable(path: Path, force: bool) -> None:
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"'{path}' is a folder, not a file")
     if not path.parent.exists():
-        raise OutputExistsError(f"folder '{path.parent}' does not exist")
+        raise UsageError(f"cannot write '{path}': folder '{path.parent}' does not exist")
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:

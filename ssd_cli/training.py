@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Objective, OptimConfig, TrainConfig
+from .errors import InputError
 from .nets import AutoEncoder, Classifier, Encoder
 from .objectives import LOSSES, solve_radius, squared_distances
 
@@ -97,7 +98,7 @@ def embed(encoder: Encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Te
     return out
 
 
-class CenterError(ValueError):
+class CenterError(InputError):
     """c came out non-finite or all zero; training from it would be meaningless."""
 
 
@@ -157,6 +158,11 @@ def train_deep_svdd(
 
     soft = cfg.objective is Objective.SOFT_BOUNDARY
     losses = fit(encoder, len(x), batch_loss, cfg.optim, seed=seed, device=x.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    if soft and cfg.optim.epochs > 0:
+        # The per-batch R saw training-mode batch norm; scores use eval mode. Solve R once more, on
+        # every training sample as scored, so that R is a threshold that means what nu says.
+        dist = squared_distances(embed(encoder, x), c)
+        radius = solve_radius(dist, y, cfg.nu, cfg.eta)
     return DeepSVDDResult(c, float(radius.item()), losses)
 
 

@@ -373,16 +373,14 @@ def test_typer_usage_errors_exit_2(args: list[str]) -> None:
     assert "Traceback" not in result.output
 
 
-# --- known bugs in cli.py/training.py (not ours to fix here): these flip to XPASS when fixed ----
+# --- regressions: zero epochs and a constant dataset ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="cli.train formats final_loss=None with :.4g when --epochs 0 (exit 1 after writing)")
 def test_zero_epochs_is_not_an_internal_error(small_dir: Path, tmp_path: Path) -> None:
     result = ssd("train", "-u", small_dir, "--epochs", 0, "--pretrain-epochs", 0, "--out", tmp_path / "m.safetensors", *FAST)
     ok(result)
 
 
-@pytest.mark.xfail(strict=True, reason="CenterError (all-black input -> c = 0) is not an SsdError, so it exits 1 as 'internal error'")
 def test_constant_black_images_are_bad_input(tmp_path: Path) -> None:
     from PIL import Image
 

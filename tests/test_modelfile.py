@@ -17,7 +17,7 @@ import ssd_cli
 from ssd_cli import files, modelfile, pipeline
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.detector import Detector
-from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError
+from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError, UsageError
 from ssd_cli.modelfile import SavedAutoencoder, load_autoencoder, load_model, save_autoencoder, save_model
 from ssd_cli.nets import AutoEncoder, get_spec
 from ssd_cli.preprocess import Preprocessor
@@ -216,8 +216,9 @@ def test_check_writable(tmp_path: Path) -> None:
     files.check_writable(path, force=True)
     with pytest.raises(OutputExistsError):
         files.check_writable(tmp_path, force=True)  # a folder is never overwritten
-    with pytest.raises(OutputExistsError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist") as missing:
         files.check_writable(tmp_path / "missing" / "out.csv", force=True)
+    assert missing.value.exit_code == ExitCode.USAGE
     assert path.read_text() == "old"
 
 
