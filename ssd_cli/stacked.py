@@ -7,23 +7,26 @@ state. What the runs must share is what makes their steps line up: the architect
 training samples N and the OptimConfig (epochs, lr schedule, batch size, weight decay).
 
 How: the K modules' parameters and buffers are stacked along a new leading dimension
-(torch.func.stack_module_state) and one forward pass is vmapped over them (functional_call), so
-convolutions become one grouped convolution and linear layers one batched matmul. Batch norm runs
-in train mode on the stacked running-statistics buffers; the in-place running-mean/var updates of
-F.batch_norm work under vmap when the buffers themselves are batched, so every run tracks its own
-statistics (the test checks them against single runs). The loss that is backpropagated is the sum
-over runs of each run's mean batch loss; the runs' parameters are disjoint, so each slice of a
-stacked gradient is that run's own gradient. Adam (weight decay included) is elementwise, so one
-Adam over the stacked tensors is K independent Adams with one shared lr schedule.
+(torch.func.stack_module_state) and one forward pass computes all K networks: the convolutional
+part runs on (B, K*C, H, W) activations as grouped convolutions (groups=K), dense layers are
+batched matrix products, and batch norm is F.batch_norm in train mode on (B, K*C, ...) with the
+stacked running-statistics buffers (K, C) viewed as (K*C,), so each run's statistics are updated
+in place exactly as its own BatchNorm module would (vmap over functional_call updates batched
+buffers correctly too, but it reshuffles memory layouts around every layer: on a CPU it took
+1.3-2.7x the time of training the runs one after the other). The loss that is backpropagated is the sum over runs of each run's mean batch loss; the
+parameters are disjoint, so each slice of a stacked gradient is that run's own gradient. Adam
+(weight decay included) is elementwise, so one Adam over the stacked tensors is K independent
+Adams with one shared lr schedule.
 
 The results equal K separate `training` runs up to floating-point rounding (a grouped convolution
-sums in another order than K single ones); they are not bit-identical. On a CPU the stack is not
-faster than training the runs one after the other; use it on CUDA (see `stack_is_faster`).
+or batched matmul may sum in another order than K single ones), not bit for bit: in float64 they
+agree to ~1e-14 after training; in float32 to ~1e-6, except that Adam's first steps move every
+weight by about +-lr whatever the gradient's size, so a weight whose gradient is ~0 can take
+rounding noise's sign and differ by up to a few lr (seen on autoencoders).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 
@@ -34,8 +37,8 @@ from torch.func import stack_module_state
 
 from .config import Objective, OptimConfig, TrainConfig
 from .nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
-from .objectives import LOSSES, solve_radius
-from .training import DeepSVDDResult, EpochInfo, init_center
+from .objectives import LOSSES, solve_radius, squared_distances
+from .training import DeepSVDDResult, EpochInfo, embed, init_center
 
 StackedEpochCallback = Callable[[list[EpochInfo]], None]
 """Called once per epoch with one EpochInfo per run (in run order; `seconds` is the stack's epoch)."""
@@ -48,10 +51,11 @@ def stack_is_faster(device: torch.device | str) -> bool:
     """Whether stacking runs is expected to beat training them one after the other on `device`.
 
     Only on CUDA: there the paper's small networks leave the GPU mostly idle (kernel launches and
-    Python overhead dominate), and a stack of K runs costs about as many launches as one run. On a
-    CPU the work is the same arithmetic either way, grouped convolutions are slower than plain ones
-    and vmap adds overhead, so sequential training is as fast or faster (measured; see tests). The
-    GPU speed-up has not been measured in this repository yet.
+    Python overhead dominate), and a stack of K runs costs about as many launches as one run. This
+    is expected, not measured: no GPU was available when this was written. On a 2-core CPU the
+    arithmetic is the same either way; measured there (K=4, 2 epochs on 6,000 28x28 images, a
+    shared machine) the stack took 0.9x-1.0x the sequential time for Deep SVDD and 0.8x-1.0x for
+    autoencoder pretraining: too small a gain to leave the single-run reference path for.
     """
     return torch.device(device).type == "cuda"
 
@@ -91,8 +95,10 @@ class _Stack:
         """x: (K, B, C, H, W), run k's batch in x[k]; train mode. Returns, per run in dim 0, phi(x)
         (K, B, rep_dim) for an Encoder, the reconstruction (K, B, C, H, W) for an AutoEncoder and
         the logits (K, B) for a Classifier."""
-        k, b, c = x.shape[:3]
-        h = x.transpose(0, 1).reshape(b, k * c, *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+        k, b, c, height, width = x.shape
+        # One copy into (B, K*C, H, W) with channels_last strides (the layout `fit` trains in).
+        h = torch.empty((b, k * c, height, width), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        h.unflatten(1, (k, c)).copy_(x.transpose(0, 1))
         net = self.template
         if isinstance(net, Encoder):
             return self._encode(net, "", h)
@@ -202,7 +208,7 @@ def _stack_labels(ys: Sequence[torch.Tensor] | torch.Tensor, k: int, n: int, dev
     return torch.stack([y.to(device) for y in ys])
 
 
-def fit_stacked(
+def _fit_stacked(
     stack: _Stack,
     n: int,
     batch_loss: StackedBatchLoss,
@@ -278,8 +284,8 @@ def train_deep_svdd_stacked(
         raise ValueError("stacked runs must share one OptimConfig")
     data = _Data(xs, k)
     y = _stack_labels(ys, k, data.n, data.device)
+    per_run_x = [xs] * k if isinstance(xs, torch.Tensor) else list(xs)
     if centers is None:
-        per_run_x = [xs] * k if isinstance(xs, torch.Tensor) else list(xs)
         centers = [init_center(e, xr, yr, c.center_eps) for e, xr, yr, c in zip(encoders, per_run_x, y, cfgs)]
     centers = [c.to(data.device) for c in centers]
     c_all = torch.stack(centers).unsqueeze(1)  # (K, 1, rep_dim)
@@ -287,14 +293,15 @@ def train_deep_svdd_stacked(
     runs = torch.arange(k, device=data.device).unsqueeze(1)
 
     # Runs with equal (objective, nu, eta, eps) share one call of the loss and of the radius solver,
-    # with the settings as Python floats exactly as in a single run.
-    loss_groups = [
-        (cfgs[g[0]], torch.tensor(g, device=data.device)) for _, g in _groups([(c.objective, c.nu, c.eta, c.eps) for c in cfgs])
-    ]
+    # with the settings as Python floats exactly as in a single run; one group needs no gather.
+    groups = _groups([(c.objective, c.nu, c.eta, c.eps) for c in cfgs])
+    loss_groups: list[tuple[TrainConfig, torch.Tensor | slice]] = (
+        [(cfgs[0], slice(None))]
+        if len(groups) == 1
+        else [(cfgs[g[0]], torch.tensor(g, device=data.device)) for _, g in groups]
+    )
     soft = [(cfg, g) for cfg, g in loss_groups if cfg.objective is Objective.SOFT_BOUNDARY]
-    order = torch.cat([g for _, g in loss_groups])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(k, device=data.device)
+    inverse = torch.argsort(torch.tensor([i for _, g in groups for i in g], device=data.device))
     last: dict[str, torch.Tensor] = {}
 
     def batch_loss(forward: Forward, idx: torch.Tensor) -> torch.Tensor:
@@ -302,15 +309,21 @@ def train_deep_svdd_stacked(
         yb = y[runs, idx]
         last["dist"], last["y"] = dist, yb
         parts = [LOSSES[cfg.objective](dist[g], yb[g], radius[g], cfg) for cfg, g in loss_groups]
-        return torch.cat(parts)[inverse]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)[inverse]
 
     def solve() -> None:
         for cfg, g in soft:
             radius[g] = solve_radius(last["dist"][g], last["y"][g], cfg.nu, cfg.eta).to(radius.dtype)
 
     stack = _Stack(encoders)
-    losses = fit_stacked(stack, data.n, batch_loss, optim, seeds=seeds, device=data.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    losses = _fit_stacked(stack, data.n, batch_loss, optim, seeds=seeds, device=data.device, after_step=solve if soft else None, on_epoch=on_epoch)
     radii = radius.tolist()
+    if optim.epochs > 0:
+        for i, cfg in enumerate(cfgs):
+            if cfg.objective is Objective.SOFT_BOUNDARY:
+                # As train_deep_svdd: R solved once more on every training sample as scored (eval mode).
+                dist = squared_distances(embed(encoders[i], per_run_x[i]), centers[i])
+                radii[i] = float(solve_radius(dist, y[i], cfg.nu, cfg.eta).item())
     return [DeepSVDDResult(centers[i], float(radii[i]), losses[i]) for i in range(k)]
 
 
@@ -329,7 +342,7 @@ def pretrain_autoencoders_stacked(
         xb = data.take(idx)
         return ((forward(xb) - xb) ** 2).flatten(2).sum(dim=2).mean(dim=1)  # as reconstruction_loss
 
-    return fit_stacked(_Stack(aes), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
+    return _fit_stacked(_Stack(aes), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
 
 
 def train_classifiers_stacked(
@@ -351,4 +364,4 @@ def train_classifiers_stacked(
         target = (y[runs, idx] < 0).to(xb.dtype)  # 1 = anomalous
         return F.binary_cross_entropy_with_logits(forward(xb), target, reduction="none").mean(dim=1)
 
-    return fit_stacked(_Stack(clfs), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
+    return _fit_stacked(_Stack(clfs), data.n, batch_loss, optim, seeds=seeds, device=data.device, on_epoch=on_epoch)
