@@ -26,7 +26,8 @@ from .metrics import auroc
 from .nets import AutoEncoder, Classifier, LeNetSpec
 from .pipeline import initial_encoder, pretrain, training_tensors
 from .preprocess import Preprocessor
-from .protocol import Method, Scenario, draw_training_set, methods_for_level, test_targets
+from .protocol import Method, Scenario, TrainingSet, draw_training_set, methods_for_level, test_targets
+from .stacked import pretrain_autoencoders_stacked, train_classifiers_stacked, train_deep_svdd_stacked
 from .training import classifier_scores, distances, seeded_init, train_classifier, train_deep_svdd
 
 RESULTS_FILE = "results.jsonl"
@@ -153,8 +154,8 @@ def append_record(path: Path, record: dict) -> None:
 
 
 @dataclass
-class _SetCache:
-    """Per (class) preprocessing and test tensors, and per training set autoencoders."""
+class _Cache:
+    """Per-class preprocessing and test tensors, and autoencoders per training set."""
 
     pre: dict[int, Preprocessor] = field(default_factory=dict)
     test: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -167,98 +168,158 @@ class RunResult:
     record: dict
 
 
+@dataclass
+class _Prepared:
+    """One run's training set, as tensors on the device."""
+
+    run: Run
+    ts: TrainingSet
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def ae_key(self) -> tuple:
+        # The autoencoder sees the unlabeled part only, so every method and level with the same
+        # unlabeled samples and seed shares one pretraining (all levels of scenario (i), say).
+        return (self.run.normal_class, self.run.seed, hash(self.ts.unlabeled_idx.tobytes()))
+
+
+MAX_STACK = 32  # runs trained at once; bounds the memory of the stacked data
+
+
+def group_runs(runs: list[Run], stack: bool) -> list[list[Run]]:
+    """Runs trained together: with stacking, all seeds and methods of one setup that share N."""
+    if not stack:
+        return [[r] for r in runs]
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        kind = "supervised" if r.method is Method.SUPERVISED else ("ss" if r.method.uses_labels else "unsupervised")
+        groups.setdefault((r.scenario, r.level, r.normal_class, kind), []).append(r)
+    return [g[i : i + MAX_STACK] for g in groups.values() for i in range(0, len(g), MAX_STACK)]
+
+
 def run_benchmark(
     data: BenchmarkData,
     runs: list[Run],
     settings: BenchmarkSettings,
     out_dir: Path,
     device: torch.device,
-    on_start: Callable[[Run], None] | None = None,
+    *,
+    stack: bool = False,
+    on_start: Callable[[list[Run]], None] | None = None,
 ) -> Iterator[RunResult]:
-    """Execute the runs in order, appending each finished one to results.jsonl and yielding it."""
+    """Execute the runs, appending each finished one to results.jsonl and yielding it.
+
+    With `stack`, runs that share the training-set size are trained at once (ssd_cli.stacked),
+    which keeps a GPU busy; the results equal those of training them one by one up to rounding.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / RESULTS_FILE
-    cache = _SetCache()
+    cache = _Cache()
     train_labels = data.train.labels.numpy()
-    for run in runs:
+    for group in group_runs(runs, stack):
         if on_start is not None:
-            on_start(run)
+            on_start(group)
         start = time.perf_counter()
-        ts = draw_training_set(train_labels, run.normal_class, run.scenario, run.level, run.seed, data.n_classes)
-        pre = _preprocessor(cache, data, run.normal_class, settings.preprocessing)
-        x_test = _test_tensor(cache, data, run.normal_class, pre, device)
-        is_anomaly = test_targets(data.test.labels.numpy(), run.normal_class)
-        unlabeled = data.train.images[torch.tensor(ts.unlabeled_idx)]
-        labeled = data.train.images[torch.tensor(ts.labeled_idx)] if run.method.uses_labels else None
-        x, y = training_tensors(pre, device, unlabeled, None, labeled)
-        scores = _train_and_score(data.spec, run, x, y, x_test, settings, cache, ts.unlabeled_idx)
-        auc = auroc(scores, is_anomaly)
-        record = {
-            "dataset": data.name,
-            "data_source": data.source,
-            "scenario": run.scenario.value,
-            "level": run.level,
-            "normal_class": run.normal_class,
-            "known_classes": list(ts.known_classes) if run.method.uses_labels else [],
-            "seed": run.seed,
-            "method": run.method.value,
-            "nu": run.nu,
-            "auc": auc,
-            "seconds": round(time.perf_counter() - start, 3),
-            "tool_version": __version__,
-            "preset": settings.label,
-            "preprocessing": settings.preprocessing.value,
-            "n_unlabeled": len(ts.unlabeled_idx),
-            "n_polluted": len(ts.polluted_idx),
-            "n_labeled": len(ts.labeled_idx) if run.method.uses_labels else 0,
-            "train_epochs": settings.train.epochs,
-            "pretrain_epochs": settings.pretrain.epochs if run.method.is_deep_svdd else 0,
-            "device": str(device),
-        }
-        append_record(results, record)
-        yield RunResult(run, record)
+        pre = _preprocessor(cache, data, group[0].normal_class, settings.preprocessing)
+        x_test = _test_tensor(cache, data, group[0].normal_class, pre, device)
+        is_anomaly = test_targets(data.test.labels.numpy(), group[0].normal_class)
+        prepared = [_prepare(data, run, train_labels, pre, device) for run in group]
+        all_scores = _train_and_score(data.spec, prepared, x_test, settings, cache)
+        seconds = (time.perf_counter() - start) / len(group)
+        for p, scores in zip(prepared, all_scores):
+            record = _record(data, p, auroc(scores, is_anomaly), seconds, settings, device, len(group))
+            append_record(results, record)
+            yield RunResult(p.run, record)
 
 
-def _preprocessor(cache: _SetCache, data: BenchmarkData, normal_class: int, kind: Preprocessing) -> Preprocessor:
+def _prepare(data: BenchmarkData, run: Run, train_labels: np.ndarray, pre: Preprocessor, device: torch.device) -> _Prepared:
+    ts = draw_training_set(train_labels, run.normal_class, run.scenario, run.level, run.seed, data.n_classes)
+    unlabeled = data.train.images[torch.tensor(ts.unlabeled_idx)]
+    labeled = data.train.images[torch.tensor(ts.labeled_idx)] if run.method.uses_labels else None
+    x, y = training_tensors(pre, device, unlabeled, None, labeled)
+    return _Prepared(run, ts, x, y)
+
+
+def _record(data: BenchmarkData, p: _Prepared, auc: float, seconds: float, s: BenchmarkSettings, device: torch.device, stacked: int) -> dict:
+    run, ts = p.run, p.ts
+    return {
+        "dataset": data.name,
+        "data_source": data.source,
+        "scenario": run.scenario.value,
+        "level": run.level,
+        "normal_class": run.normal_class,
+        "known_classes": list(ts.known_classes) if run.method.uses_labels else [],
+        "seed": run.seed,
+        "method": run.method.value,
+        "nu": run.nu,
+        "auc": auc,
+        "seconds": round(seconds, 3),
+        "tool_version": __version__,
+        "preset": s.label,
+        "preprocessing": s.preprocessing.value,
+        "n_unlabeled": len(ts.unlabeled_idx),
+        "n_polluted": len(ts.polluted_idx),
+        "n_labeled": len(ts.labeled_idx) if run.method.uses_labels else 0,
+        "train_epochs": s.train.epochs,
+        "pretrain_epochs": s.pretrain.epochs if run.method.is_deep_svdd else 0,
+        "device": str(device),
+        "stacked_runs": stacked,
+    }
+
+
+def _preprocessor(cache: _Cache, data: BenchmarkData, normal_class: int, kind: Preprocessing) -> Preprocessor:
     """Statistics from the normal class's training data, as the original Deep SVDD code."""
     if normal_class not in cache.pre:
         cache.pre[normal_class] = Preprocessor.fit(kind, data.train.images[data.train.labels == normal_class])
     return cache.pre[normal_class]
 
 
-def _test_tensor(cache: _SetCache, data: BenchmarkData, normal_class: int, pre: Preprocessor, device: torch.device) -> torch.Tensor:
+def _test_tensor(cache: _Cache, data: BenchmarkData, normal_class: int, pre: Preprocessor, device: torch.device) -> torch.Tensor:
     if normal_class not in cache.test:
         cache.test.clear()  # one class at a time: the plan visits classes in order within a level
         cache.test[normal_class] = pre(data.test.images.to(device)).contiguous(memory_format=torch.channels_last)
     return cache.test[normal_class]
 
 
-def _train_and_score(
-    spec: LeNetSpec,
-    run: Run,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    x_test: torch.Tensor,
-    s: BenchmarkSettings,
-    cache: _SetCache,
-    unlabeled_idx: np.ndarray,
-) -> np.ndarray:
-    if run.method is Method.SUPERVISED:
-        clf = seeded_init(lambda: Classifier(spec), run.seed).to(x.device)
-        train_classifier(clf, x, y, s.train, seed=run.seed)
-        return classifier_scores(clf, x_test).float().cpu().numpy()
-    # One pretraining per training set: the autoencoder sees the unlabeled part only, so every
-    # method and level with the same unlabeled samples and seed shares it.
-    ae_key = (run.normal_class, run.seed, hash(unlabeled_idx.tobytes()))
-    if ae_key not in cache.ae:
-        if len(cache.ae) > 16:
-            cache.ae.clear()
-        cache.ae[ae_key], _ = pretrain(spec, x[y == 0], s.pretrain, seed=run.seed)
-    encoder = initial_encoder(spec, cache.ae[ae_key], run.seed, x.device)
-    objective = Objective.SOFT_BOUNDARY if run.method.is_soft_boundary else Objective.ONE_CLASS
-    cfg = TrainConfig(objective=objective, nu=run.nu if run.nu is not None else 0.1, optim=s.train)
-    result = train_deep_svdd(encoder, x, y, cfg, seed=run.seed)
-    return distances(encoder, result.c, x_test).float().cpu().numpy()
+def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.Tensor, s: BenchmarkSettings, cache: _Cache) -> list[np.ndarray]:
+    """Train every run of a group (one by one, or stacked when there are several) and score the test set."""
+    runs = [p.run for p in prepared]
+    seeds = [r.seed for r in runs]
+    device = x_test.device
+    if runs[0].method is Method.SUPERVISED:
+        clfs = [seeded_init(lambda: Classifier(spec), r.seed).to(device) for r in runs]
+        if len(runs) == 1:
+            train_classifier(clfs[0], prepared[0].x, prepared[0].y, s.train, seed=seeds[0])
+        else:
+            train_classifiers_stacked(clfs, [p.x for p in prepared], [p.y for p in prepared], s.train, seeds)
+        return [classifier_scores(clf, x_test).float().cpu().numpy() for clf in clfs]
+
+    missing = {p.ae_key: p for p in prepared if p.ae_key not in cache.ae}
+    if missing:
+        if len(cache.ae) + len(missing) > 64:  # keep memory bounded: drop what this group does not use
+            cache.ae = {k: v for k, v in cache.ae.items() if k in {p.ae_key for p in prepared}}
+        todo = list(missing.values())
+        if len(todo) == 1:
+            cache.ae[todo[0].ae_key], _ = pretrain(spec, todo[0].x[todo[0].y == 0], s.pretrain, seed=todo[0].run.seed)
+        else:
+            aes = [seeded_init(lambda: AutoEncoder(spec), p.run.seed).to(device) for p in todo]
+            pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
+            cache.ae.update({p.ae_key: ae for p, ae in zip(todo, aes)})
+    encoders = [initial_encoder(spec, cache.ae[p.ae_key], p.run.seed, device) for p in prepared]
+    cfgs = [
+        TrainConfig(
+            objective=Objective.SOFT_BOUNDARY if r.method.is_soft_boundary else Objective.ONE_CLASS,
+            nu=r.nu if r.nu is not None else 0.1,
+            optim=s.train,
+        )
+        for r in runs
+    ]
+    if len(runs) == 1:
+        results = [train_deep_svdd(encoders[0], prepared[0].x, prepared[0].y, cfgs[0], seed=seeds[0])]
+    else:
+        results = train_deep_svdd_stacked(encoders, [p.x for p in prepared], [p.y for p in prepared], cfgs, seeds)
+    return [distances(e, r.c, x_test).float().cpu().numpy() for e, r in zip(encoders, results)]
 
 
 def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device) -> float:

@@ -84,19 +84,22 @@ def metrics_table(m: DetectionMetrics, title: str) -> Table:
     return table
 
 
-def describe_run(run: Run) -> str:
+def describe_runs(runs: list[Run]) -> str:
+    run = runs[0]
+    if len(runs) > 1:
+        return f"{run.scenario.value} {run.scenario.format_level(run.level)} class {run.normal_class}: {len(runs)} runs stacked"
     nu = f" nu={run.nu:g}" if run.nu is not None else ""
     return f"{run.scenario.value} {run.scenario.format_level(run.level)} class {run.normal_class} seed {run.seed} {run.method.value}{nu}"
 
 
-def render_plan(data: BenchmarkData, s: BenchmarkSettings, runs: list[Run], todo: list[Run], estimate: float, device: object, out: Path) -> None:
+def render_plan(data: BenchmarkData, s: BenchmarkSettings, runs: list[Run], todo: list[Run], estimate: float, device: object, out: Path, stacked: bool) -> None:
     console.print(
         f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name}; device {device}\n"
         f"settings: {s.label}: train {s.train.epochs} epochs (lr {s.train.lr:g}, x0.1 at {list(s.train.lr_milestones)}), "
         f"autoencoder {s.pretrain.epochs} epochs, batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
         f"soft-boundary nu in {list(s.nus)} (the better reported), {s.seeds} seed(s)\n"
         f"plan: {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do; "
-        f"estimated {_duration(estimate)} here",
+        f"estimated {_duration(estimate)} here, one run at a time{' (stacking runs should be faster)' if stacked else ''}",
         highlight=False,
     )
 

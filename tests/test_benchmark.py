@@ -122,3 +122,22 @@ def test_report_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["benchmark", "imagenet", "--out", str(tmp_path)])
     assert result.exit_code == 3 and "neither a built-in dataset" in result.output
+
+
+def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_root: Path) -> None:
+    """The GPU path (several seeds and methods trained at once) must not change the numbers."""
+    import torch
+
+    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    data = bench.load_benchmark_data(str(dataset), data_root, False, None)
+    settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 2, 2)
+    runs = bench.plan_runs([Scenario.POLLUTION], [0], 2, list(Method), (0.01, 0.1), levels=[10])
+    assert len(bench.group_runs(runs, stack=True)) == 3  # unsupervised, SS and supervised groups
+    alone = list(bench.run_benchmark(data, runs, settings, tmp_path / "a", torch.device("cpu"), stack=False))
+    stacked = list(bench.run_benchmark(data, runs, settings, tmp_path / "b", torch.device("cpu"), stack=True))
+    assert [r.run for r in alone] == runs and {r.run for r in stacked} == set(runs)
+    by_run = {r.run: r for r in stacked}
+    for a in alone:
+        b = by_run[a.run]
+        assert b.record["stacked_runs"] > 1
+        assert a.record["auc"] == pytest.approx(b.record["auc"], abs=0.01), a.run
