@@ -19,16 +19,41 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, PAPER_TRAIN, Objective, OptimConfig, Preprocessing, TrainConfig
+from .config import (
+    PAPER_PRETRAIN_COLOUR,
+    PAPER_PRETRAIN_GRAYSCALE,
+    PAPER_TRAIN,
+    Objective,
+    OptimConfig,
+    Preprocessing,
+    TrainConfig,
+)
 from .datasets import LabeledImages
 from .errors import InputError
 from .metrics import auroc
 from .nets import AutoEncoder, Classifier, LeNetSpec
 from .pipeline import initial_encoder, pretrain, training_tensors
 from .preprocess import Preprocessor
-from .protocol import Method, Scenario, TrainingSet, draw_training_set, methods_for_level, test_targets
-from .stacked import pretrain_autoencoders_stacked, train_classifiers_stacked, train_deep_svdd_stacked
-from .training import classifier_scores, distances, seeded_init, train_classifier, train_deep_svdd
+from .protocol import (
+    Method,
+    Scenario,
+    TrainingSet,
+    draw_training_set,
+    methods_for_level,
+    test_targets,
+)
+from .stacked import (
+    pretrain_autoencoders_stacked,
+    train_classifiers_stacked,
+    train_deep_svdd_stacked,
+)
+from .training import (
+    classifier_scores,
+    distances,
+    seeded_init,
+    train_classifier,
+    train_deep_svdd,
+)
 
 RESULTS_FILE = "results.jsonl"
 PAPER_NUS = (0.01, 0.1)

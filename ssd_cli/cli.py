@@ -5,19 +5,35 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from . import __version__
-from .config import Objective, OptimConfig, Preprocessing, TrainConfig, PAPER_PRETRAIN_GRAYSCALE
+from .config import (
+    PAPER_PRETRAIN_GRAYSCALE,
+    Objective,
+    OptimConfig,
+    Preprocessing,
+    TrainConfig,
+)
 from .device import resolve_device
 from .errors import ExitCode, SsdError, UsageError
 from .files import check_writable
-from .render import console, describe_runs, epoch_progress, error, render_plan, render_summary, run_progress, warn, warn_skipped
+from .render import (
+    console,
+    describe_runs,
+    epoch_progress,
+    error,
+    render_plan,
+    render_summary,
+    run_progress,
+    warn,
+    warn_skipped,
+)
 
 app = typer.Typer(
     name="ssd",
@@ -59,7 +75,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            error("interrupted; finished results were kept, nothing half-written was left behind")
+            error("interrupted: no half-written file was left behind (a benchmark keeps every finished run; rerun it to resume)")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -251,7 +267,7 @@ def score(
     from . import modelfile
     from .detector import Detector
     from .images import list_images
-    from .scores import ScoreRow, write_scores, ranked_table
+    from .scores import ScoreRow, ranked_table, write_scores
 
     if output is not None:
         if output.suffix.lower() not in (".csv", ".json"):

@@ -11,7 +11,13 @@ from .config import Objective, OptimConfig, TrainConfig
 from .modelfile import SavedModel
 from .nets import AutoEncoder, Encoder, LeNetSpec
 from .preprocess import Preprocessor
-from .training import EpochCallback, distances, pretrain_autoencoder, seeded_init, train_deep_svdd
+from .training import (
+    EpochCallback,
+    distances,
+    pretrain_autoencoder,
+    seeded_init,
+    train_deep_svdd,
+)
 
 UNLABELED, NORMAL, ANOMALY = 0, 1, -1
 

@@ -8,14 +8,11 @@ the paper does) and set beside the paper's numbers.
 from __future__ import annotations
 
 import csv
-import functools
 import importlib.util
 import io
 import json
-import os
 import re
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import InputError
+from .files import write_atomic, write_text_atomic
 from .paper import paper_result
 from .protocol import Method, Scenario, methods_for_level
 
@@ -189,14 +187,17 @@ def write_summary(summary: Summary, out_dir: Path | str) -> list[Path]:
     """Write summary.csv, summary.md and (with matplotlib) one PNG per table; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [
-        _write_atomic(out / "summary.csv", _encoded(_csv_text(summary))),
-        _write_atomic(out / "summary.md", _encoded(_markdown(summary))),
-    ]
+    # Summaries are derived from results.jsonl, so they are always rewritten (force=True).
+    written = [out / "summary.csv", out / "summary.md"]
+    write_text_atomic(written[0], _csv_text(summary), force=True)
+    write_text_atomic(written[1], _markdown(summary), force=True)
     if MATPLOTLIB_AVAILABLE:
         for table in summary.tables:
-            name = f"summary_{_slug(table.dataset)}_{table.scenario.value}.png"
-            written.append(_write_atomic(out / name, functools.partial(_plot, table)))
+            path = out / f"summary_{_slug(table.dataset)}_{table.scenario.value}.png"
+            png = io.BytesIO()
+            _plot(table, png)
+            write_atomic(path, png.getvalue(), force=True)
+            written.append(path)
     return written
 
 
@@ -404,26 +405,6 @@ def _points(table: ScenarioTable, method: Method) -> list[tuple[int, Cell]]:
     """(x position, cell) for the method's cells; levels sit at evenly spaced positions, like the paper."""
     found = ((x, table.cells.get((level, method))) for x, level in enumerate(table.levels))
     return [(x, cell) for x, cell in found if cell is not None]
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Write through a temporary file in the same folder, so readers never see a half-written file."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("xb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _encoded(text: str) -> Callable[[BinaryIO], None]:
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode("utf-8"))
-
-    return write
 
 
 def _number(value: float | None) -> str:

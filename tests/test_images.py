@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from ssd_cli.errors import InputError
-from ssd_cli.images import decode_image, iter_image_batches, list_images, load_folder, load_images
+from ssd_cli.images import (
+    decode_image,
+    iter_image_batches,
+    list_images,
+    load_folder,
+    load_images,
+)
 
 
 def save(path: Path, im: Image.Image, **kw) -> Path:

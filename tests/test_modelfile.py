@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,13 @@ from ssd_cli import files, modelfile, pipeline
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.detector import Detector
 from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError, UsageError
-from ssd_cli.modelfile import SavedAutoencoder, load_autoencoder, load_model, save_autoencoder, save_model
+from ssd_cli.modelfile import (
+    SavedAutoencoder,
+    load_autoencoder,
+    load_model,
+    save_autoencoder,
+    save_model,
+)
 from ssd_cli.nets import AutoEncoder, get_spec
 from ssd_cli.preprocess import Preprocessor
 

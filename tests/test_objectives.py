@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from ssd_cli.config import Objective, TrainConfig
-from ssd_cli.objectives import LOSSES, hinge, one_class_loss, soft_boundary_loss, solve_radius, squared_distances
+from ssd_cli.objectives import (
+    LOSSES,
+    hinge,
+    one_class_loss,
+    soft_boundary_loss,
+    solve_radius,
+    squared_distances,
+)
 
 F64 = torch.float64
 

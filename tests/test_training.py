@@ -13,7 +13,7 @@ from torch import nn
 from ssd_cli import pipeline
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.detector import Detector
-from ssd_cli.nets import get_spec
+from ssd_cli.nets import AutoEncoder, get_spec
 from ssd_cli.preprocess import Preprocessor
 from ssd_cli.training import (
     CenterError,
@@ -25,7 +25,6 @@ from ssd_cli.training import (
     seeded_init,
     train_deep_svdd,
 )
-from ssd_cli.nets import AutoEncoder
 
 CPU = torch.device("cpu")
 SPEC = get_spec("mnist")
