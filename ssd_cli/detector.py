@@ -28,8 +28,11 @@ class Detector:
         self.threshold = saved.threshold if threshold is None else threshold
 
     @torch.inference_mode()
-    def score(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels."""
+    def score(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels.
+
+        Small network chunks keep the activations in cache (measured faster on CPU than 1024).
+        """
         out = [
             squared_distances(self.encoder(self._input(chunk)), self.c).sqrt()
             for chunk in images.split(batch_size)

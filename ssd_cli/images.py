@@ -115,20 +115,32 @@ class ImageBatch:
     skipped: list[Skipped]
 
 
+def _decode_many(paths: Sequence[Path], size: int, channels: int) -> list[np.ndarray | Skipped]:
+    return [_try_decode(p, size, channels) for p in paths]
+
+
 def iter_image_batches(
     files: Sequence[Path], size: int, channels: int, batch_size: int = 1024, workers: int | None = None
 ) -> Iterator[ImageBatch]:
-    """Decode files in batches, one batch ahead in the pool, so memory is bounded by ~2 batches."""
+    """Decode files in batches, one batch ahead in the pool, so memory is bounded by ~2 batches.
+
+    Each batch is cut into one slice per worker and each slice is one pool task: a task per file
+    costs more in scheduling than decoding a small PNG does.
+    """
     workers = workers or default_workers()
-    chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = [pool.map(_try_decode, chunk, [size] * len(chunk), [channels] * len(chunk)) for chunk in chunks[:1]]
-        for i, chunk in enumerate(chunks):
-            if i + 1 < len(chunks):
-                nxt = chunks[i + 1]
-                pending.append(pool.map(_try_decode, nxt, [size] * len(nxt), [channels] * len(nxt)))
-            results = list(pending.pop(0))
-            ok = [(p, r) for p, r in zip(chunk, results) if not isinstance(r, Skipped)]
+
+        def submit(batch: Sequence[Path]) -> list:
+            step = -(-len(batch) // workers)
+            return [pool.submit(_decode_many, batch[i : i + step], size, channels) for i in range(0, len(batch), step)]
+
+        pending = [submit(batches[0])] if batches else []
+        for i, batch in enumerate(batches):
+            if i + 1 < len(batches):
+                pending.append(submit(batches[i + 1]))
+            results = [r for future in pending.pop(0) for r in future.result()]
+            ok = [(p, r) for p, r in zip(batch, results) if not isinstance(r, Skipped)]
             skipped = [r for r in results if isinstance(r, Skipped)]
             images = (
                 torch.from_numpy(np.stack([r for _, r in ok]))
