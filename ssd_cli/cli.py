@@ -60,8 +60,18 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="CPU threads for torch (default: torch's, one per core). On a machine busy with other work, 1 can be several times faster."),
+    ] = None,
 ) -> None:
     """Semi-Supervised Deep SVDD anomaly detection."""
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="--threads")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -258,8 +268,8 @@ def score(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write all scores to this .csv or .json file.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Flag images with score above this (default: the model's stored threshold).")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print (0 = all).")] = 20,
-    batch_size: BatchOpt = 512,
-    workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: one per core, at most 8).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
+    workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: half the cores, at most 8; the rest run the network).")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
@@ -326,7 +336,7 @@ def evaluate(
     download: DownloadOpt = False,
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold for precision/recall/F1 (default: the model's).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics to this JSON file.")] = None,
-    batch_size: BatchOpt = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
@@ -364,7 +374,7 @@ def evaluate(
                 ExitCode.BAD_MODEL,
             )
         test = load_builtin(dataset, resolve_data_root(data_root), train=False, download=download)
-        scores = detector.score(test.images, batch_size).numpy()
+        scores = detector.score(test.images).numpy()
         is_anomaly = test.labels.numpy() != normal_class
         source = f"{dataset} test split, normal class {normal_class} ({test.source})"
     else:

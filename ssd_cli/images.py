@@ -105,7 +105,8 @@ def _try_decode(path: Path, size: int, channels: int) -> np.ndarray | Skipped:
 
 
 def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """Half the cores decode, the other half run the network (measured best for scoring on 2 cores)."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 @dataclass

@@ -85,8 +85,22 @@ def get_spec(name: str, channels: int | None = None, image_size: int | None = No
     return spec
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """Batch norm that runs layers of few channels in NCHW on the CPU.
+
+    PyTorch's channels_last batch-norm kernels are slow for a handful of channels (the MNIST net has
+    8 and 4): measured 1.15x faster MNIST training with this (benchmarks/speed.py). Same parameters
+    and state dict as nn.BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_features < 16 and x.device.type == "cpu" and not x.is_contiguous():
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def _bn(n: int, dims: int) -> nn.Module:
-    return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n, eps=BN_EPS, affine=False)
+    return (BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n, eps=BN_EPS, affine=False)
 
 
 class Encoder(nn.Module):

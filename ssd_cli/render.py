@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -18,11 +19,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .benchmark import BenchmarkData, BenchmarkSettings, Run
-from .images import Skipped
-from .metrics import DetectionMetrics
-from .report import Cell, Summary, format_cell
 from .training import EpochCallback, EpochInfo
+
+if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
+    from .benchmark import BenchmarkData, BenchmarkSettings, Run
+    from .images import Skipped
+    from .metrics import DetectionMetrics
+    from .report import Cell, Summary
 
 console = Console()
 err_console = Console(stderr=True)
@@ -124,6 +127,8 @@ def run_progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
 
 
 def render_summary(summary: Summary) -> None:
+    from .report import format_cell
+
     for t in summary.tables:
         table = Table(title=f"{t.dataset}: {t.scenario.heading} — AUC %, ours (paper, ours − paper)")
         table.add_column(t.scenario.axis_label)

@@ -88,12 +88,18 @@ def pretrain_autoencoder(
     return fit(ae, len(x), lambda idx: reconstruction_loss(ae(x[idx]), x[idx]), optim, seed=seed, device=x.device, on_epoch=on_epoch)
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Inference chunk size: small on a CPU, where activations then stay in cache (measured 1.6x
+    faster than 1024 on the CIFAR-10 net); large on a GPU, which wants big kernels."""
+    return 128 if device.type == "cpu" else 4096
+
+
 @torch.inference_mode()
-def embed(encoder: Encoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def embed(encoder: Encoder, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """phi(x) in eval mode (batch norm uses its running statistics)."""
     was_training = encoder.training
     encoder.eval()
-    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size)]) if len(x) else x.new_zeros((0, encoder.spec.rep_dim))
+    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size or eval_batch_size(x.device))]) if len(x) else x.new_zeros((0, encoder.spec.rep_dim))
     encoder.train(was_training)
     return out
 
@@ -175,12 +181,12 @@ def train_classifier(
 
 
 @torch.inference_mode()
-def distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """The anomaly score s(x) = ||phi(x) - c||."""
     return squared_distances(embed(encoder, x, batch_size), c).sqrt()
 
 
 @torch.inference_mode()
-def classifier_scores(clf: Classifier, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def classifier_scores(clf: Classifier, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     clf.eval()
-    return torch.cat([clf(chunk) for chunk in x.split(batch_size)])
+    return torch.cat([clf(chunk) for chunk in x.split(batch_size or eval_batch_size(x.device))])
