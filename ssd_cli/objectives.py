@@ -61,7 +61,10 @@ def solve_radius(dist: torch.Tensor, y: torch.Tensor, nu: float, eta: float) -> 
     at_zero = s_in[..., -1:] / scale
     cost = torch.cat([at_zero, at_kinks], dim=-1)
     candidates = torch.cat([torch.zeros_like(d[..., :1]), d], dim=-1)
-    best = candidates.gather(-1, cost.argmin(dim=-1, keepdim=True)).squeeze(-1)
+    # On a flat stretch (e.g. nu * B whole) every kink in it is optimal; take the smallest, so that
+    # rounding noise in the distances cannot flip the choice between two of them.
+    near_best = cost <= cost.min(dim=-1, keepdim=True).values * (1 + 1e-12)
+    best = candidates.gather(-1, near_best.to(torch.int8).argmax(dim=-1, keepdim=True)).squeeze(-1)
     return best.sqrt().to(dist.dtype)
 
 
