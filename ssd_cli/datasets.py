@@ -108,8 +108,7 @@ def load_builtin(name: str, root: Path, train: bool, download: bool = False) -> 
     """
     spec = get_builtin(name)
     root = Path(root).expanduser().resolve()
-    if download:
-        _download(spec, root)
+    _download(spec, root, download)
     return _load_cached(spec.name, root, train)
 
 
@@ -139,15 +138,18 @@ def cifar10_source(root: Path) -> Literal["official", "jpeg", "missing"]:
     return "missing"
 
 
-def _download(spec: BuiltinDataset, root: Path) -> None:
-    """Fetch the official files into root unless they (or, for CIFAR-10, the JPEG copy) are already there."""
+def _download(spec: BuiltinDataset, root: Path, download: bool) -> None:
+    """Fetch the official files into root, only when the user asked (--download) and they (or, for
+    CIFAR-10, the JPEG copy) are not already there."""
+    if not download:
+        return
     try:
         if spec.name in _IDX_DATASETS:
             cls = _IDX_DATASETS[spec.name][0]
             if _idx_missing(cls, root):
-                cls(root, train=True, download=True)
+                cls(root, train=True, download=download)
         elif cifar10_source(root) == "missing":
-            tv.CIFAR10(root, train=True, download=True)
+            tv.CIFAR10(root, train=True, download=download)
     except (RuntimeError, OSError) as exc:
         reason = " ".join(str(exc).split())  # torchvision's message spans lines; errors are shown on one
         raise InputError(f"could not download {spec.name} into {root}: {reason}") from None
