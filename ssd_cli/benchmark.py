@@ -357,21 +357,15 @@ def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSe
     return total
 
 
-def _seconds_per_image(spec: LeNetSpec, device: torch.device, batch_size: int) -> dict[str, float]:
-    out = {}
-    x = torch.rand(batch_size, spec.channels, spec.image_size, spec.image_size, device=device)
-    y = torch.zeros(batch_size, dtype=torch.int8, device=device)
-    for name, build in (("encoder", lambda: initial_encoder(spec, None, 0, device)), ("autoencoder", lambda: AutoEncoder(spec).to(device))):
-        model = build()
-        steps = 4
-        if name == "encoder":
-            start = time.perf_counter()
-            train_deep_svdd(model, x.repeat(steps, 1, 1, 1), y.repeat(steps), TrainConfig(optim=replace(PAPER_TRAIN, epochs=1, batch_size=batch_size)), seed=0)
-        else:
-            start = time.perf_counter()
-            pretrain(spec, x.repeat(steps, 1, 1, 1), replace(PAPER_TRAIN, epochs=1, batch_size=batch_size), seed=0)
-        out[name] = (time.perf_counter() - start) / (steps * batch_size)
-    return out
+def _seconds_per_image(spec: LeNetSpec, device: torch.device, batch_size: int, steps: int = 4) -> dict[str, float]:
+    x = torch.rand(steps * batch_size, spec.channels, spec.image_size, spec.image_size, device=device)
+    y = torch.zeros(steps * batch_size, dtype=torch.int8, device=device)
+    one_epoch = replace(PAPER_TRAIN, epochs=1, batch_size=batch_size)
+    start = time.perf_counter()
+    train_deep_svdd(initial_encoder(spec, None, 0, device), x, y, TrainConfig(optim=one_epoch), seed=0)
+    middle = time.perf_counter()
+    pretrain(spec, x, one_epoch, seed=0)
+    return {"encoder": (middle - start) / len(x), "autoencoder": (time.perf_counter() - middle) / len(x)}
 
 
 def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None) -> BenchmarkData:

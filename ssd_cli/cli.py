@@ -15,6 +15,7 @@ import typer
 from . import __version__
 from .config import (
     PAPER_PRETRAIN_GRAYSCALE,
+    PAPER_TRAIN,
     Objective,
     OptimConfig,
     Preprocessing,
@@ -105,6 +106,10 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
         raise UsageError(f"{option}: expected comma-separated integers, got '{text}'") from None
 
 
+def _csv(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
+
+
 # Options shared by several commands.
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]
@@ -148,9 +153,9 @@ def pretrain(
     preprocessing: PreOpt = None,
     epochs: Annotated[int, typer.Option(help="Pretraining epochs.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PAPER_PRETRAIN_GRAYSCALE.lr,
-    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated.")] = "50",
+    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated.")] = _csv(PAPER_PRETRAIN_GRAYSCALE.lr_milestones),
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay (0.5e-3 as Deep SVDD's MNIST autoencoder).")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
-    batch_size: BatchOpt = 200,
+    batch_size: BatchOpt = PAPER_PRETRAIN_GRAYSCALE.batch_size,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -194,11 +199,11 @@ def train(
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
     preprocessing: PreOpt = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs (paper: 150).")] = 150,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-4, then 1e-5).")] = 1e-4,
-    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (paper: 50).")] = "50",
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay lambda (paper: 1e-6).")] = 1e-6,
-    batch_size: BatchOpt = 200,
+    epochs: Annotated[int, typer.Option(help="Training epochs (paper: 150).")] = PAPER_TRAIN.epochs,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-4, then 1e-5).")] = PAPER_TRAIN.lr,
+    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (paper: 50).")] = _csv(PAPER_TRAIN.lr_milestones),
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay lambda (paper: 1e-6).")] = PAPER_TRAIN.weight_decay,
+    batch_size: BatchOpt = PAPER_TRAIN.batch_size,
     pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="Autoencoder file from `ssd pretrain` to initialise phi (skips pretraining; its architecture and preprocessing are used).")] = None,
     pretrain_epochs: Annotated[int, typer.Option(help="Autoencoder pretraining epochs when --pretrained is not given; 0 = no pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
     pretrain_weight_decay: Annotated[float, typer.Option(help="Weight decay of the autoencoder pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
@@ -286,12 +291,9 @@ def score(
     saved = modelfile.load_model(model)
     detector = Detector(saved, resolve_device(device), threshold)
     listing = list_images(paths, what="score")
-    skipped = list(listing.skipped)
-    rows: list[ScoreRow] = []
-    for scored in detector.score_files(listing.files, batch_size, workers):
-        skipped.extend(scored.batch.skipped)
-        rows.extend(ScoreRow(str(p), float(s), float(s) > detector.threshold) for p, s in zip(scored.batch.paths, scored.scores.tolist()))
-    warn_skipped(skipped, "score")
+    paths, scores, skipped = detector.score_all(listing.files, batch_size, workers)
+    warn_skipped(listing.skipped + skipped, "score")
+    rows = [ScoreRow(str(p), s, s > detector.threshold) for p, s in zip(paths, scores.tolist())]
     if not rows:
         raise SsdError("score: none of the image files could be read", ExitCode.BAD_INPUT)
     rows.sort(key=lambda r: r.score, reverse=True)
@@ -391,13 +393,9 @@ def evaluate(
             flags = [False] * len(n_files.files) + [True] * len(a_files.files)
             source = f"folders normal={', '.join(map(str, normal))}; anomalous={', '.join(map(str, anomalous))}"
         truth = dict(zip(files, flags))
-        got_scores, got_flags, skipped = [], [], []
-        for scored in detector.score_files(files, batch_size):
-            skipped.extend(scored.batch.skipped)
-            got_scores.extend(scored.scores.tolist())
-            got_flags.extend(truth[p] for p in scored.batch.paths)
+        paths, score_tensor, skipped = detector.score_all(files, batch_size)
         warn_skipped(skipped, "evaluate")
-        scores, is_anomaly = np.asarray(got_scores), np.asarray(got_flags)
+        scores, is_anomaly = score_tensor.numpy(), np.asarray([truth[p] for p in paths])
     metrics = compute_metrics(scores, is_anomaly, detector.threshold)
     console.print(metrics_table(metrics, title=f"{model.name} on {source}"))
     if output is not None:

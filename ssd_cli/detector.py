@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .images import ImageBatch, iter_image_batches
+from .images import ImageBatch, Skipped, iter_image_batches
 from .modelfile import SavedModel
 from .objectives import squared_distances
 from .training import eval_batch_size
@@ -46,3 +46,16 @@ class Detector:
         spec = self.saved.spec
         for batch in iter_image_batches(files, spec.image_size, spec.channels, batch_size, workers):
             yield ScoredBatch(batch, self.score(batch.images))
+
+    def score_all(
+        self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None
+    ) -> tuple[list[Path], torch.Tensor, list[Skipped]]:
+        """Every readable file's score, in input order, and the files that could not be read."""
+        paths: list[Path] = []
+        scores: list[torch.Tensor] = []
+        skipped: list[Skipped] = []
+        for scored in self.score_files(files, batch_size, workers):
+            paths += scored.batch.paths
+            scores.append(scored.scores)
+            skipped += scored.batch.skipped
+        return paths, torch.cat(scores) if scores else torch.zeros(0), skipped
