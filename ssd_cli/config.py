@@ -13,6 +13,14 @@ class Objective(str, Enum):
     SOFT_BOUNDARY = "soft-boundary"
 
 
+class Resize(str, Enum):
+    """How an image of another shape becomes the square network input; stored in every model file."""
+
+    SQUASH = "squash"  # resize to size x size, ignoring the aspect ratio: keeps every pixel of content
+    CROP = "crop"  # resize the short side to size, cut the centre square: keeps the aspect ratio, loses borders
+    PAD = "pad"  # resize the long side to size, pad the rest with black: keeps everything and the aspect ratio
+
+
 class Preprocessing(str, Enum):
     """How raw pixels become network input; stored in every model file so scoring repeats it."""
 

@@ -62,6 +62,40 @@ def cifar10() -> LeNetSpec:
     return LeNetSpec("cifar10", channels=3, image_size=32, conv_filters=(32, 64, 128), dense_units=(128,))
 
 
+def _native(side: int, conv_filters: tuple[int, ...], rep_dim: int) -> LeNetSpec:
+    """A network for native-resolution photos, by the paper's own rules: one more conv module per
+    doubling of the side beyond CIFAR-10's 32 px, so that every network ends on a 4x4 feature map."""
+    return LeNetSpec(f"lenet-{side}", channels=3, image_size=side, conv_filters=conv_filters, dense_units=(rep_dim,))
+
+
+@register
+def lenet_64() -> LeNetSpec:
+    return _native(64, (16, 32, 64, 128), 128)
+
+
+@register
+def lenet_128() -> LeNetSpec:
+    return _native(128, (8, 16, 32, 64, 128), 128)
+
+
+@register
+def lenet_256() -> LeNetSpec:
+    return _native(256, (8, 16, 32, 64, 64, 128), 128)
+
+
+# The input sides `ssd` chooses between for folders of images, and the network for each (docs/usage.md).
+SIZE_STEPS = (28, 32, 64, 128, 256)
+_NETWORK_FOR_SIZE = {28: "mnist", 32: "cifar10", 64: "lenet-64", 128: "lenet-128", 256: "lenet-256"}
+
+
+def network_for_size(image_size: int) -> str:
+    """The registered network made for the smallest step >= image_size (the largest one beyond)."""
+    for step in SIZE_STEPS:
+        if image_size <= step:
+            return _NETWORK_FOR_SIZE[step]
+    return _NETWORK_FOR_SIZE[SIZE_STEPS[-1]]
+
+
 def architectures() -> list[str]:
     return sorted(_REGISTRY)
 
