@@ -20,9 +20,6 @@ import torch
 
 from . import __version__
 from .config import (
-    PAPER_PRETRAIN_COLOUR,
-    PAPER_PRETRAIN_GRAYSCALE,
-    PAPER_TRAIN,
     Objective,
     OptimConfig,
     Preprocessing,
@@ -30,10 +27,13 @@ from .config import (
 )
 from .datasets import LabeledImages
 from .errors import InputError
+from .estimate import step_cost
 from .metrics import auroc
 from .nets import AutoEncoder, Classifier, LeNetSpec
 from .pipeline import initial_encoder, pretrain, training_tensors
 from .preprocess import Preprocessor
+from .presets import schedule_for
+from .presets import with_epochs as scale_epochs
 from .protocol import (
     Method,
     Scenario,
@@ -76,13 +76,13 @@ class BenchmarkSettings:
 
 def preset_settings(preset: Preset, spec: LeNetSpec) -> BenchmarkSettings:
     """The paper preset follows Appendix C, and the original Deep SVDD code where the paper is silent."""
-    ae = PAPER_PRETRAIN_COLOUR if spec.channels == 3 else PAPER_PRETRAIN_GRAYSCALE
+    schedule = schedule_for(spec.name)
     if preset is Preset.PAPER:
-        return BenchmarkSettings(train=PAPER_TRAIN, pretrain=ae, seeds=10, label=preset.value)
+        return BenchmarkSettings(train=schedule.train, pretrain=schedule.pretrain, seeds=10, label=preset.value)
     # quick: the same schedule shape (a 10x lr drop two thirds in), a tenth of the epochs or less
     return BenchmarkSettings(
-        train=replace(PAPER_TRAIN, epochs=6, lr_milestones=(4,)),
-        pretrain=replace(ae, epochs=6, lr_milestones=(4,)),
+        train=replace(schedule.train, epochs=6, lr_milestones=(4,)),
+        pretrain=replace(schedule.pretrain, epochs=6, lr_milestones=(4,)),
         seeds=1,
         label=preset.value,
     )
@@ -90,13 +90,7 @@ def preset_settings(preset: Preset, spec: LeNetSpec) -> BenchmarkSettings:
 
 def with_epochs(s: BenchmarkSettings, train_epochs: int | None, pretrain_epochs: int | None) -> BenchmarkSettings:
     """Override epochs; the milestone keeps its relative place, and the label records the change."""
-    def scaled(o: OptimConfig, epochs: int | None) -> OptimConfig:
-        if epochs is None or epochs == o.epochs:
-            return o
-        ms = tuple(max(1, round(m * epochs / o.epochs)) for m in o.lr_milestones if o.epochs)
-        return replace(o, epochs=epochs, lr_milestones=ms)
-
-    train, pre = scaled(s.train, train_epochs), scaled(s.pretrain, pretrain_epochs)
+    train, pre = scale_epochs(s.train, train_epochs), scale_epochs(s.pretrain, pretrain_epochs)
     label = s.label
     if (train, pre) != (s.train, s.pretrain):
         label = f"{s.label}(epochs={train.epochs},pretrain={pre.epochs})"
@@ -349,23 +343,12 @@ def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.T
 
 def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device) -> float:
     """A rough time for the plan from a few timed training steps of this architecture here."""
-    per_image = _seconds_per_image(data.spec, device, settings.train.batch_size)
+    cost = step_cost(data.spec, device, settings.train.batch_size)
     n_class = {c: int((data.train.labels == c).sum()) for c in range(data.n_classes)}
     pretrainings = {(r.scenario, r.level if r.scenario is not Scenario.LABELED else 0, r.normal_class, r.seed) for r in runs if r.method.is_deep_svdd}
-    total = sum(n_class[r.normal_class] * settings.train.epochs * per_image["encoder"] for r in runs)
-    total += sum(n_class[c] * settings.pretrain.epochs * per_image["autoencoder"] for _, _, c, _ in pretrainings)
+    total = sum(n_class[r.normal_class] * settings.train.epochs * cost.encoder for r in runs)
+    total += sum(n_class[c] * settings.pretrain.epochs * cost.autoencoder for _, _, c, _ in pretrainings)
     return total
-
-
-def _seconds_per_image(spec: LeNetSpec, device: torch.device, batch_size: int, steps: int = 4) -> dict[str, float]:
-    x = torch.rand(steps * batch_size, spec.channels, spec.image_size, spec.image_size, device=device)
-    y = torch.zeros(steps * batch_size, dtype=torch.int8, device=device)
-    one_epoch = replace(PAPER_TRAIN, epochs=1, batch_size=batch_size)
-    start = time.perf_counter()
-    train_deep_svdd(initial_encoder(spec, None, 0, device), x, y, TrainConfig(optim=one_epoch), seed=0)
-    middle = time.perf_counter()
-    pretrain(spec, x, one_epoch, seed=0)
-    return {"encoder": (middle - start) / len(x), "autoencoder": (time.perf_counter() - middle) / len(x)}
 
 
 def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None) -> BenchmarkData:

@@ -13,25 +13,19 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import __version__
-from .config import (
-    PAPER_PRETRAIN_GRAYSCALE,
-    PAPER_TRAIN,
-    Objective,
-    OptimConfig,
-    Preprocessing,
-    TrainConfig,
-)
+from .config import Objective, Preprocessing, Resize
 from .device import resolve_device
 from .errors import ExitCode, SsdError, UsageError
 from .files import check_writable
 from .render import (
     console,
     describe_runs,
-    epoch_progress,
     error,
     render_plan,
     render_summary,
+    render_train_plan,
     run_progress,
+    stage_progress,
     warn,
     warn_skipped,
 )
@@ -114,32 +108,38 @@ def _csv(values: tuple[int, ...]) -> str:
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
-ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network of the paper's Appendix B: mnist (1x28x28, the default), fashion-mnist (1x28x28) or cifar10 (3x32x32).")]
-ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour); default: the architecture's.")]
-SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Images are resized to this square size; default: the architecture's (28 or 32).")]
+ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network: the paper's mnist, fashion-mnist (28 px) or cifar10 (32 px), or lenet-64, lenet-128, lenet-256 for larger photos. Default: chosen from the images' size.")]
+ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour). Default: colour when at least 10% of the sampled images are colour.")]
+SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Square input side in pixels. Default: the --arch's own, else the largest of 28 (grayscale only)/32/64/128/256 not above the images' median short side.")]
+ResizeOpt = Annotated[Optional[Resize], typer.Option("--resize", help="Fitting images to the square input: squash (default; keeps all content, ignores aspect), crop (centre square) or pad (black bars).")]
 PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Mini-batch size.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the preset's, 200).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]
 
 
-def _spec(arch: str | None, channels: int | None, image_size: int | None):
-    from .nets import get_spec
-
-    try:
-        return get_spec(arch or "mnist", channels, image_size)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+def _milestones(text: str | None, option: str) -> tuple[int, ...] | None:
+    return None if text is None else parse_ints(text, option)
 
 
-def _load(folders: list[Path] | None, spec, what: str):
-    from .images import load_folder
+def _request(**kw: Any):
+    from .engine import TrainRequest
 
-    if not folders:
-        return None
-    batch = load_folder(folders, spec.image_size, spec.channels, what=what)
-    warn_skipped(batch.skipped, what)
-    return batch.images
+    return TrainRequest(**kw)
+
+
+def _plan_and_show(request, *, pretrain_only: bool = False):
+    """Scan and plan, then show the plan and its warnings before any long work starts."""
+    from .engine import plan_training
+
+    with console.status("looking at the images and timing a few training steps"):
+        plan = plan_training(request, pretrain_only=pretrain_only)
+    render_train_plan(plan, pretrain_only=pretrain_only)
+    for role, scan in plan.scan.roles.items():
+        warn_skipped(scan.skipped, role)
+    for message in plan.warnings:
+        warn(message)
+    return plan
 
 
 @app.command()
@@ -150,39 +150,34 @@ def pretrain(
     arch: ArchOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
+    resize: ResizeOpt = None,
     preprocessing: PreOpt = None,
-    epochs: Annotated[int, typer.Option(help="Pretraining epochs.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PAPER_PRETRAIN_GRAYSCALE.lr,
-    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated.")] = _csv(PAPER_PRETRAIN_GRAYSCALE.lr_milestones),
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (0.5e-3 as Deep SVDD's MNIST autoencoder).")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
-    batch_size: BatchOpt = PAPER_PRETRAIN_GRAYSCALE.batch_size,
+    epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (default: the network's preset, e.g. 150 for mnist; the learning-rate drop moves with it).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's, 1e-4).")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, moved with --epochs).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay (default: the preset's, e.g. 0.5e-3 for the grayscale networks).")] = None,
+    batch_size: BatchOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
-    from . import modelfile, pipeline
-    from .preprocess import Preprocessor
+    from . import modelfile
+    from .engine import OptimOverrides, run_pretraining
 
     check_writable(out, force)
-    spec = _spec(arch, channels, image_size)
-    dev = resolve_device(device)
-    optim = _optim(epochs, lr, lr_milestones, weight_decay, batch_size)
-    images = _load(unlabeled, spec, "--unlabeled")
-    pre = Preprocessor.fit(preprocessing or Preprocessing.SCALE, images)
-    x, _ = pipeline.training_tensors(pre, dev, images)
-    with epoch_progress("pretraining", optim.epochs) as on_epoch:
-        ae, losses = pipeline.pretrain(spec, x, optim, seed=seed, on_epoch=on_epoch)
-    training = {"n_unlabeled": len(x), "epochs": optim.epochs, "final_loss": losses[-1] if losses else None, "seed": seed}
-    modelfile.save_autoencoder(out, modelfile.SavedAutoencoder(spec, pre, ae.state_dict(), training), force=force)
-    console.print(f"wrote autoencoder [bold]{out}[/] ({spec.name}, {len(x)} images, final loss {training['final_loss']})")
-
-
-def _optim(epochs: int, lr: float, milestones: str, weight_decay: float, batch_size: int) -> OptimConfig:
-    try:
-        return OptimConfig(epochs=epochs, lr=lr, lr_milestones=parse_ints(milestones, "--lr-milestones"), weight_decay=weight_decay, batch_size=batch_size)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    overrides = OptimOverrides(epochs, lr, _milestones(lr_milestones, "--lr-milestones"), weight_decay, batch_size)
+    request = _request(
+        unlabeled=tuple(unlabeled), arch=arch, channels=channels, image_size=image_size, resize=resize,
+        preprocessing=preprocessing, train=overrides, seed=seed, device=device,
+    )  # fmt: skip
+    plan = _plan_and_show(request, pretrain_only=True)
+    with stage_progress() as on_epoch:
+        saved, skipped = run_pretraining(plan, on_epoch=on_epoch)
+    warn_skipped(skipped, "pretrain")
+    modelfile.save_autoencoder(out, saved, force=force)
+    t = saved.training
+    console.print(f"wrote autoencoder [bold]{out}[/] ({plan.spec.name}, {t['n_unlabeled']} images, {t['epochs']} epochs in {t['seconds']} s, final loss {_num(t['final_loss'])})")
 
 
 @app.command()
@@ -198,65 +193,52 @@ def train(
     arch: ArchOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
+    resize: ResizeOpt = None,
     preprocessing: PreOpt = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs (paper: 150).")] = PAPER_TRAIN.epochs,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-4, then 1e-5).")] = PAPER_TRAIN.lr,
-    lr_milestones: Annotated[str, typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (paper: 50).")] = _csv(PAPER_TRAIN.lr_milestones),
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay lambda (paper: 1e-6).")] = PAPER_TRAIN.weight_decay,
-    batch_size: BatchOpt = PAPER_TRAIN.batch_size,
-    pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="Autoencoder file from `ssd pretrain` to initialise phi (skips pretraining; its architecture and preprocessing are used).")] = None,
-    pretrain_epochs: Annotated[int, typer.Option(help="Autoencoder pretraining epochs when --pretrained is not given; 0 = no pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.epochs,
-    pretrain_weight_decay: Annotated[float, typer.Option(help="Weight decay of the autoencoder pretraining.")] = PAPER_PRETRAIN_GRAYSCALE.weight_decay,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, paper 50, moved with --epochs).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay lambda (default: the preset's; paper 1e-6).")] = None,
+    batch_size: BatchOpt = None,
+    pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="Autoencoder file from `ssd pretrain` to initialise phi (skips pretraining; its network, input and preprocessing are used).")] = None,
+    pretrain_epochs: Annotated[Optional[int], typer.Option(help="Autoencoder pretraining epochs when --pretrained is not given (default: the network's preset, e.g. 150 for mnist, 350 for cifar10); 0 = no pretraining.")] = None,
+    pretrain_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the pretraining (default: the preset's; not taken from --lr).")] = None,
+    pretrain_lr_milestones: Annotated[Optional[str], typer.Option(help="Learning-rate drops of the pretraining, comma-separated (default: the preset's, moved with --pretrain-epochs).")] = None,
+    pretrain_weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay of the pretraining (default: the preset's, e.g. 0.5e-3 for grayscale, 0.5e-6 for cifar10).")] = None,
     threshold_quantile: Annotated[float, typer.Option(help="One-class models: the stored threshold is this quantile of the training scores (soft-boundary models use R).")] = 0.95,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
-    """Train a detector. Without --normals/--anomalies this is unsupervised Deep SVDD; with them, SS-DSVDD."""
-    from . import modelfile, pipeline
-    from .preprocess import Preprocessor
+    """Train a detector. Without --normals/--anomalies this is unsupervised Deep SVDD; with them, SS-DSVDD.
+
+    Unless --arch, --channels or --image-size say otherwise, the network, colour and input size are
+    chosen from the images; the plan is printed before any training starts.
+    """
+    from . import modelfile
+    from .engine import OptimOverrides, run_training
 
     check_writable(out, force)
-    if not 0 < threshold_quantile < 1:
-        raise UsageError(f"--threshold-quantile must be in (0, 1), got {threshold_quantile}")
-    try:
-        cfg = TrainConfig(objective=objective, nu=nu, eta=eta, optim=_optim(epochs, lr, lr_milestones, weight_decay, batch_size))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    dev = resolve_device(device)
-    saved_ae = modelfile.load_autoencoder(pretrained) if pretrained else None
-    if saved_ae is not None:
-        spec, pre_from_ae = saved_ae.spec, saved_ae.preprocessor
-        asked = _spec(arch or spec.name, channels or spec.channels, image_size or spec.image_size)
-        if asked != spec:
-            raise UsageError(f"--pretrained {pretrained} is a {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size} network, which does not match --arch/--channels/--image-size")
-        if preprocessing is not None and preprocessing is not pre_from_ae.kind:
-            raise UsageError(f"--pretrained {pretrained} was trained with --preprocessing {pre_from_ae.kind.value}; training must use the same")
-    else:
-        spec, pre_from_ae = _spec(arch, channels, image_size), None
-    u = _load(unlabeled, spec, "--unlabeled")
-    n = _load(normals, spec, "--normals")
-    a = _load(anomalies, spec, "--anomalies")
-    pre = pre_from_ae or Preprocessor.fit(preprocessing or Preprocessing.SCALE, u)
-    x, y = pipeline.training_tensors(pre, dev, u, n, a)
-
-    ae = saved_ae.autoencoder().to(dev) if saved_ae else None
-    if ae is None and pretrain_epochs > 0:
-        ae_optim = OptimConfig(epochs=pretrain_epochs, lr=lr, lr_milestones=cfg.optim.lr_milestones, weight_decay=pretrain_weight_decay, batch_size=batch_size)
-        with epoch_progress("pretraining", pretrain_epochs) as on_epoch:
-            ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], ae_optim, seed=seed, on_epoch=on_epoch)
-    with epoch_progress(f"training ({objective.value})", cfg.optim.epochs) as on_epoch:
-        saved = pipeline.train_model(
-            spec, x, y, cfg, pre, seed=seed, autoencoder=ae, threshold_quantile=threshold_quantile, on_epoch=on_epoch,
-            summary={"pretrain_epochs": 0 if saved_ae else pretrain_epochs, "pretrained_from": str(pretrained) if pretrained else None},
-        )
+    request = _request(
+        unlabeled=tuple(unlabeled), normals=tuple(normals or ()), anomalies=tuple(anomalies or ()),
+        arch=arch, channels=channels, image_size=image_size, resize=resize, preprocessing=preprocessing,
+        objective=objective, nu=nu, eta=eta,
+        train=OptimOverrides(epochs, lr, _milestones(lr_milestones, "--lr-milestones"), weight_decay, batch_size),
+        pretrain=OptimOverrides(pretrain_epochs, pretrain_lr, _milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"), pretrain_weight_decay, batch_size),
+        pretrained=pretrained, threshold_quantile=threshold_quantile, seed=seed, device=device,
+    )  # fmt: skip
+    plan = _plan_and_show(request)
+    with stage_progress() as on_epoch:
+        outcome = run_training(plan, on_epoch=on_epoch)
+    warn_skipped(outcome.skipped, "train")
+    saved = outcome.model
     modelfile.save_model(out, saved, force=force)
-    t = saved.training
+    t, spec = saved.training, saved.spec
     kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] else "Deep SVDD"
     console.print(
         f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size}, "
         f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
-        f"{cfg.optim.epochs} epochs in {t['seconds']} s on {dev}, final loss {_num(t['final_loss'])}, "
+        f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
     )
 

@@ -44,7 +44,7 @@ class Detector:
     def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
         """Stream files through decode and network; the next batch decodes while this one is scored."""
         spec = self.saved.spec
-        for batch in iter_image_batches(files, spec.image_size, spec.channels, batch_size, workers):
+        for batch in iter_image_batches(files, spec.image_size, spec.channels, batch_size, workers, resize=self.saved.resize):
             yield ScoredBatch(batch, self.score(batch.images))
 
     def score_all(

@@ -1,5 +1,8 @@
 """The LeNet-type networks of the paper's Appendix B, a registry of them by name, and their decoders.
 
+A `LeNetSpec` is the whole network: model files store `spec.to_dict()`, so a file loads whatever the
+registry holds today.
+
 Every layer of phi is bias-free and every activation unbounded (leaky ReLU), which the paper requires
 to rule out the trivial "hypersphere collapse" solution. Batch norm has no affine parameters for the
 same reason (its shift would act as a bias).
@@ -7,8 +10,10 @@ same reason (its shift would act as a bias).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -17,17 +22,67 @@ from torch import nn
 LEAKY_SLOPE = 0.1  # alpha in Appendix B
 BN_EPS = 1e-4  # as in the original Deep SVDD code
 
+# Bounds on a network description. A model file states its network, so these are checked with
+# arithmetic alone before a module is built: a crafted file cannot make a load allocate gigabytes.
+MAX_IMAGE_SIZE = 1024
+MAX_CONV_MODULES = 8
+MAX_CONV_FILTERS = 1024
+MAX_DENSE_LAYERS = 8
+MAX_DENSE_UNITS = 65536
+MAX_KERNEL_SIZE = 15
+MAX_PARAMETERS = 100_000_000  # weights of phi (the autoencoder has about twice as many)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # names are shown in terminals: no markup, no spaces
+
+
+def _show(value: object) -> str:
+    """A value for an error message, short even when a file holds something huge."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_int(value: object, what: str, high: int) -> None:
+    if type(value) is not int or not 1 <= value <= high:  # type(): True and 28.0 are not sizes
+        raise ValueError(f"{what} must be an integer from 1 to {high}, got {_show(value)}")
+
+
+def _check_ints(values: object, what: str, most: int, high: int) -> None:
+    if not isinstance(values, tuple) or not 1 <= len(values) <= most:
+        raise ValueError(f"{what} must be 1 to {most} integers, got {_show(values)}")
+    for v in values:
+        _check_int(v, f"each of {what}", high)
+
 
 @dataclass(frozen=True)
 class LeNetSpec:
-    """Conv modules (5x5 conv, BN, leaky ReLU, 2x2 max-pool) followed by dense layers."""
+    """Conv modules (5x5 conv, BN, leaky ReLU, 2x2 max-pool) followed by dense layers.
 
-    name: str
+    Every spec is validated on construction (sizes, bounds, parameter count), so an invalid network
+    cannot exist; `from_dict` reads one from a model file without a registry lookup.
+    """
+
+    name: str  # informational: the fields alone define the network
     channels: int
     image_size: int
     conv_filters: tuple[int, ...]
     dense_units: tuple[int, ...]  # the last one is the output dimension of phi
     kernel_size: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ValueError(f"network name must be 1-64 letters, digits or ._+- characters, got {_show(self.name)}")
+        if type(self.channels) is not int or self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {_show(self.channels)}")
+        _check_int(self.image_size, "image size", MAX_IMAGE_SIZE)
+        _check_ints(self.conv_filters, "conv filters", MAX_CONV_MODULES, MAX_CONV_FILTERS)
+        _check_ints(self.dense_units, "dense units", MAX_DENSE_LAYERS, MAX_DENSE_UNITS)
+        _check_int(self.kernel_size, "kernel size", MAX_KERNEL_SIZE)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel size must be odd (padding keeps the image size), got {self.kernel_size}")
+        step = 2 ** len(self.conv_filters)
+        if self.image_size % step:
+            raise ValueError(f"image size for '{self.name}' must be a positive multiple of {step}, got {self.image_size}")
+        if self.parameter_count > MAX_PARAMETERS:
+            raise ValueError(f"network '{self.name}' has {self.parameter_count:,} weights, more than the {MAX_PARAMETERS:,} allowed")
 
     @property
     def rep_dim(self) -> int:
@@ -37,6 +92,74 @@ class LeNetSpec:
     def feature_size(self) -> int:
         """Side length of the feature map after all pooling steps."""
         return self.image_size // 2 ** len(self.conv_filters)
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights of phi, by arithmetic: known before anything is allocated."""
+        k2, chans = self.kernel_size**2, (self.channels, *self.conv_filters)
+        units = (self.conv_filters[-1] * self.feature_size**2, *self.dense_units)
+        return sum(k2 * a * b for a, b in zip(chans[:-1], chans[1:])) + sum(a * b for a, b in zip(units[:-1], units[1:]))
+
+    def layers(self) -> list[dict]:
+        """Every layer of phi in order, as `Encoder` builds and runs them."""
+        pad, in_ch, out = self.kernel_size // 2, self.channels, []
+        for f in self.conv_filters:
+            out += [
+                {"type": "conv2d", "in_channels": in_ch, "out_channels": f, "kernel_size": self.kernel_size, "padding": pad, "bias": False},
+                {"type": "batch_norm2d", "num_features": f, "eps": BN_EPS, "affine": False},
+                {"type": "leaky_relu", "negative_slope": LEAKY_SLOPE},
+                {"type": "max_pool2d", "kernel_size": 2},
+            ]
+            in_ch = f
+        out.append({"type": "flatten"})
+        units = (in_ch * self.feature_size**2, *self.dense_units)
+        for i, (a, b) in enumerate(zip(units[:-1], units[1:])):
+            out.append({"type": "linear", "in_features": a, "out_features": b, "bias": False})
+            if i < len(self.dense_units) - 1:  # hidden dense layers; the output layer stays linear
+                out += [
+                    {"type": "batch_norm1d", "num_features": b, "eps": BN_EPS, "affine": False},
+                    {"type": "leaky_relu", "negative_slope": LEAKY_SLOPE},
+                ]
+        return out
+
+    def to_dict(self) -> dict:
+        """The complete specification (JSON-ready): the fields plus the layers they imply."""
+        return {
+            "name": self.name,
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "conv_filters": list(self.conv_filters),
+            "dense_units": list(self.dense_units),
+            "kernel_size": self.kernel_size,
+            "layers": self.layers(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: object) -> LeNetSpec:
+        """A spec from `to_dict` output, fully validated (ValueError); `layers`, if given, must match."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a network description must be a JSON object, got {_show(d)}")
+        known = {f.name for f in fields(cls)}
+        missing, unknown = sorted(known - {"kernel_size"} - set(d)), sorted(map(str, set(d) - known - {"layers"}))
+        if missing or unknown:
+            problems = [f"lacks {missing}"] * bool(missing) + [f"has unknown keys {_show(unknown)}"] * bool(unknown)
+            raise ValueError(f"the network description {' and '.join(problems)}")
+        for key in ("conv_filters", "dense_units"):
+            if not isinstance(d[key], list):
+                raise ValueError(f"{key} must be a list of integers, got {_show(d[key])}")
+        values = {k: d[k] for k in known if k in d}
+        spec = cls(**{**values, "conv_filters": tuple(d["conv_filters"]), "dense_units": tuple(d["dense_units"])})
+        if "layers" in d and not _same_json(d["layers"], spec.layers()):
+            raise ValueError(f"inconsistent network description: its layers are not those of '{spec.name}' as its fields define it")
+        return spec
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Equal as JSON: types count (False is not 0, 2 is not 2.0)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 _REGISTRY: dict[str, Callable[[], LeNetSpec]] = {}
@@ -101,22 +224,16 @@ def architectures() -> list[str]:
 
 
 def get_spec(name: str, channels: int | None = None, image_size: int | None = None) -> LeNetSpec:
-    """The registered network, optionally for another input size or channel count."""
+    """The registered network, optionally for another input size or channel count (validated: ValueError)."""
     try:
         spec = _REGISTRY[name]()
     except KeyError:
         raise ValueError(f"unknown architecture '{name}'; choose one of: {', '.join(architectures())}") from None
-    spec = replace(
+    return replace(
         spec,
         channels=spec.channels if channels is None else channels,
         image_size=spec.image_size if image_size is None else image_size,
     )
-    step = 2 ** len(spec.conv_filters)
-    if spec.channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (colour), got {spec.channels}")
-    if spec.image_size < step or spec.image_size % step:
-        raise ValueError(f"image size for '{name}' must be a positive multiple of {step}, got {spec.image_size}")
-    return spec
 
 
 class BatchNorm2d(nn.BatchNorm2d):

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from .config import Objective, OptimConfig, TrainConfig
+from .config import Objective, OptimConfig, Resize, TrainConfig
 from .modelfile import SavedModel
 from .nets import AutoEncoder, Encoder, LeNetSpec
 from .preprocess import Preprocessor
@@ -62,6 +62,7 @@ def train_model(
     seed: int,
     autoencoder: AutoEncoder | None = None,
     threshold_quantile: float = 0.95,
+    resize: Resize = Resize.SQUASH,
     on_epoch: EpochCallback | None = None,
     summary: dict | None = None,
 ) -> SavedModel:
@@ -105,4 +106,5 @@ def train_model(
         threshold_rule=rule,
         encoder_state=encoder.state_dict(),
         training=info,
+        resize=resize,
     )

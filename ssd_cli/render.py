@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .training import EpochCallback, EpochInfo
+from .training import EpochInfo
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
     from .benchmark import BenchmarkData, BenchmarkSettings, Run
@@ -64,13 +64,16 @@ def new_progress() -> Progress:
 
 
 @contextmanager
-def epoch_progress(description: str, epochs: int) -> Iterator[EpochCallback]:
-    """A progress bar over epochs showing the loss; yields the engine's epoch callback."""
+def stage_progress() -> Iterator[Callable[[str, EpochInfo], None]]:
+    """One progress bar per training stage (pretraining, training), created when the stage starts;
+    yields the engine's (stage, epoch info) callback."""
     with new_progress() as progress:
-        task = progress.add_task(description, total=epochs, status="")
+        tasks: dict[str, TaskID] = {}
 
-        def on_epoch(info: EpochInfo) -> None:
-            progress.update(task, completed=info.epoch, status=f"loss {info.loss:.4g}  lr {info.lr:.0e}")
+        def on_epoch(stage: str, info: EpochInfo) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=info.epochs, status="")
+            progress.update(tasks[stage], completed=info.epoch, status=f"loss {info.loss:.4g}  lr {info.lr:.0e}")
 
         yield on_epoch
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
+from ssd_cli.config import Resize
 from ssd_cli.errors import InputError
 from ssd_cli.images import (
     decode_image,
@@ -215,3 +216,170 @@ def test_iter_image_batches_keeps_order_and_sizes(tmp_path: Path) -> None:
 def test_iter_image_batches_empty() -> None:
     assert list(iter_image_batches([], 28, 1)) == []
     assert load_images([], 28, 1).images.shape == (0, 1, 28, 28)
+
+
+# --- fitting to the square input: squash, crop, pad ----------------------------------------------
+
+RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
+
+
+def bands(w: int, h: int, colours: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """An h x w RGB image of vertical bands of equal width, left to right."""
+    arr = np.zeros((h, w, 3), np.uint8)
+    step = w // len(colours)
+    for i, c in enumerate(colours):
+        arr[:, i * step : (i + 1) * step] = c
+    return arr
+
+
+def near(pixel: np.ndarray, colour: tuple[int, int, int], tol: int = 12) -> bool:
+    return bool(np.abs(pixel.astype(int) - np.array(colour)).max() <= tol)
+
+
+def region_is(out: np.ndarray, rows: slice, cols: slice, colour: tuple[int, int, int], tol: int = 12) -> bool:
+    """Every pixel of out[:, rows, cols] (channel-first) is within tol of colour."""
+    block = out[:, rows, cols].reshape(3, -1).T
+    return bool(np.abs(block.astype(int) - np.array(colour)).max() <= tol)
+
+
+@pytest.fixture()
+def wide_bands(tmp_path: Path) -> Path:
+    """96x32: red, green and blue bands of 32x32 each."""
+    return save(tmp_path / "wide.png", Image.fromarray(bands(96, 32, (RED, GREEN, BLUE))))
+
+
+def test_crop_keeps_the_centre_square(wide_bands: Path) -> None:
+    out = decode_image(wide_bands, 48, 3, Resize.CROP)
+    assert out.shape == (3, 48, 48)
+    assert region_is(out, slice(None), slice(3, -3), GREEN)  # the side bands are cut off
+    assert not (near(out[:, 24, 0], RED) or near(out[:, 24, 47], BLUE))
+    same = decode_image(wide_bands, 32, 3, Resize.CROP)  # no scaling: exactly the centre pixels
+    assert region_is(same, slice(None), slice(None), GREEN, tol=0)
+
+
+def test_pad_keeps_everything_with_black_bars(wide_bands: Path) -> None:
+    out = decode_image(wide_bands, 48, 3, Resize.PAD)
+    # 96x32 -> 48x16 content, centred: rows 16..31, black above and below
+    assert region_is(out, slice(0, 16), slice(None), BLACK, tol=0)
+    assert region_is(out, slice(32, 48), slice(None), BLACK, tol=0)
+    assert region_is(out, slice(17, 31), slice(1, 15), RED)
+    assert region_is(out, slice(17, 31), slice(17, 31), GREEN)
+    assert region_is(out, slice(17, 31), slice(33, 47), BLUE)
+
+
+def test_pad_tall_image_gets_side_bars(tmp_path: Path) -> None:
+    tall = bands(96, 32, (RED, GREEN, BLUE)).transpose(1, 0, 2).copy()  # 32 wide, 96 high: red on top
+    out = decode_image(save(tmp_path / "tall.png", Image.fromarray(tall)), 48, 3, Resize.PAD)
+    assert region_is(out, slice(None), slice(0, 16), BLACK, tol=0)
+    assert region_is(out, slice(None), slice(32, 48), BLACK, tol=0)
+    assert region_is(out, slice(1, 15), slice(17, 31), RED) and region_is(out, slice(33, 47), slice(17, 31), BLUE)
+
+
+def test_squash_keeps_the_bands_squeezed(wide_bands: Path) -> None:
+    out = decode_image(wide_bands, 48, 3, Resize.SQUASH)
+    assert region_is(out, slice(None), slice(0, 15), RED)
+    assert region_is(out, slice(None), slice(17, 31), GREEN)
+    assert region_is(out, slice(None), slice(33, 48), BLUE)
+    assert np.array_equal(out, decode_image(wide_bands, 48, 3))  # squash is the default
+
+
+def test_square_image_is_the_same_under_every_policy(tmp_path: Path) -> None:
+    arr = np.stack([gradient(40, 40), 255 - gradient(40, 40), np.full((40, 40), 90, np.uint8)], axis=-1)
+    path = save(tmp_path / "sq.png", Image.fromarray(arr))
+    outs = [decode_image(path, 28, 3, policy) for policy in Resize]
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_resize_policy_reaches_every_loader(wide_bands: Path) -> None:
+    crop = decode_image(wide_bands, 48, 3, Resize.CROP)
+    assert np.array_equal(load_folder([wide_bands.parent], 48, 3, what="x", resize=Resize.CROP).images[0].numpy(), crop)
+    assert np.array_equal(load_images([wide_bands], 48, 3, resize=Resize.CROP).images[0].numpy(), crop)
+    (batch,) = iter_image_batches([wide_bands], 48, 3, resize=Resize.PAD)
+    assert np.array_equal(batch.images[0].numpy(), decode_image(wide_bands, 48, 3, Resize.PAD))
+    assert not np.array_equal(load_images([wide_bands], 48, 3).images[0].numpy(), crop)  # default: squash
+
+
+# --- EXIF orientation ----------------------------------------------------------------------------
+
+
+def jpeg_with_orientation(path: Path, arr: np.ndarray, orientation: int) -> Path:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    return save(path, Image.fromarray(arr), quality=95, exif=exif)
+
+
+def test_exif_rotated_jpeg_comes_out_as_displayed(tmp_path: Path) -> None:
+    # Stored 64x32 with red left, blue right; orientation 6 = shown turned 90 degrees clockwise.
+    path = jpeg_with_orientation(tmp_path / "phone.jpg", bands(64, 32, (RED, BLUE)), 6)
+    out = decode_image(path, 32, 3)
+    assert region_is(out, slice(0, 14), slice(None), RED, tol=20)
+    assert region_is(out, slice(18, 32), slice(None), BLUE, tol=20)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("policy", list(Resize))
+def test_every_orientation_matches_pillows_exif_transpose(orientation: int, policy: Resize, tmp_path: Path) -> None:
+    rng = np.random.default_rng(orientation)
+    arr = np.kron(rng.integers(0, 256, (3, 5, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 80x48, 16-px blocks
+    path = jpeg_with_orientation(tmp_path / "o.jpg", arr, orientation)
+    with Image.open(path) as im:
+        stored = save(tmp_path / "stored.png", im.convert("RGB"))
+        upright = save(tmp_path / "upright.png", ImageOps.exif_transpose(im))
+    got = decode_image(path, 44, 3, policy).astype(int)
+    assert np.abs(got - decode_image(upright, 44, 3, policy).astype(int)).mean() < 1.0
+    assert np.abs(got - decode_image(stored, 44, 3, policy).astype(int)).mean() > 10  # turning matters here
+
+
+# --- reduced decoding of large photos ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_photos(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Mosaics of real CIFAR-10 photos upscaled 4x: a 2557x1915 JPEG, the same stored turned with
+    EXIF orientation 6 (as phones do), and a 1277x957 PNG. Odd sizes on purpose: the reduced
+    JPEG's last row and column are partly padding."""
+    folder = data_root / "cifar10-jpeg" / "train" / "cat"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    tiles = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*.jpg"))[:300]]
+    mosaic = np.concatenate([np.concatenate(tiles[r * 20 : (r + 1) * 20], axis=1) for r in range(15)], axis=0)
+    big = Image.fromarray(mosaic).resize((640 * 4, 480 * 4), Image.Resampling.BICUBIC)
+    tmp = tmp_path_factory.mktemp("large")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    return {
+        "jpeg": save(tmp / "big.jpg", big.crop((0, 0, 2557, 1915)), quality=90),
+        "jpeg-turned": save(tmp / "turned.jpg", big.crop((0, 0, 2557, 1915)).transpose(Image.Transpose.ROTATE_90), quality=90, exif=exif),
+        "png": save(tmp / "big.png", big.crop((3, 2, 1280, 959)), compress_level=1),
+    }
+
+
+def full_decode_fit(path: Path, size: int, mode: str, policy: Resize) -> np.ndarray:
+    """The reference: decode every pixel, turn as displayed, one bilinear resample of the exact region."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert(mode)
+    w, h = im.size
+    side = min(w, h)
+    if policy is Resize.SQUASH:
+        out = im.resize((size, size), Image.Resampling.BILINEAR)
+    elif policy is Resize.CROP:
+        left, top = (w - side) / 2, (h - side) / 2
+        out = im.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    else:
+        inner = (round(w * size / max(w, h)), round(h * size / max(w, h)))
+        out = Image.new(mode, (size, size))
+        out.paste(im.resize(inner, Image.Resampling.BILINEAR), ((size - inner[0]) // 2, (size - inner[1]) // 2))
+    arr = np.asarray(out)
+    return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "jpeg-turned", "png"])
+@pytest.mark.parametrize("size", [32, 128])
+def test_reduced_decoding_stays_close_to_a_full_decode(large_photos: dict[str, Path], kind: str, size: int) -> None:
+    for policy in Resize:
+        for channels, mode in ((3, "RGB"), (1, "L")):
+            got = decode_image(large_photos[kind], size, channels, policy)
+            want = full_decode_fit(large_photos[kind], size, mode, policy)
+            assert got.shape == want.shape == (channels, size, size)
+            diff = np.abs(got.astype(int) - want.astype(int)).mean()
+            assert diff < 4, f"{kind} {policy.value} {channels}ch {size}px: mean abs diff {diff:.2f}"

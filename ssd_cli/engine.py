@@ -1,0 +1,302 @@
+"""Training from folders, as one story: look at the data, decide and say what will be done, then do it.
+
+`plan_training` scans the inputs, chooses what the user left open (network, channels, input size)
+and fixes every setting, without decoding the training set; `run_training` carries a plan out.
+The CLI renders the plan between the two, so the user sees it before any long work starts. Both
+`ssd train` and `ssd pretrain` go through here, and nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import (
+    PAPER_TRAIN,
+    Objective,
+    OptimConfig,
+    Preprocessing,
+    Resize,
+    TrainConfig,
+)
+from .device import resolve_device
+from .errors import UsageError
+from .estimate import step_cost, training_seconds
+from .images import Skipped, load_images
+from .modelfile import SavedAutoencoder, SavedModel, load_autoencoder
+from .nets import LeNetSpec, get_spec
+from .preprocess import Preprocessor
+from .presets import customised, schedule_for_spec
+from .scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
+from .training import EpochInfo
+
+UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE = "--unlabeled", "--normals", "--anomalies"
+
+StageCallback = Callable[[str, EpochInfo], None]  # (stage name, epoch info)
+
+
+@dataclass(frozen=True)
+class OptimOverrides:
+    """What the user set of one phase's optimiser; None keeps the network's preset."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    lr_milestones: tuple[int, ...] | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+
+    def apply(self, preset: OptimConfig) -> OptimConfig:
+        try:
+            return customised(preset, **self.__dict__)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything a user can ask of `ssd train` / `ssd pretrain`; unset values are chosen by the plan."""
+
+    unlabeled: tuple[Path, ...]
+    normals: tuple[Path, ...] = ()
+    anomalies: tuple[Path, ...] = ()
+    arch: str | None = None
+    channels: int | None = None
+    image_size: int | None = None
+    resize: Resize | None = None
+    preprocessing: Preprocessing | None = None
+    objective: Objective = Objective.ONE_CLASS
+    nu: float = 0.1
+    eta: float = 1.0
+    train: OptimOverrides = OptimOverrides()
+    pretrain: OptimOverrides = OptimOverrides()
+    pretrained: Path | None = None
+    threshold_quantile: float = 0.95
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What will be done, decided before any image is decoded: the CLI shows it first."""
+
+    request: TrainRequest
+    scan: ScanReport
+    files: dict[str, list[Path]]  # per role, after overlaps were resolved
+    choice: InputChoice
+    spec: LeNetSpec
+    resize: Resize
+    preprocessing: Preprocessing
+    cfg: TrainConfig
+    pretrain: OptimConfig | None  # None: no pretraining (a --pretrained file, or 0 epochs)
+    pretrained: SavedAutoencoder | None
+    device: torch.device
+    estimate_seconds: float | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(f) for f in self.files.values())
+
+
+@dataclass
+class TrainOutcome:
+    model: SavedModel
+    skipped: list[Skipped]  # files that could not be decoded
+
+
+def _check_options(req: TrainRequest) -> TrainConfig:
+    """Cheap checks first: a typo in an option must not wait for a folder scan."""
+    if not 0 < req.threshold_quantile < 1:
+        raise UsageError(f"--threshold-quantile must be in (0, 1), got {req.threshold_quantile}")
+    for name, value in (("--channels", req.channels), ("--image-size", req.image_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be positive, got {value}")
+    req.train.apply(PAPER_TRAIN)  # negative epochs, zero lr and the like, before the network is known
+    req.pretrain.apply(PAPER_TRAIN)
+    try:
+        return TrainConfig(objective=req.objective, nu=req.nu, eta=req.eta)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: bool = True) -> TrainPlan:
+    """Scan, choose, fix every setting and estimate the time; decodes nothing but a small sample."""
+    base = _check_options(req)
+    device = resolve_device(req.device)
+    if req.arch is not None:
+        _spec_or_usage(req.arch, None, None)  # an unknown name is a usage error before any scan
+    saved_ae = load_autoencoder(req.pretrained) if req.pretrained is not None else None
+    roles = {UNLABELED_ROLE: list(req.unlabeled), NORMALS_ROLE: list(req.normals), ANOMALIES_ROLE: list(req.anomalies)}
+    report = scan_inputs({k: v for k, v in roles.items() if v})
+    if saved_ae is not None:
+        spec, choice = _from_pretrained(req, saved_ae)
+        resize, preprocessing = saved_ae.resize, saved_ae.preprocessor.kind
+        if req.resize is not None and req.resize is not resize:
+            raise UsageError(f"--pretrained {req.pretrained} was trained with --resize {resize.value}; training must use the same")
+    else:
+        choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
+        spec = _spec_or_usage(choice.arch, choice.channels, choice.image_size)
+        resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.SCALE
+    schedule = schedule_for_spec(spec)
+    cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
+    pre_optim = req.pretrain.apply(schedule.pretrain)
+    if pretrain_only:
+        pre_optim = req.train.apply(schedule.pretrain)  # `ssd pretrain` has one set of optimiser options
+    wants_pretraining = saved_ae is None and pre_optim.epochs > 0
+    files, overlap_notes = _resolve_overlaps(report, pretrain_only)
+    warnings = overlap_notes + input_warnings(report, choice, resize)
+    seconds = None
+    if estimate:
+        cost = step_cost(spec, device, cfg.optim.batch_size)
+        n_unlabeled, n_all = len(files[UNLABELED_ROLE]), sum(len(f) for f in files.values())
+        if pretrain_only:
+            seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
+        else:
+            seconds = training_seconds(cost, n_all, n_unlabeled, cfg.optim.epochs, pre_optim.epochs if wants_pretraining else 0)
+    return TrainPlan(
+        request=req,
+        scan=report,
+        files=files,
+        choice=choice,
+        spec=spec,
+        resize=resize,
+        preprocessing=preprocessing,
+        cfg=cfg,
+        pretrain=pre_optim if wants_pretraining or pretrain_only else None,
+        pretrained=saved_ae,
+        device=device,
+        estimate_seconds=seconds,
+        warnings=warnings,
+    )
+
+
+def _spec_or_usage(arch: str, channels: int | None, image_size: int | None) -> LeNetSpec:
+    try:
+        return get_spec(arch, channels, image_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetSpec, InputChoice]:
+    """A --pretrained autoencoder fixes the network, its input and its preprocessing."""
+    spec = saved.spec
+    asked = (req.arch or spec.name, req.channels or spec.channels, req.image_size or spec.image_size)
+    if asked != (spec.name, spec.channels, spec.image_size):
+        raise UsageError(
+            f"--pretrained {req.pretrained} is a {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size} network, "
+            "which does not match --arch/--channels/--image-size"
+        )
+    if req.preprocessing is not None and req.preprocessing is not saved.preprocessor.kind:
+        raise UsageError(f"--pretrained {req.pretrained} was trained with --preprocessing {saved.preprocessor.kind.value}; training must use the same")
+    reason = f"from --pretrained {req.pretrained}"
+    return spec, InputChoice(spec.name, spec.channels, spec.image_size, (reason,))
+
+
+def _resolve_overlaps(report: ScanReport, pretrain_only: bool) -> tuple[dict[str, list[Path]], list[str]]:
+    """Each file counts once. A labeled file also found among the unlabeled counts as labeled (its
+    label is the stronger information); a file labeled both normal and anomalous contradicts itself
+    and counts as unlabeled only."""
+    files = {role: list(report.roles[role].files) if role in report.roles else [] for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE)}
+    notes: list[str] = []
+    key = {role: {p.resolve(): p for p in paths} for role, paths in files.items()}
+    both = set(key[NORMALS_ROLE]) & set(key[ANOMALIES_ROLE])
+    if both:
+        notes.append(f"{len(both)} file(s) are in both --normals and --anomalies (e.g. {_example(key[NORMALS_ROLE], both)}): they count as unlabeled only")
+        for role in (NORMALS_ROLE, ANOMALIES_ROLE):
+            files[role] = [p for p in files[role] if p.resolve() not in both]
+        files[UNLABELED_ROLE] += [key[NORMALS_ROLE][k] for k in sorted(both) if k not in key[UNLABELED_ROLE]]
+    for role in (NORMALS_ROLE, ANOMALIES_ROLE):
+        shared = set(key[UNLABELED_ROLE]) & {p.resolve() for p in files[role]}
+        if shared:
+            where = "labeled" if not pretrain_only else role
+            notes.append(f"{len(shared)} file(s) of {role} are also in --unlabeled (e.g. {_example(key[role], shared)}): they count as {where} ({role}) only")
+            files[UNLABELED_ROLE] = [p for p in files[UNLABELED_ROLE] if p.resolve() not in shared]
+    if not files[UNLABELED_ROLE]:
+        from .errors import InputError
+
+        raise InputError("--unlabeled: no unlabeled image is left once the labeled files are taken out")
+    return files, notes
+
+
+def _example(paths: dict[Path, Path], keys: set[Path]) -> str:
+    return str(paths[min(keys)])
+
+
+def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> TrainOutcome:
+    """Decode the training set, pretrain (unless a pretrained file was given), fix c, run Algorithm 1."""
+    from . import pipeline
+
+    spec, dev = plan.spec, plan.device
+    images, skipped = _decode(plan, workers)
+    pre = plan.pretrained.preprocessor if plan.pretrained else Preprocessor.fit(plan.preprocessing, images[UNLABELED_ROLE])
+    x, y = pipeline.training_tensors(pre, dev, images[UNLABELED_ROLE], images.get(NORMALS_ROLE), images.get(ANOMALIES_ROLE))
+    ae = plan.pretrained.autoencoder().to(dev) if plan.pretrained else None
+    pretrain_seconds = 0.0
+    if ae is None and plan.pretrain is not None:
+        start = time.perf_counter()
+        ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"))
+        pretrain_seconds = time.perf_counter() - start
+    summary = {
+        "pretrain_epochs": plan.pretrain.epochs if plan.pretrain is not None else 0,
+        "pretrain_config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)} if plan.pretrain else None,
+        "pretrain_seconds": round(pretrain_seconds, 2),
+        "pretrained_from": str(plan.request.pretrained) if plan.request.pretrained else None,
+        "input_choice": list(plan.choice.reasons),
+        "resize": plan.resize.value,
+    }
+    model = pipeline.train_model(
+        spec, x, y, plan.cfg, pre, seed=plan.request.seed, autoencoder=ae, threshold_quantile=plan.request.threshold_quantile,
+        resize=plan.resize, on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
+    )  # fmt: skip
+    return TrainOutcome(model, skipped)
+
+
+def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> tuple[SavedAutoencoder, list[Skipped]]:
+    """`ssd pretrain`: the autoencoder alone, on the unlabeled images."""
+    from . import pipeline
+
+    assert plan.pretrain is not None
+    images, skipped = _decode(plan, workers)
+    pre = Preprocessor.fit(plan.preprocessing, images[UNLABELED_ROLE])
+    x, _ = pipeline.training_tensors(pre, plan.device, images[UNLABELED_ROLE])
+    start = time.perf_counter()
+    ae, losses = pipeline.pretrain(plan.spec, x, plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"))
+    training = {
+        "n_unlabeled": len(x),
+        "epochs": plan.pretrain.epochs,
+        "final_loss": losses[-1] if losses else None,
+        "seconds": round(time.perf_counter() - start, 2),
+        "seed": plan.request.seed,
+        "device": str(plan.device),
+        "config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)},
+        "input_choice": list(plan.choice.reasons),
+    }
+    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize), skipped
+
+
+def _decode(plan: TrainPlan, workers: int | None) -> tuple[dict[str, torch.Tensor], list[Skipped]]:
+    """Every role's images at the network's input; a role left with no readable image is bad input."""
+    from .errors import InputError
+
+    images: dict[str, torch.Tensor] = {}
+    skipped: list[Skipped] = []
+    for role, files in plan.files.items():
+        if not files:
+            continue
+        batch = load_images(files, plan.spec.image_size, plan.spec.channels, workers=workers, resize=plan.resize)
+        skipped += batch.skipped
+        if len(batch.paths) == 0:
+            raise InputError(f"{role}: none of the {len(files)} image files could be read")
+        images[role] = batch.images
+    return images, skipped
+
+
+def _stage(on_epoch: StageCallback | None, name: str) -> Callable[[EpochInfo], None] | None:
+    if on_epoch is None:
+        return None
+    return lambda info: on_epoch(name, info)
+

@@ -1,0 +1,83 @@
+"""Training settings per network: the one place every command (train, pretrain, benchmark) reads them.
+
+The paper's networks get the paper's schedule (Appendix C) and the original Deep SVDD code's
+autoencoder pretraining, where the paper is silent: 150 epochs with weight decay 0.5e-3 for the
+grayscale networks, 350 epochs with 0.5e-6 for CIFAR-10. The native-resolution networks get shorter
+schedules chosen by measurement so that a default run on a few hundred photos fits a CPU
+(docs/method.md, "Networks for native resolution").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .config import (
+    PAPER_PRETRAIN_COLOUR,
+    PAPER_PRETRAIN_GRAYSCALE,
+    PAPER_TRAIN,
+    OptimConfig,
+)
+from .nets import LeNetSpec, network_for_size
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Adam settings for the two phases: autoencoder pretraining, then Deep SVDD training."""
+
+    train: OptimConfig
+    pretrain: OptimConfig
+
+
+_NATIVE = Schedule(
+    train=OptimConfig(epochs=40, lr=1e-4, lr_milestones=(27,), weight_decay=1e-6),
+    pretrain=OptimConfig(epochs=40, lr=1e-4, lr_milestones=(27,), weight_decay=0.5e-3),
+)
+
+SCHEDULES: dict[str, Schedule] = {
+    "mnist": Schedule(PAPER_TRAIN, PAPER_PRETRAIN_GRAYSCALE),
+    "fashion-mnist": Schedule(PAPER_TRAIN, PAPER_PRETRAIN_GRAYSCALE),
+    "cifar10": Schedule(PAPER_TRAIN, PAPER_PRETRAIN_COLOUR),
+    "lenet-64": _NATIVE,
+    "lenet-128": _NATIVE,
+    "lenet-256": _NATIVE,
+}
+
+
+def schedule_for(arch: str) -> Schedule:
+    """The default schedule of a registered network (every registered network has one: tested)."""
+    try:
+        return SCHEDULES[arch]
+    except KeyError:
+        raise ValueError(f"no training schedule for network '{arch}'; choose one of: {', '.join(sorted(SCHEDULES))}") from None
+
+
+def schedule_for_spec(spec: LeNetSpec) -> Schedule:
+    """The schedule of the network's name, else of the registered network made for its input size
+    (a network loaded from a file need not be registered)."""
+    return SCHEDULES.get(spec.name) or SCHEDULES[network_for_size(spec.image_size)]
+
+
+def with_epochs(optim: OptimConfig, epochs: int | None) -> OptimConfig:
+    """`epochs` instead of the preset's, with each learning-rate drop kept at its relative place.
+
+    150 epochs dropping at 50 become 30 dropping at 10; a drop never lands on epoch 0.
+    """
+    if epochs is None or epochs == optim.epochs:
+        return optim
+    milestones = tuple(sorted({max(1, round(m * epochs / optim.epochs)) for m in optim.lr_milestones})) if optim.epochs else ()
+    return replace(optim, epochs=epochs, lr_milestones=milestones)
+
+
+def customised(
+    optim: OptimConfig,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    lr_milestones: tuple[int, ...] | None = None,
+    weight_decay: float | None = None,
+    batch_size: int | None = None,
+) -> OptimConfig:
+    """A preset with the user's overrides; None keeps the preset's value (milestones move with epochs)."""
+    out = with_epochs(optim, epochs)
+    changes = {"lr": lr, "lr_milestones": lr_milestones, "weight_decay": weight_decay, "batch_size": batch_size}
+    return replace(out, **{k: v for k, v in changes.items() if v is not None})
