@@ -9,8 +9,8 @@ unlabeled data plus the 20 labeled anomalies of train/bad/, preprocessing `scale
 scored on test/normal/ (100) and test/anomalous/ (100), all through the engine: ssd_cli.images.load_folder,
 Preprocessor, pipeline.training_tensors / pretrain / train_model, detector.Detector and ssd_cli.metrics.
 
-Schedules: autoencoder Adam lr 1e-4, weight decay 0.5e-3 (PAPER_PRETRAIN_GRAYSCALE) and SS-DSVDD Adam lr
-1e-4, weight decay 1e-6, each with a 10x lr drop two thirds in (`--lr-drop`), batch 200.
+Schedules: autoencoder Adam lr 1e-4 (`--lr`), weight decay 0.5e-3 (PAPER_PRETRAIN_GRAYSCALE) and SS-DSVDD Adam
+lr 1e-4, weight decay 1e-6, each with a 10x lr drop two thirds in (`--lr-drop`), batch 200.
 
 Run names (`--runs`):
   S{side}-w{first}-c{cap}-r{rep}   LeNetSpec by the paper's rules: log2(side/4) conv modules (so the net ends on
@@ -82,9 +82,9 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def schedule(epochs: int, weight_decay: float, drop: float) -> OptimConfig:
+def schedule(epochs: int, weight_decay: float, drop: float, lr: float = 1e-4) -> OptimConfig:
     milestone = max(1, int(round(epochs * drop)))
-    return OptimConfig(epochs=epochs, lr=1e-4, lr_milestones=(milestone,) if milestone < epochs else (), weight_decay=weight_decay)
+    return OptimConfig(epochs=epochs, lr=lr, lr_milestones=(milestone,) if milestone < epochs else (), weight_decay=weight_decay)
 
 
 class Data:
@@ -123,8 +123,8 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
     pre = Preprocessor.fit(Preprocessing.SCALE, data.unlabeled)
     x, y = pipeline.training_tensors(pre, device, data.unlabeled, None, data.anomalies)
     x_test = pre(data.test).contiguous(memory_format=torch.channels_last)
-    pre_cfg = schedule(run.pretrain_epochs, PAPER_PRETRAIN_GRAYSCALE.weight_decay, args.lr_drop)
-    cfg = TrainConfig(optim=schedule(run.epochs, 1e-6, args.lr_drop))
+    pre_cfg = schedule(run.pretrain_epochs, PAPER_PRETRAIN_GRAYSCALE.weight_decay, args.lr_drop, args.lr)
+    cfg = TrainConfig(optim=schedule(run.epochs, 1e-6, args.lr_drop, args.lr))
 
     load0 = os.getloadavg()
     pre_secs: list[float] = []
@@ -175,6 +175,7 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
         "pretrain_epochs": run.pretrain_epochs,
         "epochs": run.epochs,
         "seed": run.seed,
+        "lr": args.lr,
         "auroc": round(m.auroc, 4),
         "auprc": round(m.auprc, 4),
         "auroc_by_kind": {k: round(v, 4) for k, v in per_kind_auroc(scores, data.truth, data.kinds).items()},
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-epochs", type=int, default=15)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--lr", type=float, default=1e-4, help="initial Adam lr of both phases")
     ap.add_argument("--lr-drop", type=float, default=2 / 3, help="lr drops 10x at this fraction of the epochs")
     ap.add_argument("--checkpoint-every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)

@@ -24,7 +24,7 @@ from .config import (
     TrainConfig,
 )
 from .device import resolve_device
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .estimate import step_cost, training_seconds
 from .images import Skipped, load_images
 from .modelfile import SavedAutoencoder, SavedModel, load_autoencoder
@@ -147,8 +147,8 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     if pretrain_only:
         pre_optim = req.train.apply(schedule.pretrain)  # `ssd pretrain` has one set of optimiser options
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
-    files, overlap_notes = _resolve_overlaps(report, pretrain_only)
-    warnings = overlap_notes + input_warnings(report, choice, resize)
+    files = _resolve_overlaps(report)
+    warnings = input_warnings(report, choice, resize)
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
@@ -196,34 +196,23 @@ def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetS
     return spec, InputChoice(spec.name, spec.channels, spec.image_size, (reason,))
 
 
-def _resolve_overlaps(report: ScanReport, pretrain_only: bool) -> tuple[dict[str, list[Path]], list[str]]:
-    """Each file counts once. A labeled file also found among the unlabeled counts as labeled (its
-    label is the stronger information); a file labeled both normal and anomalous contradicts itself
-    and counts as unlabeled only."""
+def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
+    """Each file counts once (scan.input_warnings says so to the user): a labeled file also found
+    among the unlabeled counts as labeled, since its label is the stronger information; a file
+    labeled both normal and anomalous contradicts itself and counts as unlabeled only."""
     files = {role: list(report.roles[role].files) if role in report.roles else [] for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE)}
-    notes: list[str] = []
+    if not report.overlaps:
+        return files
     key = {role: {p.resolve(): p for p in paths} for role, paths in files.items()}
-    both = set(key[NORMALS_ROLE]) & set(key[ANOMALIES_ROLE])
-    if both:
-        notes.append(f"{len(both)} file(s) are in both --normals and --anomalies (e.g. {_example(key[NORMALS_ROLE], both)}): they count as unlabeled only")
-        for role in (NORMALS_ROLE, ANOMALIES_ROLE):
-            files[role] = [p for p in files[role] if p.resolve() not in both]
-        files[UNLABELED_ROLE] += [key[NORMALS_ROLE][k] for k in sorted(both) if k not in key[UNLABELED_ROLE]]
-    for role in (NORMALS_ROLE, ANOMALIES_ROLE):
-        shared = set(key[UNLABELED_ROLE]) & {p.resolve() for p in files[role]}
-        if shared:
-            where = "labeled" if not pretrain_only else role
-            notes.append(f"{len(shared)} file(s) of {role} are also in --unlabeled (e.g. {_example(key[role], shared)}): they count as {where} ({role}) only")
-            files[UNLABELED_ROLE] = [p for p in files[UNLABELED_ROLE] if p.resolve() not in shared]
+    both = key[NORMALS_ROLE].keys() & key[ANOMALIES_ROLE].keys()
+    labeled = (key[NORMALS_ROLE].keys() | key[ANOMALIES_ROLE].keys()) - both
+    files[NORMALS_ROLE] = [p for k, p in key[NORMALS_ROLE].items() if k not in both]
+    files[ANOMALIES_ROLE] = [p for k, p in key[ANOMALIES_ROLE].items() if k not in both]
+    files[UNLABELED_ROLE] = [p for k, p in key[UNLABELED_ROLE].items() if k not in labeled]
+    files[UNLABELED_ROLE] += [key[NORMALS_ROLE][k] for k in sorted(both - key[UNLABELED_ROLE].keys())]
     if not files[UNLABELED_ROLE]:
-        from .errors import InputError
-
         raise InputError("--unlabeled: no unlabeled image is left once the labeled files are taken out")
-    return files, notes
-
-
-def _example(paths: dict[Path, Path], keys: set[Path]) -> str:
-    return str(paths[min(keys)])
+    return files
 
 
 def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> TrainOutcome:
@@ -280,8 +269,6 @@ def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, w
 
 def _decode(plan: TrainPlan, workers: int | None) -> tuple[dict[str, torch.Tensor], list[Skipped]]:
     """Every role's images at the network's input; a role left with no readable image is bad input."""
-    from .errors import InputError
-
     images: dict[str, torch.Tensor] = {}
     skipped: list[Skipped] = []
     for role, files in plan.files.items():

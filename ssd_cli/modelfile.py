@@ -72,21 +72,6 @@ class SavedAutoencoder:
         return ae
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """What distinguishes the two kinds of file when reading them."""
-
-    format: str
-    label: str
-    prefix: str  # of the module's tensors
-    module: Callable[[LeNetSpec], nn.Module]
-    extra: Callable[[LeNetSpec], dict[str, tuple[int, ...]]]  # further float32 tensors and their shapes
-
-
-_MODEL = _Kind(MODEL_FORMAT, "model", "encoder.", Encoder, lambda spec: {"c": (spec.rep_dim,), "radius": (1,)})
-_AUTOENCODER = _Kind(AUTOENCODER_FORMAT, "autoencoder", "autoencoder.", AutoEncoder, lambda spec: {})
-
-
 def _common_meta(kind: str, spec: LeNetSpec, pre: Preprocessor, training: dict, resize: Resize) -> dict[str, str]:
     return {
         "format": kind,
@@ -150,6 +135,46 @@ def _network_v2(meta: dict[str, str]) -> tuple[LeNetSpec, Resize]:
 _NETWORK_READERS = {"1": _network_v1, "2": _network_v2}
 
 
+def _finite(**values: float) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise _Damaged(f"{name.replace('_', ' ')} is {value}, not a finite number")
+
+
+def _common_fields(meta: dict[str, str]) -> dict:
+    pre = Preprocessor.from_json(meta["preprocessing"])
+    _finite(preprocessing_low=pre.low, preprocessing_high=pre.high)
+    if not pre.high > pre.low:
+        raise _Damaged(f"preprocessing range [{pre.low}, {pre.high}] is empty")
+    training = json.loads(meta.get("training", "{}"))
+    if not isinstance(training, dict):
+        raise _Damaged("training summary is not a JSON object")
+    return {"preprocessor": pre, "training": training, "tool_version": meta.get("tool_version", "?")}
+
+
+def _model_fields(meta: dict[str, str]) -> dict:
+    nu, eta, threshold = float(meta["nu"]), float(meta["eta"]), float(meta["threshold"])
+    _finite(nu=nu, eta=eta, threshold=threshold)
+    rule = meta.get("threshold_rule", "")
+    return {"objective": Objective(meta["objective"]), "nu": nu, "eta": eta, "threshold": threshold, "threshold_rule": rule}
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What distinguishes the two kinds of file when reading them."""
+
+    format: str
+    label: str
+    prefix: str  # of the module's tensors
+    module: Callable[[LeNetSpec], nn.Module]
+    extra: Callable[[LeNetSpec], dict[str, tuple[int, ...]]]  # further float32 tensors and their shapes
+    fields: Callable[[dict[str, str]], dict]  # the kind's own metadata, parsed and checked
+
+
+_MODEL = _Kind(MODEL_FORMAT, "model", "encoder.", Encoder, lambda spec: {"c": (spec.rep_dim,), "radius": (1,)}, _model_fields)
+_AUTOENCODER = _Kind(AUTOENCODER_FORMAT, "autoencoder", "autoencoder.", AutoEncoder, lambda spec: {}, lambda meta: {})
+
+
 def _expected(kind: _Kind, spec: LeNetSpec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of every tensor the file must hold; the module is built on the meta
     device, which allocates no memory."""
@@ -174,8 +199,14 @@ def _check_tensors(f, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) 
             raise _Damaged(f"tensor {name} is {found_dtype} {list(found_shape)}, the network needs {dtype} {list(shape)}")
 
 
-def _read(path: Path, kind: _Kind) -> tuple[LeNetSpec, Resize, dict[str, str], dict[str, torch.Tensor]]:
-    """The file's network, resize policy, metadata and tensors, after all the checks above."""
+def _why(exc: Exception) -> str:
+    text = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+def _read(path: Path, kind: _Kind) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The file's metadata as constructor fields, and its tensors: all metadata is parsed and every
+    tensor's name, shape and dtype checked before a single tensor is read."""
     if not path.is_file():
         raise ModelFileError(f"{kind.label} file '{path}' does not exist")
     try:
@@ -195,80 +226,26 @@ def _read(path: Path, kind: _Kind) -> tuple[LeNetSpec, Resize, dict[str, str], d
             )
         try:
             spec, resize = _NETWORK_READERS[version](meta)
+            fields = {"spec": spec, "resize": resize, **_common_fields(meta), **kind.fields(meta)}
             _check_tensors(f, _expected(kind, spec))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (*_PROBLEMS, SafetensorError) as exc:
             raise ModelFileError(f"'{path}' is a damaged ssd {kind.label} file ({_why(exc)})") from None
-    return spec, resize, meta, tensors
-
-
-def _why(exc: Exception) -> str:
-    text = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    return fields, tensors
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _finite(**values: float) -> None:
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise _Damaged(f"{name} is {value}, not a finite number")
-
-
-def _preprocessor(meta: dict[str, str]) -> Preprocessor:
-    pre = Preprocessor.from_json(meta["preprocessing"])
-    _finite(**{"preprocessing low": pre.low, "preprocessing high": pre.high})
-    if not pre.high > pre.low:
-        raise _Damaged(f"preprocessing range [{pre.low}, {pre.high}] is empty")
-    return pre
-
-
-def _training(meta: dict[str, str]) -> dict:
-    training = json.loads(meta.get("training", "{}"))
-    if not isinstance(training, dict):
-        raise _Damaged("training summary is not a JSON object")
-    return training
-
-
 def load_model(path: Path) -> SavedModel:
-    spec, resize, meta, tensors = _read(path, _MODEL)
-    try:
-        c = tensors["c"]
-        if not bool(torch.isfinite(c).all()):
-            raise _Damaged("the center c has non-finite values")
-        m = SavedModel(
-            spec=spec,
-            objective=Objective(meta["objective"]),
-            nu=float(meta["nu"]),
-            eta=float(meta["eta"]),
-            preprocessor=_preprocessor(meta),
-            c=c,
-            radius=float(tensors["radius"][0]),
-            threshold=float(meta["threshold"]),
-            threshold_rule=meta.get("threshold_rule", ""),
-            encoder_state=_strip(tensors, _MODEL.prefix),
-            training=_training(meta),
-            tool_version=meta.get("tool_version", "?"),
-            resize=resize,
-        )
-        _finite(nu=m.nu, eta=m.eta, radius=m.radius, threshold=m.threshold)
-    except _PROBLEMS as exc:
-        raise ModelFileError(f"'{path}' is a damaged ssd model file ({_why(exc)})") from None
-    return m
+    fields, tensors = _read(path, _MODEL)
+    c, radius = tensors["c"], float(tensors["radius"][0])
+    if not bool(torch.isfinite(c).all()) or not math.isfinite(radius):
+        raise ModelFileError(f"'{path}' is a damaged ssd model file (the center c or the radius R is not finite)")
+    return SavedModel(c=c, radius=radius, encoder_state=_strip(tensors, _MODEL.prefix), **fields)
 
 
 def load_autoencoder(path: Path) -> SavedAutoencoder:
-    spec, resize, meta, tensors = _read(path, _AUTOENCODER)
-    try:
-        return SavedAutoencoder(
-            spec=spec,
-            preprocessor=_preprocessor(meta),
-            state=_strip(tensors, _AUTOENCODER.prefix),
-            training=_training(meta),
-            tool_version=meta.get("tool_version", "?"),
-            resize=resize,
-        )
-    except _PROBLEMS as exc:
-        raise ModelFileError(f"'{path}' is a damaged ssd autoencoder file ({_why(exc)})") from None
+    fields, tensors = _read(path, _AUTOENCODER)
+    return SavedAutoencoder(state=_strip(tensors, _AUTOENCODER.prefix), **fields)

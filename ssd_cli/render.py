@@ -23,6 +23,9 @@ from .training import EpochInfo
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
     from .benchmark import BenchmarkData, BenchmarkSettings, Run
+    from .config import OptimConfig
+    from .engine import TrainPlan
+    from .scan import RoleScan
     from .images import Skipped
     from .metrics import DetectionMetrics
     from .report import Cell, Summary
@@ -76,6 +79,58 @@ def stage_progress() -> Iterator[Callable[[str, EpochInfo], None]]:
             progress.update(tasks[stage], completed=info.epoch, status=f"loss {info.loss:.4g}  lr {info.lr:.0e}")
 
         yield on_epoch
+
+
+def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
+    """The plan, before any long work: what was found, what was chosen and why, and what it costs."""
+    lines = [f"[bold]plan[/]: {_what(plan, pretrain_only)} on {plan.device}"]
+    for role, scan in plan.scan.roles.items():
+        used = len(plan.files.get(role, scan.files))
+        lines.append(f"  {role}: {used} image file(s){_skipped(scan)}; {_looks(scan)}")
+    spec = plan.spec
+    why = f" ({'; '.join(plan.choice.reasons)})" if plan.choice.reasons else " (as given)"
+    lines.append(f"  network: {spec.name}, {spec.channels}x{spec.image_size}x{spec.image_size}{why}")
+    lines.append(f"  input: --resize {plan.resize.value}, preprocessing {plan.preprocessing.value}")
+    if plan.pretrained is not None:
+        lines.append(f"  pretraining: none, phi starts from {plan.request.pretrained}")
+    elif plan.pretrain is not None:
+        lines.append(f"  pretraining: {_optim(plan.pretrain)}")
+    else:
+        lines.append("  pretraining: none (phi starts from random weights)")
+    if not pretrain_only:
+        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}")
+    if plan.estimate_seconds is not None:
+        lines.append(f"  estimate: about {_duration(plan.estimate_seconds)} of training here (from a few timed steps), plus decoding the images")
+    console.print("\n".join(lines), highlight=False)
+
+
+def _what(plan: TrainPlan, pretrain_only: bool) -> str:
+    if pretrain_only:
+        return "pretrain the autoencoder"
+    labeled = len(plan.files.get("--normals", [])) + len(plan.files.get("--anomalies", []))
+    return f"train {'SS-DSVDD' if labeled else 'Deep SVDD'}"
+
+
+def _skipped(scan: RoleScan) -> str:
+    return f" ({len(scan.skipped)} other file(s) skipped)" if scan.skipped else ""
+
+
+def _looks(scan: RoleScan) -> str:
+    """What the sample showed, in a few words."""
+    if not scan.readable:
+        return f"none of {scan.sampled} sampled files readable"
+    short, aspect = scan.short_side, scan.aspect
+    colour = f"{100 * (scan.colour_fraction or 0):.0f}% colour"
+    width, height = scan.width, scan.height
+    span = lambda a: f"{a.min:g}" if a.min == a.max else f"{a.min:g}-{a.max:g}"  # noqa: E731
+    sizes = f"{span(width)} x {span(height)} px (median short side {short.median:g})"
+    formats = ", ".join(f"{k} {v}" for k, v in scan.formats.items())
+    return f"sample of {scan.sampled}: {colour}, {sizes}, aspect {aspect.min:.2f}-{aspect.max:.2f}, {formats}"
+
+
+def _optim(o: OptimConfig) -> str:
+    drops = f", x0.1 at epoch {', '.join(map(str, o.lr_milestones))}" if o.lr_milestones else ""
+    return f"{o.epochs} epochs, Adam lr {o.lr:g}{drops}, weight decay {o.weight_decay:g}, batch {o.batch_size}"
 
 
 def metrics_table(m: DetectionMetrics, title: str) -> Table:
