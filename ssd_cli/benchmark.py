@@ -117,6 +117,7 @@ class BenchmarkData:
     spec: LeNetSpec
     train: LabeledImages
     test: LabeledImages
+    choice: tuple[str, ...] = ()  # why this network, when it was chosen from the images
 
     @property
     def n_classes(self) -> int:
@@ -366,8 +367,21 @@ def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | No
     path = Path(dataset)
     if not path.is_dir():
         raise InputError(f"'{dataset}' is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a folder")
-    spec = get_spec(arch or "mnist")
+    spec, reasons = _folder_network(path, arch)
     train = load_class_folders(path, "train", spec.image_size, spec.channels)
     test = load_class_folders(path, "test", spec.image_size, spec.channels)
     source = f"image folders {path} ({len(train.classes)} classes)"
-    return BenchmarkData(path.resolve().name, source, spec, train, test)
+    return BenchmarkData(path.resolve().name, source, spec, train, test, reasons)
+
+
+def _folder_network(path: Path, arch: str | None) -> tuple[LeNetSpec, tuple[str, ...]]:
+    """For a folder dataset the network is chosen from its training images, as `ssd train` does."""
+    from .errors import UsageError
+    from .nets import get_spec
+    from .scan import choose_input, scan_inputs
+
+    choice = choose_input(scan_inputs({"train": [path / "train"]}), arch=arch)
+    try:
+        return get_spec(choice.arch, choice.channels, choice.image_size), choice.reasons
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -401,7 +401,7 @@ def benchmark(
     pretrain_epochs: Annotated[Optional[int], typer.Option(help="Override the preset's autoencoder pretraining epochs.")] = None,
     nus: Annotated[str, typer.Option(help="nu values for the soft-boundary methods; the better is reported, as in the paper.")] = "0.01,0.1",
     preprocessing: Annotated[Preprocessing, typer.Option(help="gcn (the paper's: GCN l1 + min-max from the normal class's training data) or scale.")] = Preprocessing.GCN,
-    arch: Annotated[Optional[str], typer.Option(help="Network (default: the dataset's own; mnist for image folders).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Network (default: the dataset's own; for image folders chosen from the training images as `ssd train` does).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder: results.jsonl (resumable), summary.csv/.md and figures.")] = Path("benchmark-results"),
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

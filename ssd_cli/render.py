@@ -162,7 +162,8 @@ def describe_runs(runs: list[Run]) -> str:
 
 def render_plan(data: BenchmarkData, s: BenchmarkSettings, runs: list[Run], todo: list[Run], estimate: float, device: object, out: Path, stacked: bool) -> None:
     console.print(
-        f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name}; device {device}\n"
+        f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name} "
+        f"{data.spec.channels}x{data.spec.image_size}x{data.spec.image_size}{' (' + '; '.join(data.choice) + ')' if data.choice else ''}; device {device}\n"
         f"settings: {s.label}: train {s.train.epochs} epochs (lr {s.train.lr:g}, x0.1 at {list(s.train.lr_milestones)}), "
         f"autoencoder {s.pretrain.epochs} epochs, batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
         f"soft-boundary nu in {list(s.nus)} (the better reported), {s.seeds} seed(s)\n"

@@ -108,6 +108,12 @@ def palette(colours: list[tuple[int, int, int]]) -> Image.Image:
     return im
 
 
+def gray_with_channel_noise() -> Image.Image:
+    """Grayscale from a device that adds independent noise of +-2 levels per channel."""
+    arr = np.asarray(gray_image(50, 30).convert("RGB"), dtype=int) + np.random.default_rng(1).integers(-2, 3, (30, 50, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
 def grey_with_red_spot() -> Image.Image:
     arr = np.asarray(gray_image(100, 100).convert("RGB")).copy()
     arr[10:30, 10:30] = (220, 30, 30)  # 4% of the pixels: a coloured sticker on a gray part
@@ -125,6 +131,7 @@ CASES = {
     "gray-rgb.jpg": (lambda: gray_image(300, 200).convert("RGB"), {"quality": 40}, False),
     "gray-rgb-444.jpg": (lambda: gray_image(300, 200).convert("RGB"), {"quality": 90, "subsampling": 0}, False),
     "gray-rgb.png": (lambda: gray_image(50, 30).convert("RGB"), {}, False),
+    "gray-noisy.png": (gray_with_channel_noise, {}, False),
     "palette-gray.png": (lambda: palette([(10, 10, 10), (200, 200, 200)]), {}, False),
     "deep.png": (lambda: Image.fromarray((np.arange(1200).reshape(30, 40) * 50).astype(np.uint16)), {}, False),
 }
