@@ -13,6 +13,10 @@ One run measures, on the same data, network, batch size and epochs:
    scored on the MNIST test split (class 0 normal).
 4. Scoring: Detector.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
    the peak RSS of `ssd score` subprocesses on those folders and on folders 10x larger.
+5. Photo scoring (--only photos): Detector.score_files over 224x224 and 1024x768 JPEGs of real photos
+   (native-resolution crops of scikit-image's bundled photos; CIFAR-10 mosaics without scikit-image)
+   to the 32-px `cifar10` and the 128-px `lenet-128` network, and decoding alone at those sizes.
+   Shrink it for a smoke test: --only photos --photo-n 20 --score-repeats 1.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,7 +47,7 @@ from ssd_cli import modelfile, pipeline, training
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
 from ssd_cli.detector import Detector
-from ssd_cli.images import list_images, load_images
+from ssd_cli.images import iter_image_batches, list_images, load_images
 from ssd_cli.nets import AutoEncoder, Encoder, get_spec
 from ssd_cli.preprocess import Preprocessor
 
@@ -327,7 +332,7 @@ def untrained_model(arch: str, images: torch.Tensor, path: Path) -> None:
     c = training.embed(enc, pre(images[:500]).contiguous()).mean(0)
     saved = modelfile.SavedModel(
         spec=spec, objective=Objective.ONE_CLASS, nu=0.1, eta=1.0, preprocessor=pre, c=c, radius=0.0,
-        threshold=float("inf"), threshold_rule="benchmark (untrained)", encoder_state=enc.state_dict(),
+        threshold=1e30, threshold_rule="benchmark (untrained)", encoder_state=enc.state_dict(),  # finite: files refuse inf
         training={"note": "untrained network written by benchmarks/speed.py"},
     )
     modelfile.save_model(path, saved, force=True)
@@ -411,6 +416,93 @@ def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
     out["engine_import_s"] = min(runs)
     log(f"  `ssd score` start-up: importing ssd_cli.cli + detector + modelfile takes {out['cli_import_s']:.2f} s "
         f"(detector + modelfile alone {out['engine_import_s']:.2f} s)")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- photo scoring
+
+PHOTO_SHAPES = {"224": (224, 224), "1024": (1024, 768)}  # (width, height) of the JPEGs
+PHOTO_NETS = ("cifar10", "lenet-128")  # 32 px and 128 px inputs
+PHOTO_QUALITY = 90  # as cameras and phones save
+
+
+def photo_sources(root: Path) -> tuple[str, list[np.ndarray]]:
+    """Real colour photos (HWC uint8): scikit-image's bundled ones (a dev tool, not a dependency of
+    ssd), else CIFAR-10 photos tiled into mosaics."""
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        tiles = cifar_class0(root, 2 * 768).permute(0, 2, 3, 1).numpy()
+
+        def mosaic(t: np.ndarray) -> np.ndarray:  # 24 rows of 32 photos: 1024x768
+            return np.concatenate([np.concatenate(list(t[r * 32 : (r + 1) * 32]), axis=1) for r in range(24)], axis=0)
+
+        return "CIFAR-10 mosaics (scikit-image not installed)", [mosaic(tiles[:768]), mosaic(tiles[768:])]
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat")
+    return "scikit-image photos", [np.asarray(getattr(skdata, n)())[..., :3] for n in names]
+
+
+def random_crop(sources: list[np.ndarray], w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """A native-resolution w x h crop of a random source that is large enough, flipped at random."""
+    fitting = [s for s in sources if s.shape[0] >= h and s.shape[1] >= w]
+    src = fitting[rng.integers(len(fitting))]
+    y, x = rng.integers(0, src.shape[0] - h + 1), rng.integers(0, src.shape[1] - w + 1)
+    crop = src[y : y + h, x : x + w]
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+def write_photos(sources: list[np.ndarray], folder: Path, n: int, shape: tuple[int, int], seed: int) -> None:
+    """n JPEGs of shape (w, h) without upscaling: one crop if a source is large enough, else a 2x2
+    grid of half-size crops of different photos (real detail everywhere, four seams)."""
+    from PIL import Image
+
+    w, h = shape
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    whole = any(s.shape[0] >= h and s.shape[1] >= w for s in sources)
+    for i in range(n):
+        if whole and rng.random() < 0.5:
+            arr = random_crop(sources, w, h, rng)
+        else:
+            quads = [random_crop(sources, w // 2, h // 2, rng) for _ in range(4)]
+            arr = np.concatenate([np.concatenate(quads[:2], axis=1), np.concatenate(quads[2:], axis=1)], axis=0)
+        Image.fromarray(np.ascontiguousarray(arr)).save(folder / f"{i:05d}.jpg", quality=PHOTO_QUALITY)
+
+
+def time_decoding(files: list[Path], size: int, repeats: int, workers: int | None) -> float:
+    """Best images/s of decoding alone (ssd's thread pool, batches of 512) to size x size colour."""
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = sum(len(b.paths) for b in iter_image_batches(files, size, 3, 512, workers))
+        runs.append(time.perf_counter() - start)
+    assert n == len(files), f"decoded {n} of {len(files)} files"
+    return len(files) / min(runs)
+
+
+def bench_photos(root: Path, device: torch.device, args, tmp: Path) -> dict:
+    log(f"\n== Photo scoring (Detector.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
+        f"untrained {' and '.join(PHOTO_NETS)}; load average {tuple(round(v, 2) for v in os.getloadavg())}")
+    source, sources = photo_sources(root)
+    out: dict = {"source": source, "n_files": args.photo_n}
+    for label, shape in PHOTO_SHAPES.items():
+        folder = tmp / f"photos_{label}"
+        start = time.perf_counter()
+        write_photos(sources, folder, args.photo_n, shape, args.seed)
+        files = list_images([folder]).files
+        mb = sum(f.stat().st_size for f in files) / 1e6
+        log(f"  {len(files)} {shape[0]}x{shape[1]} JPEGs from {source}: {mb / len(files) * 1000:.0f} kB each, written in {time.perf_counter() - start:.1f} s")
+        for arch in PHOTO_NETS:
+            spec = get_spec(arch)
+            model = tmp / f"photos_{label}_{arch}.safetensors"
+            untrained_model(arch, load_images(files[:64], spec.image_size, spec.channels).images, model)
+            r = time_scoring(model, folder, device, args.score_repeats, args.workers)
+            r["decode_only_images_per_s"] = time_decoding(files, spec.image_size, args.score_repeats, args.workers)
+            r["loadavg"] = os.getloadavg()
+            out[f"{label}_{arch}"] = r
+            log(f"  {shape[0]}x{shape[1]} -> {arch} ({spec.image_size} px): best {r['images_per_s']:.0f} img/s "
+                f"(median {r['images_per_s_median']:.0f}; runs {[round(t, 2) for t in r['score_s_runs']]} s); "
+                f"decoding alone {r['decode_only_images_per_s']:.0f} img/s; load average {tuple(round(v, 2) for v in r['loadavg'])}")
     return out
 
 
@@ -509,6 +601,18 @@ def summary(res: dict) -> str:
             lines.append(fmt_row((f"{title}, {r['n_files']} files", f"{r['images_per_s']:.0f}", f"{target:.0f}", *mem), w2))
         if "cli_import_s" in sc:
             lines.append(f"`ssd score` start-up (imports) {sc['cli_import_s']:.2f} s per invocation")
+    if "photos" in res:
+        ph = res["photos"]
+        lines.append("")
+        w3 = (36, 10, 14, 16)
+        lines.append(fmt_row((f"photo scoring ({ph['n_files']} JPEGs each)", "img/s", "decode img/s", "load avg (1 min)"), w3))
+        for label, (pw, phh) in PHOTO_SHAPES.items():
+            for arch in PHOTO_NETS:
+                r = ph.get(f"{label}_{arch}")
+                if r:
+                    lines.append(fmt_row((f"{pw}x{phh} JPEG -> {arch}", f"{r['images_per_s']:.0f}", f"{r['decode_only_images_per_s']:.0f}",
+                                          f"{r['loadavg'][0]:.2f}"), w3))
+        lines.append(f"  photos: {ph['source']}")
     lines.append("")
     lines.append("targets:")
     for name, ok, value in targets(res):
@@ -559,7 +663,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=None, help="decoding threads for scoring (default: ssd's default)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="+", choices=("mnist", "cifar10", "scoring"), default=("mnist", "cifar10", "scoring"))
+    p.add_argument("--photo-n", type=int, default=1000, help="JPEGs per photo size (224x224 and 1024x768) for the photo scoring")
+    p.add_argument("--only", nargs="+", choices=("mnist", "cifar10", "scoring", "photos"), default=("mnist", "cifar10", "scoring", "photos"))
     p.add_argument("--skip-memory", action="store_true", help="no `ssd score` subprocesses (peak RSS)")
     p.add_argument("--variants", action="store_true", help="also time One-Class training under other settings: 1 thread, bf16 autocast (and torch.compile with --compile)")
     p.add_argument("--compile", action="store_true", help="with --variants: include torch.compile (slow to compile on CPU)")
@@ -587,6 +692,8 @@ def main(argv=None) -> int:
         # Scoring first: its `ssd score` subprocesses must be the only children for RUSAGE_CHILDREN.
         if "scoring" in args.only:
             section(res, "scoring", bench_scoring, root, device, args, Path(tmpdir))
+        if "photos" in args.only:
+            section(res, "photos", bench_photos, root, device, args, Path(tmpdir))
         if "mnist" in args.only:
             section(res, "mnist", bench_mnist, root, device, args)
             ctx = res["mnist"].pop("_ctx")
