@@ -76,7 +76,7 @@ def list_images(paths: Iterable[Path | str], *, what: str = "input") -> ImageLis
     if not files:
         names = ", ".join(str(p) for p in paths)
         raise InputError(f"{what}: no image files found in {names}")
-    return ImageList(files, skipped)
+    return ImageList(list(dict.fromkeys(files)), skipped)  # a file reached twice (a folder and its subfolder) counts once
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -115,12 +115,12 @@ def decode_image(path: Path, size: int, channels: int, resize: Resize = Resize.S
         if im.mode != target:
             im = im.convert(target)
         content = _resample(im, *_GEOMETRY[resize](region, size))
-    # Each policy's region is centred, so it is the same in the stored and the displayed image:
-    # the small result is turned (EXIF orientation) instead of the large input.
-    method = _EXIF_TRANSPOSE.get(orientation)
-    if method is not None:
-        content = content.transpose(method)
-    arr = np.asarray(_centred(content, size), dtype=np.uint8)
+        # Each policy's region is centred, so it is the same in the stored and the displayed image:
+        # the small result is turned (EXIF orientation) instead of the large input.
+        method = _EXIF_TRANSPOSE.get(orientation)
+        if method is not None:
+            content = content.transpose(method)
+        arr = np.asarray(_centred(content, size), dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 

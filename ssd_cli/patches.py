@@ -182,10 +182,9 @@ def init_patch_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, p: Pat
     return init_center(_PatchMean(encoder, p), x, y, eps)  # type: ignore[arg-type]  # duck-typed Encoder
 
 
-@torch.inference_mode()
 def _hardest_patches(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, p: PatchSpec) -> torch.Tensor:
     """Index (into the grid) of each image's most anomalous patch, as scoring sees it (eval mode)."""
-    return patch_distances(encoder, c, x, p).flatten(1).argmax(dim=1)
+    return patch_distances(encoder, c, x, p).flatten(1).argmax(dim=1).clone()  # clone: a normal tensor, usable as an index under autograd
 
 
 def patch_batch_loss(

@@ -161,7 +161,7 @@ def _scan_role(role: str, files: list[Path], skipped: list[Skipped], sample: int
     chosen = files if len(files) <= sample else [files[i] for i in sorted(random.Random(seed).sample(range(len(files)), sample))]
     with ThreadPoolExecutor(max_workers=default_workers()) as pool:
         probes = list(pool.map(_try_probe, chosen))
-    ok = [p for p in probes if isinstance(p, _Probe)]
+    ok = [p for p in probes if isinstance(p, Probe)]
     return RoleScan(
         role=role,
         files=tuple(files),
@@ -175,21 +175,23 @@ def _scan_role(role: str, files: list[Path], skipped: list[Skipped], sample: int
 
 
 @dataclass(frozen=True)
-class _Probe:
+class Probe:
+    """What the sample learns of one image."""
+
     width: int
     height: int
     format: str
     colour: bool
 
 
-def _try_probe(path: Path) -> _Probe | Skipped:
+def _try_probe(path: Path) -> Probe | Skipped:
     try:
         return probe_image(path)
     except DECODE_ERRORS as exc:
         return unreadable(path, exc)
 
 
-def probe_image(path: Path) -> _Probe:
+def probe_image(path: Path) -> Probe:
     """Header facts and colour of one image from a reduced decode (JPEG: at 1/8 scale when large)."""
     with Image.open(path) as im:
         fmt, (w, h) = im.format or "unknown", im.size
@@ -197,7 +199,7 @@ def probe_image(path: Path) -> _Probe:
         im.load()  # a truncated or corrupt file fails here, as it would in training
         turned = im.getexif().get(ExifTags.Base.Orientation, 1) in _TURNED
         colour = is_colour(im)
-    return _Probe(h if turned else w, w if turned else h, fmt, colour)
+    return Probe(h if turned else w, w if turned else h, fmt, colour)
 
 
 def is_colour(im: Image.Image) -> bool:
@@ -350,17 +352,19 @@ def _small_images(scan: RoleScan, choice: InputChoice) -> list[str]:
     if short is None or short.median >= choice.image_size / 2:
         return []
     return [
-        f"{scan.role} images are small for the {choice.image_size} px input (median short side {short.median:g} px): "
-        "they will be upscaled, which adds no detail; a smaller --image-size trains faster"
+        (
+            f"{scan.role} images are small for the {choice.image_size} px input (median short side {short.median:g} px): "
+            "they will be upscaled, which adds no detail; a smaller --image-size trains faster"
+        )
     ]
 
 
 def _unreadable(report: ScanReport) -> list[str]:
     out = []
     for scan in report.roles.values():
-        if scan.unreadable:
+        if scan.unreadable and scan.sampled < scan.count:  # a fully sampled role: decoding names every one
             first = scan.unreadable[0]
-            more = f", and about {round(len(scan.unreadable) * scan.count / scan.sampled)} of all {scan.count}" if scan.sampled < scan.count else ""
+            more = f", and about {round(len(scan.unreadable) * scan.count / scan.sampled)} of all {scan.count}"
             out.append(
                 f"{len(scan.unreadable)} of {scan.sampled} sampled {scan.role} files could not be read "
                 f"(e.g. {first.path}: {first.reason}); they will be skipped{more}"

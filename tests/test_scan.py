@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,16 @@ from ssd_cli import scan as scan_module
 from ssd_cli.config import Resize
 from ssd_cli.errors import InputError
 from ssd_cli.images import Skipped
-from ssd_cli.scan import InputChoice, RoleScan, ScanReport, Spread, choose_input, input_warnings, probe_image, scan_inputs
+from ssd_cli.scan import (
+    InputChoice,
+    RoleScan,
+    ScanReport,
+    Spread,
+    choose_input,
+    input_warnings,
+    probe_image,
+    scan_inputs,
+)
 
 
 def save(path: Path, im: Image.Image, **kw) -> Path:
@@ -327,12 +337,20 @@ def test_aspect_warnings(sizes, resize: Resize, expected: str | None) -> None:
 @pytest.mark.parametrize("side,warned", [(31, True), (32, False)])
 def test_small_images_warning(side: int, warned: bool) -> None:
     found = warnings_for(role(sizes=square(side)))
-    assert found == (["--unlabeled images are small for the 64 px input (median short side 31 px): they will be upscaled, "
-                      "which adds no detail; a smaller --image-size trains faster"] if warned else [])
+    message = (
+        "--unlabeled images are small for the 64 px input (median short side 31 px): they will be upscaled, "
+        "which adds no detail; a smaller --image-size trains faster"
+    )
+    assert found == ([message] if warned else [])
 
 
 def test_unreadable_files_in_the_sample() -> None:
+    """Warned ahead only when the sample was part of the role; a fully read role names every file later."""
     bad = tuple(Skipped(Path(f"/data/bad{i}.png"), "unreadable image (truncated)") for i in range(3))
-    found = warnings_for(role(), role("--anomalies", sizes=square(64, 7), unreadable=bad))
+    whole = role("--anomalies", sizes=square(64, 7), unreadable=bad)
+    assert warnings_for(role(), whole) == []
+    part = replace(whole, files=whole.files + tuple(Path(f"/data/more{i}.png") for i in range(20)))
+    found = warnings_for(role(), part)
     assert len(found) == 1
     assert found[0].startswith("3 of 10 sampled --anomalies files could not be read (e.g. /data/bad0.png: unreadable image (truncated))")
+    assert "about 9 of all 30" in found[0]
