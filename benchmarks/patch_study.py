@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli import pipeline, training
 from ssd_cli import patches as P
+from ssd_cli import pipeline, training
 from ssd_cli.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.detector import Detector
 from ssd_cli.images import load_folder
@@ -50,7 +50,7 @@ PATCH_NETS = {32: "cifar10", 64: "lenet-64"}
 
 
 def schedule(epochs: int, weight_decay: float, drop: float, lr: float) -> OptimConfig:
-    milestone = max(1, int(round(epochs * drop)))
+    milestone = max(1, round(epochs * drop))
     return OptimConfig(epochs=epochs, lr=lr, lr_milestones=(milestone,) if milestone < epochs else (), weight_decay=weight_decay)
 
 
@@ -88,16 +88,31 @@ def located(maps: torch.Tensor, p: P.PatchSpec, data: Data) -> float:
     return float(np.mean(hits))
 
 
+class Epochs:
+    """Seconds per epoch of one phase, from the EpochCallback."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, info: training.EpochInfo) -> None:
+        self.seconds.append(info.seconds)
+
+    def mean(self) -> float:
+        return round(float(np.mean(self.seconds)), 2) if self.seconds else 0.0
+
+
 def run_whole(data: Data, x, y, x_test_u8, pre, pre_cfg, cfg, seed: int) -> dict:
     spec = get_spec("lenet-128", 1, SIDE)
+    ae_epochs, svdd_epochs = Epochs(), Epochs()
     t0 = time.perf_counter()
-    ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], pre_cfg, seed=seed)
+    ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], pre_cfg, seed=seed, on_epoch=ae_epochs)
     t_pre = time.perf_counter() - t0
-    saved = pipeline.train_model(spec, x, y, cfg, pre, seed=seed, autoencoder=ae)
+    saved = pipeline.train_model(spec, x, y, cfg, pre, seed=seed, autoencoder=ae, on_epoch=svdd_epochs)
     t_train = time.perf_counter() - t0 - t_pre
     t1 = time.perf_counter()
     scores = Detector(saved, x.device).score(x_test_u8).numpy()
-    return {"net": spec.name, "scores": scores, "pretrain_seconds": t_pre, "train_seconds": t_train, "score_seconds": time.perf_counter() - t1, "located": None}
+    return {"net": spec.name, "scores": scores, "pretrain_seconds": t_pre, "train_seconds": t_train, "score_seconds": time.perf_counter() - t1, "located": None,
+            "s_per_ae_epoch": ae_epochs.mean(), "s_per_svdd_epoch": svdd_epochs.mean()}
 
 
 def run_patch(name: str, data: Data, x, y, x_test, pre_cfg, cfg, seed: int) -> dict:
@@ -107,17 +122,19 @@ def run_patch(name: str, data: Data, x, y, x_test, pre_cfg, cfg, seed: int) -> d
     size, stride, k = map(int, m.groups())
     p = P.PatchSpec(SIDE, size, stride)
     spec = get_spec(PATCH_NETS[size], 1, size)
+    ae_epochs, svdd_epochs = Epochs(), Epochs()
     t0 = time.perf_counter()
     ae = training.seeded_init(lambda: AutoEncoder(spec), seed)
-    P.pretrain_patch_autoencoder(ae, x[y == pipeline.UNLABELED], p, pre_cfg, seed=seed, patches_per_image=k)
+    P.pretrain_patch_autoencoder(ae, x[y == pipeline.UNLABELED], p, pre_cfg, seed=seed, patches_per_image=k, on_epoch=ae_epochs)
     t_pre = time.perf_counter() - t0
     encoder = pipeline.initial_encoder(spec, ae, seed, x.device)
-    result = P.train_patch_deep_svdd(encoder, x, y, p, cfg, seed=seed, patches_per_image=k)
+    result = P.train_patch_deep_svdd(encoder, x, y, p, cfg, seed=seed, patches_per_image=k, on_epoch=svdd_epochs)
     t_train = time.perf_counter() - t0 - t_pre
     t1 = time.perf_counter()
     maps = P.patch_distances(encoder, result.c, x_test, p)
     scores = P.image_scores(maps).numpy()
-    return {"net": spec.name, "scores": scores, "pretrain_seconds": t_pre, "train_seconds": t_train, "score_seconds": time.perf_counter() - t1, "located": located(maps, p, data), "grid": p.grid}
+    return {"net": spec.name, "scores": scores, "pretrain_seconds": t_pre, "train_seconds": t_train, "score_seconds": time.perf_counter() - t1, "located": located(maps, p, data),
+            "grid": p.grid, "s_per_ae_epoch": ae_epochs.mean(), "s_per_svdd_epoch": svdd_epochs.mean()}
 
 
 def run_one(text: str, data: Data, args: argparse.Namespace, seed: int) -> dict:
@@ -155,7 +172,7 @@ def run_one(text: str, data: Data, args: argparse.Namespace, seed: int) -> dict:
 
 HEADER = (
     "| run | net | P+T epochs | seed | AUROC | AUPRC | AUROC scratch/foreign/chip | worst patch on defect "
-    "| s pretrain + train | s scoring 200 | load avg 1 min (start-end) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| s pretrain + train (s/epoch) | s scoring 200 | load avg 1 min (start-end) |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -164,7 +181,7 @@ def row(r: dict) -> str:
     loc = "-" if r["located"] is None else f"{r['located']:.2f}"
     return (
         f"| {r['run']} | {r['net']} | {r['pretrain_epochs']}+{r['epochs']} | {r['seed']} | {r['auroc']:.3f} | {r['auprc']:.3f} | {kinds} | {loc} "
-        f"| {r['pretrain_seconds']:.0f} + {r['train_seconds']:.0f} | {r['score_seconds']:.1f} | {r['loadavg_start'][0]:.2f}-{r['loadavg_end'][0]:.2f} |\n"
+        f"| {r['pretrain_seconds']:.0f} + {r['train_seconds']:.0f} ({r['s_per_ae_epoch']:.1f}, {r['s_per_svdd_epoch']:.1f}) | {r['score_seconds']:.1f} | {r['loadavg_start'][0]:.2f}-{r['loadavg_end'][0]:.2f} |\n"
     )
 
 

@@ -112,6 +112,9 @@ ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network: the pap
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour). Default: colour when at least 10% of the sampled images are colour.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Square input side in pixels. Default: the --arch's own, else the largest of 28 (grayscale only)/32/64/128/256 not above the images' median short side.")]
 ResizeOpt = Annotated[Optional[Resize], typer.Option("--resize", help="Fitting images to the square input: squash (default; keeps all content, ignores aspect), crop (centre square) or pad (black bars).")]
+PatchOpt = Annotated[Optional[int], typer.Option("--patch-size", help="Patch-level model: phi sees patches of this side at the images' native resolution, and an image scores as its worst patch (finds small local defects); 0 = whole images. Default: whole images.")]
+PatchStrideOpt = Annotated[Optional[int], typer.Option("--patch-stride", help="Step of the scoring grid of patches (default: half the patch).")]
+PatchesPerImageOpt = Annotated[int, typer.Option("--patches-per-image", help="Random patches of each image per epoch in patch-level training.")]
 PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the preset's, 200).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
@@ -151,6 +154,9 @@ def pretrain(
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
     resize: ResizeOpt = None,
+    patch_size: PatchOpt = None,
+    patch_stride: PatchStrideOpt = None,
+    patches_per_image: PatchesPerImageOpt = 8,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (default: the network's preset, e.g. 150 for mnist; the learning-rate drop moves with it).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's, 1e-4).")] = None,
@@ -169,6 +175,7 @@ def pretrain(
     overrides = OptimOverrides(epochs, lr, _milestones(lr_milestones, "--lr-milestones"), weight_decay, batch_size)
     request = _request(
         unlabeled=tuple(unlabeled), arch=arch, channels=channels, image_size=image_size, resize=resize,
+        patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image,
         preprocessing=preprocessing, train=overrides, seed=seed, device=device,
     )  # fmt: skip
     plan = _plan_and_show(request, pretrain_only=True)
@@ -194,6 +201,9 @@ def train(
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
     resize: ResizeOpt = None,
+    patch_size: PatchOpt = None,
+    patch_stride: PatchStrideOpt = None,
+    patches_per_image: PatchesPerImageOpt = 8,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,
@@ -222,7 +232,7 @@ def train(
     request = _request(
         unlabeled=tuple(unlabeled), normals=tuple(normals or ()), anomalies=tuple(anomalies or ()),
         arch=arch, channels=channels, image_size=image_size, resize=resize, preprocessing=preprocessing,
-        objective=objective, nu=nu, eta=eta,
+        patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, objective=objective, nu=nu, eta=eta,
         train=OptimOverrides(epochs, lr, _milestones(lr_milestones, "--lr-milestones"), weight_decay, batch_size),
         pretrain=OptimOverrides(pretrain_epochs, pretrain_lr, _milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"), pretrain_weight_decay, batch_size),
         pretrained=pretrained, threshold_quantile=threshold_quantile, seed=seed, device=device,
@@ -235,8 +245,10 @@ def train(
     modelfile.save_model(out, saved, force=force)
     t, spec = saved.training, saved.spec
     kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] else "Deep SVDD"
+    side = saved.input_size
+    patches = f" on {spec.image_size} px patches" if saved.patch else ""
     console.print(
-        f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size}, "
+        f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
         f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
         f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
@@ -352,9 +364,9 @@ def evaluate(
         b = get_builtin(dataset)
         if normal_class is None or not 0 <= normal_class < b.num_classes:
             raise UsageError(f"--dataset needs --normal-class between 0 and {b.num_classes - 1}")
-        if (b.channels, b.image_size) != (spec.channels, spec.image_size):
+        if (b.channels, b.image_size) != (spec.channels, saved.input_size):
             raise SsdError(
-                f"model expects {spec.channels}x{spec.image_size}x{spec.image_size} images; {dataset} has {b.channels}x{b.image_size}x{b.image_size}",
+                f"model expects {spec.channels}x{saved.input_size}x{saved.input_size} images; {dataset} has {b.channels}x{b.image_size}x{b.image_size}",
                 ExitCode.BAD_MODEL,
             )
         test = load_builtin(dataset, resolve_data_root(data_root), train=False, download=download)

@@ -11,6 +11,7 @@ import torch
 from .images import ImageBatch, Skipped, iter_image_batches
 from .modelfile import SavedModel
 from .objectives import squared_distances
+from .patches import image_scores, patch_distances
 from .training import eval_batch_size
 
 
@@ -18,6 +19,7 @@ from .training import eval_batch_size
 class ScoredBatch:
     batch: ImageBatch
     scores: torch.Tensor  # float32 on the CPU, one per readable image
+    maps: torch.Tensor | None = None  # patch-level models: (N, G, G) patch scores, the anomaly map
 
 
 class Detector:
@@ -30,12 +32,22 @@ class Detector:
 
     @torch.inference_mode()
     def score(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels."""
+        """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels;
+        for a patch-level model, the largest patch score of each image."""
+        if self.saved.patch is not None:
+            return image_scores(self.score_maps(images))
         out = [
             squared_distances(self.encoder(self._input(chunk)), self.c).sqrt()
             for chunk in images.split(eval_batch_size(self.device))
         ]
         return torch.cat(out).cpu() if out else torch.zeros(0)
+
+    @torch.inference_mode()
+    def score_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """A patch-level model's anomaly maps: (N, G, G) scores of the grid patches, on the CPU."""
+        assert self.saved.patch is not None, "whole-image models have no anomaly map"
+        maps = [patch_distances(self.encoder, self.c, self._input(chunk), self.saved.patch) for chunk in images.split(64)]
+        return torch.cat(maps).cpu() if maps else torch.zeros((0, self.saved.patch.grid, self.saved.patch.grid))
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         x = self.saved.preprocessor(images.to(self.device, non_blocking=True))
@@ -43,9 +55,13 @@ class Detector:
 
     def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
         """Stream files through decode and network; the next batch decodes while this one is scored."""
-        spec = self.saved.spec
-        for batch in iter_image_batches(files, spec.image_size, spec.channels, batch_size, workers, resize=self.saved.resize):
-            yield ScoredBatch(batch, self.score(batch.images))
+        saved = self.saved
+        for batch in iter_image_batches(files, saved.input_size, saved.spec.channels, batch_size, workers, resize=saved.resize):
+            if saved.patch is None:
+                yield ScoredBatch(batch, self.score(batch.images))
+            else:
+                maps = self.score_maps(batch.images)
+                yield ScoredBatch(batch, image_scores(maps), maps)
 
     def score_all(
         self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None

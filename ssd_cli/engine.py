@@ -28,7 +28,9 @@ from .errors import InputError, UsageError
 from .estimate import step_cost, training_seconds
 from .images import Skipped, load_images
 from .modelfile import SavedAutoencoder, SavedModel, load_autoencoder
-from .nets import LeNetSpec, get_spec
+from .nets import LeNetSpec, get_spec, network_for_size
+from .patches import PatchSpec
+from .pipeline import PatchTraining
 from .preprocess import Preprocessor
 from .presets import customised, schedule_for_spec
 from .scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
@@ -74,6 +76,9 @@ class TrainRequest:
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
     pretrained: Path | None = None
+    patch_size: int | None = None  # None: the default rule (docs/usage.md); 0: whole images
+    patch_stride: int | None = None  # default: half the patch
+    patches_per_image: int = 8
     threshold_quantile: float = 0.95
     seed: int = 0
     device: str = "auto"
@@ -93,6 +98,7 @@ class TrainPlan:
     cfg: TrainConfig
     pretrain: OptimConfig | None  # None: no pretraining (a --pretrained file, or 0 epochs)
     pretrained: SavedAutoencoder | None
+    patches: PatchTraining | None  # patch-level training, or None for whole images
     device: torch.device
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
@@ -100,6 +106,11 @@ class TrainPlan:
     @property
     def n_images(self) -> int:
         return sum(len(f) for f in self.files.values())
+
+    @property
+    def input_size(self) -> int:
+        """The side images are decoded to (the whole image of a patch-level model)."""
+        return self.patches.spec.image_size if self.patches else self.spec.image_size
 
 
 @dataclass
@@ -137,9 +148,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         resize, preprocessing = saved_ae.resize, saved_ae.preprocessor.kind
         if req.resize is not None and req.resize is not resize:
             raise UsageError(f"--pretrained {req.pretrained} was trained with --resize {resize.value}; training must use the same")
+        patches = _patches_of(saved_ae, req)
     else:
-        choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
-        spec = _spec_or_usage(choice.arch, choice.channels, choice.image_size)
+        choice, spec, patches = _choose_network(req, report)
         resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.SCALE
     schedule = schedule_for_spec(spec)
     cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
@@ -149,10 +160,13 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
     files = _resolve_overlaps(report)
     warnings = input_warnings(report, choice, resize)
+    if patches is not None and cfg.objective is not Objective.ONE_CLASS:
+        raise UsageError("patch-level training has the one-class objective only (--patch-size 0 trains on whole images)")
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        n_unlabeled, n_all = len(files[UNLABELED_ROLE]), sum(len(f) for f in files.values())
+        visits = patches.per_image if patches else 1
+        n_unlabeled, n_all = len(files[UNLABELED_ROLE]) * visits, sum(len(f) for f in files.values()) * visits
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
         else:
@@ -168,10 +182,48 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cfg=cfg,
         pretrain=pre_optim if wants_pretraining or pretrain_only else None,
         pretrained=saved_ae,
+        patches=patches,
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
     )
+
+
+def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice, LeNetSpec, PatchTraining | None]:
+    """Whole images: the network for the chosen input. Patches: the images at the side chosen from
+    the data, phi the network for the patch side (--arch names that network)."""
+    patch_size = default_patch_size(report) if req.patch_size is None else req.patch_size
+    if patch_size == 0:
+        choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
+        return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size), None
+    whole = choose_input(report, channels=req.channels, image_size=req.image_size)
+    if patch_size > whole.image_size:
+        raise UsageError(f"--patch-size {patch_size} is larger than the {whole.image_size} px input; give a smaller patch or --patch-size 0")
+    arch = req.arch or network_for_size(patch_size)
+    spec = _spec_or_usage(arch, whole.channels, patch_size)
+    stride = req.patch_stride or max(1, patch_size // 2)
+    try:
+        patch = PatchSpec(whole.image_size, patch_size, stride)
+    except ValueError as exc:
+        raise UsageError(f"--patch-size/--patch-stride: {exc}") from None
+    reasons = (*whole.reasons[:2], f"{arch}: the network for {patch_size} px patches")
+    return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchTraining(patch, req.patches_per_image)
+
+
+def default_patch_size(report: ScanReport) -> int:
+    """Whole images unless measured otherwise (docs/method.md, "Local defects")."""
+    return 0
+
+
+def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | None:
+    """A --pretrained autoencoder trained on patches fixes the patch grid too."""
+    if saved.patch is None:
+        if req.patch_size:
+            raise UsageError(f"--pretrained {req.pretrained} was trained on whole images; it cannot start a patch-level model")
+        return None
+    if req.patch_size is not None and req.patch_size != saved.patch.patch_size:
+        raise UsageError(f"--pretrained {req.pretrained} was trained on {saved.patch.patch_size} px patches; --patch-size must match")
+    return PatchTraining(saved.patch, req.patches_per_image)
 
 
 def _spec_or_usage(arch: str, channels: int | None, image_size: int | None) -> LeNetSpec:
@@ -184,16 +236,17 @@ def _spec_or_usage(arch: str, channels: int | None, image_size: int | None) -> L
 def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetSpec, InputChoice]:
     """A --pretrained autoencoder fixes the network, its input and its preprocessing."""
     spec = saved.spec
-    asked = (req.arch or spec.name, req.channels or spec.channels, req.image_size or spec.image_size)
-    if asked != (spec.name, spec.channels, spec.image_size):
+    side = saved.patch.image_size if saved.patch else spec.image_size
+    asked = (req.arch or spec.name, req.channels or spec.channels, req.image_size or side)
+    if asked != (spec.name, spec.channels, side):
         raise UsageError(
-            f"--pretrained {req.pretrained} is a {spec.name} {spec.channels}x{spec.image_size}x{spec.image_size} network, "
+            f"--pretrained {req.pretrained} is a {spec.name} {spec.channels}x{side}x{side} network, "
             "which does not match --arch/--channels/--image-size"
         )
     if req.preprocessing is not None and req.preprocessing is not saved.preprocessor.kind:
         raise UsageError(f"--pretrained {req.pretrained} was trained with --preprocessing {saved.preprocessor.kind.value}; training must use the same")
     reason = f"from --pretrained {req.pretrained}"
-    return spec, InputChoice(spec.name, spec.channels, spec.image_size, (reason,))
+    return spec, InputChoice(spec.name, spec.channels, side, (reason,))
 
 
 def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
@@ -227,7 +280,9 @@ def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, work
     pretrain_seconds = 0.0
     if ae is None and plan.pretrain is not None:
         start = time.perf_counter()
-        ae, _ = pipeline.pretrain(spec, x[y == pipeline.UNLABELED], plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"))
+        ae, _ = pipeline.pretrain(
+            spec, x[y == pipeline.UNLABELED], plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches
+        )
         pretrain_seconds = time.perf_counter() - start
     summary = {
         "pretrain_epochs": plan.pretrain.epochs if plan.pretrain is not None else 0,
@@ -239,7 +294,7 @@ def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, work
     }
     model = pipeline.train_model(
         spec, x, y, plan.cfg, pre, seed=plan.request.seed, autoencoder=ae, threshold_quantile=plan.request.threshold_quantile,
-        resize=plan.resize, on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
+        resize=plan.resize, patches=plan.patches, on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
     )  # fmt: skip
     return TrainOutcome(model, skipped)
 
@@ -253,7 +308,7 @@ def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, w
     pre = Preprocessor.fit(plan.preprocessing, images[UNLABELED_ROLE])
     x, _ = pipeline.training_tensors(pre, plan.device, images[UNLABELED_ROLE])
     start = time.perf_counter()
-    ae, losses = pipeline.pretrain(plan.spec, x, plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"))
+    ae, losses = pipeline.pretrain(plan.spec, x, plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches)
     training = {
         "n_unlabeled": len(x),
         "epochs": plan.pretrain.epochs,
@@ -264,7 +319,8 @@ def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, w
         "config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)},
         "input_choice": list(plan.choice.reasons),
     }
-    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize), skipped
+    patch = plan.patches.spec if plan.patches else None
+    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch), skipped
 
 
 def _decode(plan: TrainPlan, workers: int | None) -> tuple[dict[str, torch.Tensor], list[Skipped]]:
@@ -274,7 +330,7 @@ def _decode(plan: TrainPlan, workers: int | None) -> tuple[dict[str, torch.Tenso
     for role, files in plan.files.items():
         if not files:
             continue
-        batch = load_images(files, plan.spec.image_size, plan.spec.channels, workers=workers, resize=plan.resize)
+        batch = load_images(files, plan.input_size, plan.spec.channels, workers=workers, resize=plan.resize)
         skipped += batch.skipped
         if len(batch.paths) == 0:
             raise InputError(f"{role}: none of the {len(files)} image files could be read")

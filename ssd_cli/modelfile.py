@@ -25,6 +25,7 @@ from .config import Objective, Resize
 from .errors import ModelFileError
 from .files import write_atomic
 from .nets import AutoEncoder, Encoder, LeNetSpec, get_spec
+from .patches import PatchSpec
 from .preprocess import Preprocessor
 
 FORMAT_VERSION = 2
@@ -50,6 +51,12 @@ class SavedModel:
     training: dict = field(default_factory=dict)
     tool_version: str = __version__
     resize: Resize = Resize.SQUASH  # how images were fitted to the square input; scoring repeats it
+    patch: PatchSpec | None = None  # patch-level model: phi sees patches of images decoded at patch.image_size
+
+    @property
+    def input_size(self) -> int:
+        """The side images are decoded to: the network's input, or the whole image of a patch model."""
+        return self.patch.image_size if self.patch else self.spec.image_size
 
     def encoder(self, device: torch.device | str = "cpu") -> Encoder:
         enc = Encoder(self.spec)
@@ -65,6 +72,7 @@ class SavedAutoencoder:
     training: dict = field(default_factory=dict)
     tool_version: str = __version__
     resize: Resize = Resize.SQUASH
+    patch: PatchSpec | None = None
 
     def autoencoder(self) -> AutoEncoder:
         ae = AutoEncoder(self.spec)
@@ -72,8 +80,9 @@ class SavedAutoencoder:
         return ae
 
 
-def _common_meta(kind: str, spec: LeNetSpec, pre: Preprocessor, training: dict, resize: Resize) -> dict[str, str]:
+def _common_meta(kind: str, spec: LeNetSpec, pre: Preprocessor, training: dict, resize: Resize, patch: PatchSpec | None) -> dict[str, str]:
     return {
+        **({"patch": json.dumps(patch.to_dict())} if patch is not None else {}),
         "format": kind,
         "format_version": str(FORMAT_VERSION),
         "tool": "ssd",
@@ -97,13 +106,13 @@ def save_model(path: Path, m: SavedModel, *, force: bool = False) -> None:
     tensors = _cpu(m.encoder_state, "encoder.")
     tensors["c"] = m.c.detach().to("cpu", torch.float32).contiguous()
     tensors["radius"] = torch.tensor([m.radius], dtype=torch.float32)
-    meta = _common_meta(MODEL_FORMAT, m.spec, m.preprocessor, m.training, m.resize)
+    meta = _common_meta(MODEL_FORMAT, m.spec, m.preprocessor, m.training, m.resize, m.patch)
     meta.update(objective=m.objective.value, nu=repr(m.nu), eta=repr(m.eta), threshold=repr(m.threshold), threshold_rule=m.threshold_rule)
     write_atomic(path, safetensors_bytes(tensors, metadata=meta), force)
 
 
 def save_autoencoder(path: Path, a: SavedAutoencoder, *, force: bool = False) -> None:
-    meta = _common_meta(AUTOENCODER_FORMAT, a.spec, a.preprocessor, a.training, a.resize)
+    meta = _common_meta(AUTOENCODER_FORMAT, a.spec, a.preprocessor, a.training, a.resize, a.patch)
     write_atomic(path, safetensors_bytes(_cpu(a.state, "autoencoder."), metadata=meta), force)
 
 
@@ -133,6 +142,16 @@ def _network_v2(meta: dict[str, str]) -> tuple[LeNetSpec, Resize]:
 
 
 _NETWORK_READERS = {"1": _network_v1, "2": _network_v2}
+
+
+def _patch(meta: dict[str, str], spec: LeNetSpec) -> PatchSpec | None:
+    """The patch grid of a patch-level model (absent for whole-image models); phi must take its patches."""
+    if "patch" not in meta:
+        return None
+    patch = PatchSpec.from_dict(json.loads(meta["patch"]))
+    if patch.patch_size != spec.image_size:
+        raise _Damaged(f"patches of {patch.patch_size} px do not fit the network's {spec.image_size} px input")
+    return patch
 
 
 def _finite(**values: float) -> None:
@@ -226,7 +245,7 @@ def _read(path: Path, kind: _Kind) -> tuple[dict, dict[str, torch.Tensor]]:
             )
         try:
             spec, resize = _NETWORK_READERS[version](meta)
-            fields = {"spec": spec, "resize": resize, **_common_fields(meta), **kind.fields(meta)}
+            fields = {"spec": spec, "resize": resize, "patch": _patch(meta, spec), **_common_fields(meta), **kind.fields(meta)}
             _check_tensors(f, _expected(kind, spec))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (*_PROBLEMS, SafetensorError) as exc:

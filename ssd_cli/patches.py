@@ -54,7 +54,8 @@ class PatchSpec:
     stride: int
 
     def __post_init__(self) -> None:
-        for name, value, high in (("image size", self.image_size, MAX_IMAGE_SIZE), ("patch size", self.patch_size, self.image_size), ("stride", self.stride, self.patch_size)):
+        bounds = (("image size", self.image_size, MAX_IMAGE_SIZE), ("patch size", self.patch_size, self.image_size), ("stride", self.stride, self.patch_size))
+        for name, value, high in bounds:
             if type(value) is not int or not 1 <= value <= high:  # type(): True and 32.0 are not sizes
                 raise ValueError(f"{name} must be an integer from 1 to {high}, got {value!r}")
         if (self.image_size - self.patch_size) % self.stride:
@@ -167,10 +168,8 @@ class _PatchMean(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         per_chunk = max(1, eval_batch_size(x.device) // self.p.grid**2)
-        return torch.cat([
-            embed(self.encoder, grid_patches(chunk, self.p).flatten(0, 1)).view(len(chunk), -1, self.spec.rep_dim).mean(dim=1)
-            for chunk in x.split(per_chunk)
-        ])
+        means = [embed(self.encoder, grid_patches(chunk, self.p).flatten(0, 1)).view(len(chunk), -1, self.spec.rep_dim).mean(dim=1) for chunk in x.split(per_chunk)]
+        return torch.cat(means)
 
 
 def init_patch_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, p: PatchSpec, eps: float = 0.1) -> torch.Tensor:

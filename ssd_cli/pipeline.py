@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from .config import Objective, OptimConfig, Resize, TrainConfig
 from .modelfile import SavedModel
 from .nets import AutoEncoder, Encoder, LeNetSpec
+from .patches import (
+    PatchSpec,
+    image_scores,
+    patch_distances,
+    pretrain_patch_autoencoder,
+    train_patch_deep_svdd,
+)
 from .preprocess import Preprocessor
 from .training import (
     EpochCallback,
@@ -20,6 +28,14 @@ from .training import (
 )
 
 UNLABELED, NORMAL, ANOMALY = 0, 1, -1
+
+
+@dataclass(frozen=True)
+class PatchTraining:
+    """Patch-level training: the grid, and how many random crops of each image an epoch visits."""
+
+    spec: PatchSpec
+    per_image: int
 
 
 def training_tensors(
@@ -38,9 +54,18 @@ def training_tensors(
 
 
 def pretrain(
-    spec: LeNetSpec, x_unlabeled: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+    spec: LeNetSpec,
+    x_unlabeled: torch.Tensor,
+    optim: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+    patches: PatchTraining | None = None,
 ) -> tuple[AutoEncoder, list[float]]:
+    """The autoencoder on whole images, or on random crops of them for a patch-level model."""
     ae = seeded_init(lambda: AutoEncoder(spec), seed).to(x_unlabeled.device)
+    if patches is not None:
+        return ae, pretrain_patch_autoencoder(ae, x_unlabeled, patches.spec, optim, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
     return ae, pretrain_autoencoder(ae, x_unlabeled, optim, seed=seed, on_epoch=on_epoch)
 
 
@@ -63,6 +88,7 @@ def train_model(
     autoencoder: AutoEncoder | None = None,
     threshold_quantile: float = 0.95,
     resize: Resize = Resize.SQUASH,
+    patches: PatchTraining | None = None,
     on_epoch: EpochCallback | None = None,
     summary: dict | None = None,
 ) -> SavedModel:
@@ -73,8 +99,12 @@ def train_model(
     """
     start = time.perf_counter()
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
-    result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
-    train_scores = distances(encoder, result.c, x[y >= 0])
+    if patches is None:
+        result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
+        train_scores = distances(encoder, result.c, x[y >= 0])
+    else:
+        result = train_patch_deep_svdd(encoder, x, y, patches.spec, cfg, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
+        train_scores = image_scores(patch_distances(encoder, result.c, x[y >= 0], patches.spec))
     if cfg.objective is Objective.SOFT_BOUNDARY:
         threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
     else:
@@ -92,6 +122,7 @@ def train_model(
         "config": cfg.to_dict(),
         "pretrained": autoencoder is not None,
         "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
+        "patches_per_image": patches.per_image if patches else None,
     }
     info.update(summary or {})
     return SavedModel(
@@ -107,4 +138,5 @@ def train_model(
         encoder_state=encoder.state_dict(),
         training=info,
         resize=resize,
+        patch=patches.spec if patches else None,
     )

@@ -87,9 +87,18 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     for role, scan in plan.scan.roles.items():
         used = len(plan.files.get(role, scan.files))
         lines.append(f"  {role}: {used} image file(s){_skipped(scan)}; {_looks(scan)}")
-    spec = plan.spec
+    spec, side = plan.spec, plan.input_size
     why = f" ({'; '.join(plan.choice.reasons)})" if plan.choice.reasons else " (as given)"
-    lines.append(f"  network: {spec.name}, {spec.channels}x{spec.image_size}x{spec.image_size}{why}")
+    shape = f"{spec.channels}x{side}x{side}"
+    if plan.patches is not None:
+        shape = f"{spec.channels}x{spec.image_size}x{spec.image_size} patches of {shape} images"
+    lines.append(f"  network: {spec.name}, {shape}{why}")
+    if plan.patches is not None:
+        p = plan.patches.spec
+        lines.append(
+            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.per_image} random ones per image and epoch); "
+            f"an image scores as the worst of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
+        )
     lines.append(f"  input: --resize {plan.resize.value}, preprocessing {plan.preprocessing.value}")
     if plan.pretrained is not None:
         lines.append(f"  pretraining: none, phi starts from {plan.request.pretrained}")
