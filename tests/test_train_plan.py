@@ -1,0 +1,211 @@
+"""`ssd train` / `ssd pretrain` look at the data first: the printed plan, the choice of network, the
+warnings, one source of schedules, and patch-level models, end to end through the CLI runner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ssd_cli.cli import app
+from ssd_cli.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
+from ssd_cli.detector import Detector
+from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
+from ssd_cli.errors import ExitCode, UsageError
+from ssd_cli.images import load_images
+from ssd_cli.modelfile import load_autoencoder, load_model
+from ssd_cli.presets import SCHEDULES, with_epochs
+
+ENV = {"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
+runner = CliRunner()
+TINY = ["--epochs", "1", "--pretrain-epochs", "1", "--batch-size", "16", "--device", "cpu"]
+
+
+def ssd(*args: object):
+    return runner.invoke(app, [str(a) for a in args], env=ENV)
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def warnings_of(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("warning:")]
+
+
+def photos(folder: Path, n: int, size: tuple[int, int], *, colour: bool = True, seed: int = 0, fmt: str = "png") -> Path:
+    """Smooth random pictures (colour blobs on a gradient), so that they decode like photos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        base = rng.uniform(40, 200, 3) + 30 * np.sin(xx[..., None] / (5 + 10 * rng.random()) + rng.uniform(0, 6, 3))
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        blob = 60 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2)[..., None] / (2 * (min(w, h) / 5) ** 2))
+        arr = np.clip(base + blob * rng.uniform(-1, 1, 3), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr if colour else arr.mean(axis=2).astype(np.uint8))
+        im.save(folder / f"{i:03d}.{fmt}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def colour_dir(tmp_path_factory) -> Path:
+    return photos(tmp_path_factory.mktemp("colour") / "normal", 60, (80, 70))
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+
+def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    output = ok(ssd("train", "-u", colour_dir, "--out", out, *TINY))
+    plan_at, trained_at = output.index("plan:"), output.index("wrote")
+    assert plan_at < output.index("pretraining") < trained_at
+    plan = output[plan_at : output.index("pretraining ")]
+    assert "--unlabeled: 60 image file(s)" in plan
+    assert "100% colour" in plan and "80 x 70 px" in plan
+    assert "network: lenet-64, 3x64x64" in plan and "colour: 100% of 60 sampled images" in plan
+    assert "median short side 70" in plan
+    assert "--resize squash" in plan and "preprocessing scale" in plan
+    assert re.search(r"pretraining: 1 epochs, Adam lr 0\.0001.*batch 16", plan)
+    assert re.search(r"estimate: about .* of training here", plan)
+    saved = load_model(out)
+    assert (saved.spec.name, saved.spec.channels, saved.spec.image_size) == ("lenet-64", 3, 64)
+    assert saved.resize is Resize.SQUASH
+    assert any("colour" in r for r in saved.training["input_choice"])
+
+
+def test_user_settings_win_over_the_choice(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    output = ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--channels", "1", "--resize", "crop", "--out", out, *TINY))
+    assert "network: cifar10, 1x32x32" in output
+    saved = load_model(out)
+    assert (saved.spec.name, saved.spec.channels, saved.spec.image_size, saved.resize) == ("cifar10", 1, 32, Resize.CROP)
+
+
+def test_sample_data_keeps_the_papers_mnist_network(sample_dir: Path) -> None:
+    plan = plan_training(TrainRequest(unlabeled=(sample_dir / "normal",), anomalies=(sample_dir / "anomalies",), device="cpu"), estimate=False)
+    assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("mnist", 1, 28)
+    assert plan.pretrain == PAPER_PRETRAIN_GRAYSCALE and plan.cfg.optim == SCHEDULES["mnist"].train
+    assert plan.warnings == []
+
+
+# --- warnings (never failures) -------------------------------------------------------------------
+
+
+def test_overlapping_labeled_folder_is_warned_and_counted_once(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    output = ok(ssd("train", "-u", colour_dir, "--anomalies", colour_dir / "000.png", "--out", out, *TINY))
+    found = [w for w in warnings_of(output) if "in both" in w]
+    assert len(found) == 1 and "--anomalies only" in found[0] and "000.png" in found[0]
+    t = load_model(out).training
+    assert (t["n_unlabeled"], t["n_labeled_anomalous"]) == (59, 1)
+
+
+def test_file_labeled_both_ways_counts_as_unlabeled(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    both = colour_dir / "001.png"
+    output = ok(ssd("train", "-u", colour_dir / "000.png", "--normals", both, "--anomalies", both, "--anomalies", colour_dir / "002.png", "--out", out, *TINY))
+    assert any("contradict" in w for w in warnings_of(output))
+    t = load_model(out).training
+    assert (t["n_unlabeled"], t["n_labeled_normal"], t["n_labeled_anomalous"]) == (2, 0, 1)
+
+
+def test_few_images_and_wide_shapes_and_small_images_warn(tmp_path: Path) -> None:
+    wide = photos(tmp_path / "wide", 12, (90, 30))
+    output = ok(ssd("train", "-u", wide, "--image-size", "64", "--out", tmp_path / "m.safetensors", *TINY))
+    found = warnings_of(output)
+    assert any("only 12 image(s) in --unlabeled" in w for w in found)
+    assert any("--resize crop" in w and "distorts" in w for w in found)
+    assert any("will be upscaled" in w for w in found)
+
+
+def test_clean_folder_gives_no_warning(colour_dir: Path, tmp_path: Path) -> None:
+    more = photos(tmp_path / "many", 60, (64, 64), seed=1)
+    output = ok(ssd("train", "-u", more, "--out", tmp_path / "m.safetensors", *TINY))
+    assert warnings_of(output) == []
+
+
+def test_bad_patch_options_are_usage_errors(colour_dir: Path, tmp_path: Path) -> None:
+    for args, needle in [(["--patch-size", "128"], "larger than"), (["--patch-size", "32", "--patch-stride", "7"], "stride"),
+                         (["--patch-size", "32", "--objective", "soft-boundary"], "one-class")]:  # fmt: skip
+        result = ssd("train", "-u", colour_dir, "--out", tmp_path / "m.safetensors", *TINY, *args)
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert needle in result.output
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+# --- one source of training settings ---------------------------------------------------------------
+
+
+def test_epochs_move_the_learning_rate_drop() -> None:
+    assert with_epochs(OptimConfig(epochs=150, lr_milestones=(50,)), 30).lr_milestones == (10,)
+    assert with_epochs(OptimConfig(epochs=150, lr_milestones=(50,)), 20).lr_milestones == (7,)
+    assert with_epochs(OptimConfig(epochs=150, lr_milestones=(50,)), 1).lr_milestones == (1,)
+    assert with_epochs(OptimConfig(epochs=350, lr_milestones=(250,)), 35).lr_milestones == (25,)
+
+
+def test_cifar10_pretrains_with_the_colour_preset_and_train_lr_is_not_reused(colour_dir: Path) -> None:
+    request = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", train=OptimOverrides(epochs=20, lr=1e-3), device="cpu")
+    plan = plan_training(request, estimate=False)
+    assert plan.pretrain == PAPER_PRETRAIN_COLOUR  # 350 epochs, drop at 250, weight decay 0.5e-6
+    assert (plan.cfg.optim.epochs, plan.cfg.optim.lr, plan.cfg.optim.lr_milestones) == (20, 1e-3, (7,))
+    asked = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", pretrain=OptimOverrides(epochs=35, lr=3e-4), device="cpu")
+    assert plan_training(asked, estimate=False).pretrain == OptimConfig(epochs=35, lr=3e-4, lr_milestones=(25,), weight_decay=0.5e-6)
+
+
+def test_every_registered_network_has_a_schedule() -> None:
+    from ssd_cli import nets
+
+    assert set(nets.architectures()) <= set(SCHEDULES)
+
+
+def test_train_epochs_option_lowers_the_learning_rate(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--epochs", "3", "--pretrain-epochs", "0", "--out", out, "--device", "cpu"))
+    config = load_model(out).training["config"]["optim"]
+    assert config["epochs"] == 3 and config["lr_milestones"] == [1]
+
+
+def test_bad_overrides_are_usage_errors_before_any_scan(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="epochs"):
+        plan_training(TrainRequest(unlabeled=(tmp_path / "absent",), pretrain=OptimOverrides(epochs=-1)))
+
+
+# --- patch-level models ----------------------------------------------------------------------------
+
+
+def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.safetensors"
+    output = ok(ssd("train", "-u", colour_dir, "--patch-size", "32", "--patches-per-image", "2", "--out", out, *TINY))
+    assert "patches: phi sees 32 px patches" in output and "3x3 grid patches" in output
+    saved = load_model(out)
+    assert saved.patch is not None and (saved.patch.image_size, saved.patch.patch_size, saved.patch.stride) == (64, 32, 16)
+    assert saved.spec.image_size == 32 and saved.input_size == 64
+    files = sorted(colour_dir.glob("*.png"))[:8]
+    images = load_images(files, 64, 3).images
+    detector = Detector(saved, torch.device("cpu"))
+    maps = detector.score_maps(images)
+    assert maps.shape == (8, 3, 3)
+    again = Detector(load_model(out), torch.device("cpu"))
+    assert torch.equal(again.score(images), maps.flatten(1).amax(1))
+    scores_csv = tmp_path / "s.csv"
+    ok(ssd("score", out, *files, "--output", scores_csv, "--device", "cpu"))
+    assert len(scores_csv.read_text().splitlines()) == 1 + 1 + 8  # comment, header, rows
+
+
+def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path: Path) -> None:
+    ae = tmp_path / "ae.safetensors"
+    ok(ssd("pretrain", "-u", colour_dir, "--patch-size", "32", "--epochs", "1", "--batch-size", "16", "--patches-per-image", "1", "--out", ae, "--device", "cpu"))
+    assert load_autoencoder(ae).patch is not None
+    out = tmp_path / "m.safetensors"
+    ok(ssd("train", "-u", colour_dir, "--pretrained", ae, "--epochs", "1", "--batch-size", "16", "--patches-per-image", "1", "--out", out, "--device", "cpu"))
+    assert load_model(out).patch == load_autoencoder(ae).patch
