@@ -162,9 +162,9 @@ def _blob_mask(radius: float, rng: np.random.Generator, size: int = CROP, center
     return np.clip(edge - dist + 0.5, 0.0, 1.0), (cy, cx)
 
 
-def _scratch(img: np.ndarray, rng: np.random.Generator) -> dict:
-    length = float(rng.uniform(15, 50))
-    width = float(rng.uniform(1.0, 2.5))
+def _scratch(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> dict:
+    length = min(float(rng.uniform(15, 50)) * scale, CROP - 16.0)
+    width = float(rng.uniform(1.0, 2.5)) * scale
     angle = float(rng.uniform(0, np.pi))
     bright = bool(rng.integers(2))
     value = float(rng.uniform(215, 250) if bright else rng.uniform(5, 35))
@@ -184,10 +184,10 @@ def _scratch(img: np.ndarray, rng: np.random.Generator) -> dict:
     return {"kind": "scratch", "length": round(float(np.hypot(vy, vx)), 1), "width": round(width, 2), "angle_deg": round(np.degrees(angle), 1), "polarity": "bright" if bright else "dark", "value": round(value), "opacity": round(opacity, 2), "center": [round(cy, 1), round(cx, 1)]}
 
 
-def _foreign(img: np.ndarray, rng: np.random.Generator, textures: dict[str, np.ndarray]) -> dict:
+def _foreign(img: np.ndarray, rng: np.random.Generator, textures: dict[str, np.ndarray], scale: float = 1.0) -> dict:
     name = str(rng.choice(sorted(textures)))
     tex = textures[name]
-    radius = float(rng.uniform(3.5, 7.5))  # 7-15 px across
+    radius = float(rng.uniform(3.5, 7.5)) * scale  # 7-15 px across
     mask, (cy, cx) = _blob_mask(radius, rng)
     top, left = int(rng.integers(0, tex.shape[0] - CROP + 1)), int(rng.integers(0, tex.shape[1] - CROP + 1))
     patch = tex[top : top + CROP, left : left + CROP].astype(np.float64)
@@ -197,12 +197,12 @@ def _foreign(img: np.ndarray, rng: np.random.Generator, textures: dict[str, np.n
     return {"kind": "foreign", "texture": name, "diameter": round(2 * radius, 1), "opacity": round(opacity, 2), "center": [round(cy, 1), round(cx, 1)], "texture_window": [top, left]}
 
 
-def _chip(img: np.ndarray, rng: np.random.Generator) -> dict:
+def _chip(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> dict:
     from scipy.ndimage import gaussian_filter
 
     dark = bool(rng.integers(2))
     # 5-15 px across when darkened; at least 8 px when smoothed (smaller smoothed spots are invisible)
-    radius = float(rng.uniform(2.5, 7.5) if dark else rng.uniform(4.0, 7.5))
+    radius = float(rng.uniform(2.5, 7.5) if dark else rng.uniform(4.0, 7.5)) * scale
     mask, (cy, cx) = _blob_mask(radius, rng)
     if dark:
         factor = float(rng.uniform(0.2, 0.45))
@@ -218,7 +218,7 @@ def _save_gray(img: np.ndarray, path: Path) -> None:
     Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "L").save(path, format="PNG")
 
 
-def make_surface_defects(out: Path, rng: np.random.Generator) -> list[dict]:
+def make_surface_defects(out: Path, rng: np.random.Generator, scale: float = 1.0) -> list[dict]:
     import skimage.data
 
     gravel = skimage.data.gravel()
@@ -235,11 +235,11 @@ def make_surface_defects(out: Path, rng: np.random.Generator) -> list[dict]:
             kind = kinds[k]
             defect = None
             if kind == "scratch":
-                defect = _scratch(img, rng)
+                defect = _scratch(img, rng, scale)
             elif kind == "foreign":
-                defect = _foreign(img, rng, textures)
+                defect = _foreign(img, rng, textures, scale)
             elif kind == "chip":
-                defect = _chip(img, rng)
+                defect = _chip(img, rng, scale)
             name = f"{prefix}_{k:03d}.png"
             _save_gray(img, path / name)
             manifest.append({"file": (path / name).relative_to(out.parent).as_posix(), "source": "skimage.data.gravel", "split": split, "label": "normal" if kind is None else "anomalous", "crop": where, "defect": defect})
@@ -259,7 +259,7 @@ def make_surface_defects(out: Path, rng: np.random.Generator) -> list[dict]:
 
 README = """Evaluation folders for `ssd`, made by benchmarks/make_photo_sets.py (seed {seed}).
 Command: {command}
-Every file is listed in manifest.json with its source and, for defects, the exact defect parameters.
+{scale_note}Every file is listed in manifest.json with its source and, for defects, the exact defect parameters.
 
 colour-objects/  real CIFAR-10 photos (32x32 RGB JPEG, quality about 75) from {cifar}
   Normal class: automobile. Anomalies: the 9 other CIFAR-10 classes.
@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder to create (must not exist or be empty)")
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="holds cifar10-jpeg/")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--defect-scale", type=float, default=1.0, help="multiply every defect size (diameters, scratch width and length) by this; 1 = the small defects described above")
     args = ap.parse_args(argv)
 
     import skimage
@@ -314,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     # One generator per set, so that changing one set never changes the other.
     seeds = np.random.SeedSequence(args.seed).spawn(2)
     manifest = make_colour_objects(out / "colour-objects", cifar, np.random.default_rng(seeds[0]))
-    manifest += make_surface_defects(out / "surface-defects", np.random.default_rng(seeds[1]))
+    manifest += make_surface_defects(out / "surface-defects", np.random.default_rng(seeds[1]), args.defect_scale)
     split = int(round(512 * TRAIN_FRACTION))
     command = "python benchmarks/make_photo_sets.py --out DIR --data-root DATA_ROOT --seed " + str(args.seed)
+    if args.defect_scale != 1.0:
+        command += f" --defect-scale {args.defect_scale:g}"
     (out / "README.txt").write_text(
-        README.format(seed=args.seed, command=command, cifar=cifar, skversion=skimage.__version__, split=split, split_m1=split - 1)
+        README.format(scale_note=(f"DEFECT SCALE {args.defect_scale:g}: every defect size below (diameters, scratch width and length, the\nlength capped at 112 px) is multiplied by {args.defect_scale:g}; these are NOT the small defects of the default set.\n" if args.defect_scale != 1.0 else ""), seed=args.seed, command=command, cifar=cifar, skversion=skimage.__version__, split=split, split_m1=split - 1)
     )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     counts: dict[str, int] = {}

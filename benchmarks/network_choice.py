@@ -162,7 +162,11 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
     t_train = time.perf_counter() - t1
     assert torch.equal(saved.c, c), "c differs from the one used for the curve"
 
-    scores = Detector(saved, device).score(data.test).numpy()
+    detector = Detector(saved, device)
+    scores = detector.score(data.test).numpy()
+    # How well the training data are separated (fit), beside the test AUROC (generalisation).
+    train_scores = detector.score(torch.cat([data.unlabeled, data.anomalies])).numpy()
+    train_truth = np.r_[np.zeros(len(data.unlabeled), bool), np.ones(len(data.anomalies), bool)]
     m = compute_metrics(scores, data.truth, saved.threshold)
     curve[run.epochs] = round(m.auroc, 4)
     load1 = os.getloadavg()
@@ -178,6 +182,7 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
         "lr": args.lr,
         "auroc": round(m.auroc, 4),
         "auprc": round(m.auprc, 4),
+        "auroc_train": round(auroc(train_scores, train_truth), 4),
         "auroc_by_kind": {k: round(v, 4) for k, v in per_kind_auroc(scores, data.truth, data.kinds).items()},
         "recall_at_threshold": round(m.recall, 3),
         "precision_at_threshold": round(m.precision, 3),
@@ -196,9 +201,9 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
 
 
 HEADER = (
-    "| run | filters | rep | P+T epochs | seed | AUROC | AUPRC | AUROC scratch/foreign/chip | s/epoch AE | s/epoch SVDD "
+    "| run | filters | rep | P+T epochs | seed | lr | AUROC | AUPRC | train AUROC | AUROC scratch/foreign/chip | s/epoch AE | s/epoch SVDD "
     "| params phi / AE | AUROC curve (train epoch: AUROC) | load avg (1 min, start-end) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -208,7 +213,7 @@ def row(r: dict) -> str:
     curve = ", ".join(f"{e}: {a:.3f}" for e, a in sorted(r["curve"].items(), key=lambda t: int(t[0])))
     return (
         f"| {r['run']} | {'-'.join(map(str, r['conv_filters']))} | {r['rep_dim']} | {r['pretrain_epochs']}+{r['epochs']} | {r['seed']} "
-        f"| {r['auroc']:.3f} | {r['auprc']:.3f} | {kinds} | {r['s_per_pretrain_epoch']:.2f} | {r['s_per_train_epoch']:.2f} "
+        f"| {r.get('lr', 1e-4):g} | {r['auroc']:.3f} | {r['auprc']:.3f} | {r.get('auroc_train', float('nan')):.3f} | {kinds} | {r['s_per_pretrain_epoch']:.2f} | {r['s_per_train_epoch']:.2f} "
         f"| {r['params_phi']:,} / {r['params_ae']:,} | {curve} | {r['loadavg_start'][0]:.2f}-{r['loadavg_end'][0]:.2f} |\n"
     )
 
