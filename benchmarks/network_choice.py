@@ -52,6 +52,7 @@ from ssd_cli.nets import AutoEncoder, Encoder, LeNetSpec
 from ssd_cli.preprocess import Preprocessor
 
 SET = "surface-defects"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -241,13 +242,17 @@ def main(argv: list[str] | None = None) -> int:
         p, t = (int(epochs[0]), int(epochs[1])) if epochs else (args.pretrain_epochs, args.epochs)
         runs += [Run(name, parse_spec(name), p, t, seed) for seed in args.seeds]
 
-    command = "cd /work/main && .venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    import ssd_cli
+
+    engine = Path(ssd_cli.__file__).resolve().parent
+    prefix = "" if engine == REPO / "ssd_cli" else f"PYTHONPATH={engine.parent} "  # a snapshot of the engine
+    command = f"cd {REPO} && {prefix}.venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     new = not args.out.exists()
     with open(args.out, "a") as f:
         if new:
             f.write("# Network choice for the native-resolution LeNets (surface-defects, one-class SS-DSVDD, 20 labeled anomalies)\n\n")
         f.write(f"\n## {args.title or 'Runs'} ({dt.datetime.now().isoformat(timespec='minutes')})\n\n")
-        f.write(f"`{command}`\n\n{torch.get_num_threads()} torch thread(s); lr 1e-4 dropped 10x at {args.lr_drop:.2f} of the epochs; "
+        f.write(f"`{command}`\n\n{torch.get_num_threads()} torch thread(s); lr {args.lr:g} dropped 10x at {args.lr_drop:.2f} of the epochs; "
                 f"AE weight decay {PAPER_PRETRAIN_GRAYSCALE.weight_decay:g}, SVDD 1e-6; batch 200; preprocessing scale.\n\n")
         f.write(HEADER)
 

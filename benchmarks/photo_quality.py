@@ -13,9 +13,10 @@ surface-defects/ from make_photo_sets.py) and every named configuration this run
 and reports AUROC, AUPRC, precision/recall at the model's threshold, the wall time of `ssd train`
 (pretraining + training + loading) and the network the model file says it holds.
 
-Configurations: `old-default` = `--arch mnist` (what ssd 0.1 did), `new-default` = no network options at
-all (the CLI's automatic choice), plus any `name=options` given with --configs (`--no-defaults` drops the
-first two). `--common` options are added to every configuration (e.g. fewer epochs for a smoke test).
+Configurations: `old-default` = `--arch mnist --channels 1 --image-size 28` (what ssd 0.1 did with
+`--arch mnist`), `new-default` = no network options at all (the CLI's automatic choice), plus any
+`name=options` given with --configs (`--no-defaults` drops the first two). `--common` options are added
+to every configuration (e.g. fewer epochs for a smoke test).
 The JSON is rewritten after every run, so a stopped study keeps what it finished.
 """
 
@@ -34,7 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SSD = REPO / ".venv" / "bin" / "ssd"
-DEFAULT_CONFIGS = {"old-default": "--arch mnist", "new-default": ""}
+# ssd 0.1 used the architecture's own channels and size: `--arch mnist` alone now adapts the channels to
+# the data (3x28x28 for colour photos), so the old default is pinned to 1x28x28 here.
+DEFAULT_CONFIGS = {"old-default": "--arch mnist --channels 1 --image-size 28", "new-default": ""}
 SUBFOLDERS = ("train/normal", "train/bad", "test/normal", "test/anomalous")
 
 
@@ -46,6 +49,8 @@ def parse_config(text: str) -> tuple[str, str]:
 
 
 def find_sets(root: Path, only: list[str] | None) -> list[Path]:
+    if not root.is_dir():
+        raise SystemExit(f"--sets: {root} is not a folder (make it with benchmarks/make_photo_sets.py)")
     if all((root / s).is_dir() for s in SUBFOLDERS):
         candidates = [root]  # --sets points at one set
     else:

@@ -112,7 +112,7 @@ ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network: the pap
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour). Default: colour when at least 10% of the sampled images are colour.")]
 SizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Square input side in pixels. Default: the --arch's own, else the largest of 28 (grayscale only)/32/64/128/256 not above the images' median short side.")]
 ResizeOpt = Annotated[Optional[Resize], typer.Option("--resize", help="Fitting images to the square input: squash (default; keeps all content, ignores aspect), crop (centre square) or pad (black bars).")]
-PatchOpt = Annotated[Optional[int], typer.Option("--patch-size", help="Patch-level model: phi sees patches of this side at the images' native resolution, and an image scores as its worst patch (finds small local defects); 0 = whole images. Default: whole images.")]
+PatchOpt = Annotated[Optional[int], typer.Option("--patch-size", help="Patch-level model: phi sees patches of this side of the images at their input size, an image scores as its worst patch, and each gets an anomaly map; 0 = whole images. Default: a quarter of the input side for inputs of 128 px and more (unless --arch is given), else whole images.")]
 PatchStrideOpt = Annotated[Optional[int], typer.Option("--patch-stride", help="Step of the scoring grid of patches (default: half the patch).")]
 PatchesPerImageOpt = Annotated[int, typer.Option("--patches-per-image", help="Random patches of each image per epoch in patch-level training.")]
 PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
@@ -156,7 +156,7 @@ def pretrain(
     resize: ResizeOpt = None,
     patch_size: PatchOpt = None,
     patch_stride: PatchStrideOpt = None,
-    patches_per_image: PatchesPerImageOpt = 8,
+    patches_per_image: PatchesPerImageOpt = 4,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (default: the network's preset, e.g. 150 for mnist; the learning-rate drop moves with it).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's, 1e-4).")] = None,
@@ -203,7 +203,7 @@ def train(
     resize: ResizeOpt = None,
     patch_size: PatchOpt = None,
     patch_stride: PatchStrideOpt = None,
-    patches_per_image: PatchesPerImageOpt = 8,
+    patches_per_image: PatchesPerImageOpt = 4,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,

@@ -32,7 +32,7 @@ from .nets import LeNetSpec, get_spec, network_for_size
 from .patches import PatchSpec
 from .pipeline import PatchTraining
 from .preprocess import Preprocessor
-from .presets import customised, schedule_for_spec
+from .presets import PATCH_SCHEDULE, customised, schedule_for_spec
 from .scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
 from .training import EpochInfo
 
@@ -76,9 +76,9 @@ class TrainRequest:
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
     pretrained: Path | None = None
-    patch_size: int | None = None  # None: the default rule (docs/usage.md); 0: whole images
+    patch_size: int | None = None  # None: the default rule (default_patch_size); 0: whole images
     patch_stride: int | None = None  # default: half the patch
-    patches_per_image: int = 8
+    patches_per_image: int = 4
     threshold_quantile: float = 0.95
     seed: int = 0
     device: str = "auto"
@@ -152,7 +152,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     else:
         choice, spec, patches = _choose_network(req, report)
         resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.SCALE
-    schedule = schedule_for_spec(spec)
+    schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
     cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
     pre_optim = req.pretrain.apply(schedule.pretrain)
     if pretrain_only:
@@ -192,11 +192,11 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
 def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice, LeNetSpec, PatchTraining | None]:
     """Whole images: the network for the chosen input. Patches: the images at the side chosen from
     the data, phi the network for the patch side (--arch names that network)."""
-    patch_size = default_patch_size(report) if req.patch_size is None else req.patch_size
+    whole = choose_input(report, channels=req.channels, image_size=req.image_size)
+    patch_size = req.patch_size if req.patch_size is not None else default_patch_size(whole.image_size, req.arch)
     if patch_size == 0:
         choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
         return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size), None
-    whole = choose_input(report, channels=req.channels, image_size=req.image_size)
     if patch_size > whole.image_size:
         raise UsageError(f"--patch-size {patch_size} is larger than the {whole.image_size} px input; give a smaller patch or --patch-size 0")
     arch = req.arch or network_for_size(patch_size)
@@ -210,9 +210,15 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchTraining(patch, req.patches_per_image)
 
 
-def default_patch_size(report: ScanReport) -> int:
-    """Whole images unless measured otherwise (docs/method.md, "Local defects")."""
-    return 0
+PATCH_FROM_SIZE = 128  # inputs of this side and more get patch-level models by default
+PATCH_FRACTION = 4  # the default patch is a quarter of the input side
+
+
+def default_patch_size(image_size: int, arch: str | None) -> int:
+    """Patches of a quarter of the side for inputs of 128 px and more, unless --arch names a
+    whole-image network: small local defects are what large photos are mostly searched for, and
+    on the measured surface photos patches beat whole images (docs/method.md, "Local defects")."""
+    return image_size // PATCH_FRACTION if arch is None and image_size >= PATCH_FROM_SIZE else 0
 
 
 def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | None:
@@ -221,7 +227,7 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | N
         if req.patch_size:
             raise UsageError(f"--pretrained {req.pretrained} was trained on whole images; it cannot start a patch-level model")
         return None
-    if req.patch_size is not None and req.patch_size != saved.patch.patch_size:
+    if req.patch_size and req.patch_size != saved.patch.patch_size:
         raise UsageError(f"--pretrained {req.pretrained} was trained on {saved.patch.patch_size} px patches; --patch-size must match")
     return PatchTraining(saved.patch, req.patches_per_image)
 

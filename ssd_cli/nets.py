@@ -203,7 +203,7 @@ def lenet_128() -> LeNetSpec:
 
 @register
 def lenet_256() -> LeNetSpec:
-    return _native(256, (8, 16, 32, 64, 64, 128), 128)
+    return _native(256, (4, 8, 16, 32, 64, 128), 128)
 
 
 # The input sides `ssd` chooses between for folders of images, and the network for each (docs/usage.md).

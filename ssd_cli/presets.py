@@ -42,6 +42,9 @@ SCHEDULES: dict[str, Schedule] = {
     "lenet-256": _NATIVE,
 }
 
+# Patch-level models (--patch-size) train on crops of native-resolution photos whatever their phi.
+PATCH_SCHEDULE = _NATIVE
+
 
 def schedule_for(arch: str) -> Schedule:
     """The default schedule of a registered network (every registered network has one: tested)."""

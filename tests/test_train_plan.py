@@ -209,3 +209,16 @@ def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path:
     out = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", colour_dir, "--pretrained", ae, "--epochs", "1", "--batch-size", "16", "--patches-per-image", "1", "--out", out, "--device", "cpu"))
     assert load_model(out).patch == load_autoencoder(ae).patch
+
+
+def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
+    big = photos(tmp_path / "big", 6, (140, 130), colour=False)
+    plan = plan_training(TrainRequest(unlabeled=(big,), device="cpu"), estimate=False)
+    assert plan.patches is not None and plan.input_size == 128
+    assert (plan.patches.spec.patch_size, plan.patches.spec.stride, plan.patches.per_image) == (32, 16, 4)
+    assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("cifar10", 1, 32)
+    assert plan.cfg.optim.epochs == 40 and plan.pretrain.epochs == 40  # the patch schedule, not cifar10's 150/350
+    whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
+    assert whole.patches is None and whole.spec.name == "lenet-128"
+    named = plan_training(TrainRequest(unlabeled=(big,), arch="lenet-128", device="cpu"), estimate=False)
+    assert named.patches is None
