@@ -115,7 +115,7 @@ ResizeOpt = Annotated[Optional[Resize], typer.Option("--resize", help="Fitting i
 PatchOpt = Annotated[Optional[int], typer.Option("--patch-size", help="Patch-level model: phi sees patches of this side of the images at their input size, an image scores as its worst patch, and each gets an anomaly map; 0 = whole images. Default: a quarter of the input side for inputs of 128 px and more (unless --arch is given), else whole images.")]
 PatchStrideOpt = Annotated[Optional[int], typer.Option("--patch-stride", help="Step of the scoring grid of patches (default: half the patch).")]
 PatchesPerImageOpt = Annotated[int, typer.Option("--patches-per-image", help="Random patches of each image per epoch in patch-level training.")]
-PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="scale: pixels to [0,1]; gcn: global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data, as Deep SVDD.")]
+PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="gcn (default, the paper's): global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data; scale: pixels to [0,1].")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the preset's, 200).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]

@@ -104,10 +104,6 @@ class TrainPlan:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def n_images(self) -> int:
-        return sum(len(f) for f in self.files.values())
-
-    @property
     def input_size(self) -> int:
         """The side images are decoded to (the whole image of a patch-level model)."""
         return self.patches.spec.image_size if self.patches else self.spec.image_size
@@ -123,9 +119,11 @@ def _check_options(req: TrainRequest) -> TrainConfig:
     """Cheap checks first: a typo in an option must not wait for a folder scan."""
     if not 0 < req.threshold_quantile < 1:
         raise UsageError(f"--threshold-quantile must be in (0, 1), got {req.threshold_quantile}")
-    for name, value in (("--channels", req.channels), ("--image-size", req.image_size)):
+    for name, value in (("--channels", req.channels), ("--image-size", req.image_size), ("--patch-stride", req.patch_stride), ("--patches-per-image", req.patches_per_image)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be positive, got {value}")
+    if req.patch_size is not None and req.patch_size < 0:
+        raise UsageError(f"--patch-size must be 0 (whole images) or positive, got {req.patch_size}")
     req.train.apply(PAPER_TRAIN)  # negative epochs, zero lr and the like, before the network is known
     req.pretrain.apply(PAPER_TRAIN)
     try:
@@ -151,7 +149,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         patches = _patches_of(saved_ae, req)
     else:
         choice, spec, patches = _choose_network(req, report)
-        resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.SCALE
+        resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.GCN
     schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
     cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
     pre_optim = req.pretrain.apply(schedule.pretrain)
@@ -193,7 +191,7 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     """Whole images: the network for the chosen input. Patches: the images at the side chosen from
     the data, phi the network for the patch side (--arch names that network)."""
     whole = choose_input(report, channels=req.channels, image_size=req.image_size)
-    patch_size = req.patch_size if req.patch_size is not None else default_patch_size(whole.image_size, req.arch)
+    patch_size = req.patch_size if req.patch_size is not None else default_patch_size(whole.image_size, req.arch, req.objective)
     if patch_size == 0:
         choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
         return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size), None
@@ -214,11 +212,12 @@ PATCH_FROM_SIZE = 128  # inputs of this side and more get patch-level models by 
 PATCH_FRACTION = 4  # the default patch is a quarter of the input side
 
 
-def default_patch_size(image_size: int, arch: str | None) -> int:
+def default_patch_size(image_size: int, arch: str | None, objective: Objective = Objective.ONE_CLASS) -> int:
     """Patches of a quarter of the side for inputs of 128 px and more, unless --arch names a
-    whole-image network: small local defects are what large photos are mostly searched for, and
-    on the measured surface photos patches beat whole images (docs/method.md, "Local defects")."""
-    return image_size // PATCH_FRACTION if arch is None and image_size >= PATCH_FROM_SIZE else 0
+    whole-image network or the objective is soft-boundary (patch models are one-class): small local defects are what large photos are mostly searched for, and
+    on the measured surface photos patches beat whole images (docs/photos.md)."""
+    wanted = arch is None and objective is Objective.ONE_CLASS and image_size >= PATCH_FROM_SIZE
+    return image_size // PATCH_FRACTION if wanted else 0
 
 
 def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | None:

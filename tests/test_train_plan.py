@@ -74,7 +74,7 @@ def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: P
     assert "100% colour" in plan and "80 x 70 px" in plan
     assert "network: lenet-64, 3x64x64" in plan and "colour: 100% of 60 sampled images" in plan
     assert "median short side 70" in plan
-    assert "--resize squash" in plan and "preprocessing scale" in plan
+    assert "--resize squash" in plan and "preprocessing gcn" in plan
     assert re.search(r"pretraining: 1 epochs, Adam lr 0\.0001.*batch 16", plan)
     assert re.search(r"estimate: about .* of training here", plan)
     saved = load_model(out)
