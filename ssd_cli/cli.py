@@ -100,10 +100,6 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
         raise UsageError(f"{option}: expected comma-separated integers, got '{text}'") from None
 
 
-def _csv(values: tuple[int, ...]) -> str:
-    return ",".join(map(str, values))
-
-
 # Options shared by several commands.
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]

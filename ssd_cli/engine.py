@@ -152,9 +152,8 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.GCN
     schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
     cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
-    pre_optim = req.pretrain.apply(schedule.pretrain)
-    if pretrain_only:
-        pre_optim = req.train.apply(schedule.pretrain)  # `ssd pretrain` has one set of optimiser options
+    # `ssd pretrain` has one set of optimiser options, which apply to the pretraining schedule
+    pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
     files = _resolve_overlaps(report)
     warnings = input_warnings(report, choice, resize)
@@ -214,8 +213,9 @@ PATCH_FRACTION = 4  # the default patch is a quarter of the input side
 
 def default_patch_size(image_size: int, arch: str | None, objective: Objective = Objective.ONE_CLASS) -> int:
     """Patches of a quarter of the side for inputs of 128 px and more, unless --arch names a
-    whole-image network or the objective is soft-boundary (patch models are one-class): small local defects are what large photos are mostly searched for, and
-    on the measured surface photos patches beat whole images (docs/photos.md)."""
+    whole-image network or the objective is soft-boundary (patch models are one-class): small local
+    defects are what large photos are mostly searched for, and on the measured surface photos
+    patches beat whole images (docs/photos.md)."""
     wanted = arch is None and objective is Objective.ONE_CLASS and image_size >= PATCH_FROM_SIZE
     return image_size // PATCH_FRACTION if wanted else 0
 
@@ -240,8 +240,7 @@ def _spec_or_usage(arch: str, channels: int | None, image_size: int | None) -> L
 
 def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetSpec, InputChoice]:
     """A --pretrained autoencoder fixes the network, its input and its preprocessing."""
-    spec = saved.spec
-    side = saved.patch.image_size if saved.patch else spec.image_size
+    spec, side = saved.spec, saved.input_size
     asked = (req.arch or spec.name, req.channels or spec.channels, req.image_size or side)
     if asked != (spec.name, spec.channels, side):
         raise UsageError(

@@ -36,8 +36,19 @@ AUTOENCODER_FORMAT = "ssd-autoencoder"
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32}
 
 
+class _Input:
+    """The side images are decoded to: the network's input, or the whole image of a patch model."""
+
+    spec: LeNetSpec
+    patch: PatchSpec | None
+
+    @property
+    def input_size(self) -> int:
+        return self.patch.image_size if self.patch else self.spec.image_size
+
+
 @dataclass
-class SavedModel:
+class SavedModel(_Input):
     spec: LeNetSpec
     objective: Objective
     nu: float
@@ -53,11 +64,6 @@ class SavedModel:
     resize: Resize = Resize.SQUASH  # how images were fitted to the square input; scoring repeats it
     patch: PatchSpec | None = None  # patch-level model: phi sees patches of images decoded at patch.image_size
 
-    @property
-    def input_size(self) -> int:
-        """The side images are decoded to: the network's input, or the whole image of a patch model."""
-        return self.patch.image_size if self.patch else self.spec.image_size
-
     def encoder(self, device: torch.device | str = "cpu") -> Encoder:
         enc = Encoder(self.spec)
         enc.load_state_dict(self.encoder_state)
@@ -65,7 +71,7 @@ class SavedModel:
 
 
 @dataclass
-class SavedAutoencoder:
+class SavedAutoencoder(_Input):
     spec: LeNetSpec
     preprocessor: Preprocessor
     state: dict[str, torch.Tensor]

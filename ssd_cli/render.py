@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-lear
     from .benchmark import BenchmarkData, BenchmarkSettings, Run
     from .config import OptimConfig
     from .engine import TrainPlan
-    from .scan import RoleScan
+    from .scan import RoleScan, Spread
     from .images import Skipped
     from .metrics import DetectionMetrics
     from .report import Cell, Summary
@@ -131,10 +131,13 @@ def _looks(scan: RoleScan) -> str:
     short, aspect = scan.short_side, scan.aspect
     colour = f"{100 * (scan.colour_fraction or 0):.0f}% colour"
     width, height = scan.width, scan.height
-    span = lambda a: f"{a.min:g}" if a.min == a.max else f"{a.min:g}-{a.max:g}"  # noqa: E731
-    sizes = f"{span(width)} x {span(height)} px (median short side {short.median:g})"
+    sizes = f"{_span(width)} x {_span(height)} px (median short side {short.median:g})"
     formats = ", ".join(f"{k} {v}" for k, v in scan.formats.items())
     return f"sample of {scan.sampled}: {colour}, {sizes}, aspect {aspect.min:.2f}-{aspect.max:.2f}, {formats}"
+
+
+def _span(s: Spread) -> str:
+    return f"{s.min:g}" if s.min == s.max else f"{s.min:g}-{s.max:g}"
 
 
 def _optim(o: OptimConfig) -> str:
