@@ -7,7 +7,7 @@
 Every run is one-class SS-DSVDD (objective (4), eta = 1) on surface-defects/: train/normal/ (500 crops) as
 unlabeled data plus the 20 labeled anomalies of train/bad/, preprocessing `scale`, grayscale (1 channel),
 scored on test/normal/ (100) and test/anomalous/ (100), all through the engine: ssd_cli.images.load_folder,
-Preprocessor, pipeline.training_tensors / pretrain / train_model, detector.Detector and ssd_cli.metrics.
+Preprocessor, pipeline.training_tensors / pretrain / train_model, scoring.Scorer and ssd_cli.metrics.
 
 Schedules: autoencoder Adam lr 1e-4 (`--lr`), weight decay 0.5e-3 (PAPER_PRETRAIN_GRAYSCALE) and SS-DSVDD Adam
 lr 1e-4, weight decay 1e-6, each with a 10x lr drop two thirds in (`--lr-drop`), batch 200.
@@ -23,7 +23,7 @@ Run names (`--runs`):
 Reported per run: AUROC and AUPRC on the test set (all defects, and AUROC per defect kind), mean seconds per
 epoch of pretraining and of training (1 torch thread; epoch 1 included), parameter count of phi and of the
 autoencoder, and the test AUROC at every `--checkpoint-every` training epochs (from the network being
-trained, with the same c; the final value is the Detector's). Rows are appended to --out as runs finish,
+trained, with the same c; the final value is the Scorer's). Rows are appended to --out as runs finish,
 with os.getloadavg() beside the timings (the machine is shared), and raw records to --out with .jsonl.
 """
 
@@ -45,7 +45,7 @@ import torch
 
 from ssd_cli import pipeline, training
 from ssd_cli.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.images import load_folder
 from ssd_cli.metrics import auroc, compute_metrics
 from ssd_cli.nets import AutoEncoder, Encoder, LeNetSpec
@@ -163,7 +163,7 @@ def run_one(run: Run, data: Data, args: argparse.Namespace) -> dict:
     t_train = time.perf_counter() - t1
     assert torch.equal(saved.c, c), "c differs from the one used for the curve"
 
-    detector = Detector(saved, device)
+    detector = Scorer(saved, device)
     scores = detector.score(data.test).numpy()
     # How well the training data are separated (fit), beside the test AUROC (generalisation).
     train_scores = detector.score(torch.cat([data.unlabeled, data.anomalies])).numpy()

@@ -10,7 +10,7 @@ test/normal/ (100) and test/anomalous/ (100). Schedules: autoencoder Adam lr 1e-
 SS-DSVDD Adam lr 1e-4, weight decay 1e-6; each with a 10x lr drop two thirds in; batch 200.
 
 Run names (`--runs`), each optionally followed by `:P:T` to override the pretraining/training epochs:
-  whole           lenet-128 on the whole image (pipeline.pretrain + pipeline.train_model + Detector).
+  whole           lenet-128 on the whole image (pipeline.pretrain + pipeline.train_model + Scorer).
   p{P}-s{S}-k{K}  ssd_cli.patches: P px patches (32: the cifar10 net at 1 channel, 64: lenet-64), scoring grid
                   stride S, K random crops per image per epoch; score = max over the patch map.
 
@@ -38,7 +38,7 @@ import torch
 from ssd_cli import patches as P
 from ssd_cli import pipeline, training
 from ssd_cli.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.images import load_folder
 from ssd_cli.metrics import auroc, compute_metrics
 from ssd_cli.nets import AutoEncoder, get_spec
@@ -110,7 +110,7 @@ def run_whole(data: Data, x, y, x_test_u8, pre, pre_cfg, cfg, seed: int) -> dict
     saved = pipeline.train_model(spec, x, y, cfg, pre, seed=seed, autoencoder=ae, on_epoch=svdd_epochs)
     t_train = time.perf_counter() - t0 - t_pre
     t1 = time.perf_counter()
-    scores = Detector(saved, x.device).score(x_test_u8).numpy()
+    scores = Scorer(saved, x.device).score(x_test_u8).numpy()
     return {"net": spec.name, "scores": scores, "pretrain_seconds": t_pre, "train_seconds": t_train, "score_seconds": time.perf_counter() - t1, "located": None,
             "s_per_ae_epoch": ae_epochs.mean(), "s_per_svdd_epoch": svdd_epochs.mean()}
 

@@ -11,9 +11,9 @@ One run measures, on the same data, network, batch size and epochs:
 2. The same for the CIFAR-10 network on 5,000 32x32 colour images (class 0 of the train split).
 3. AUC parity: (a) and (b) One-Class Deep SVDD on MNIST from the same pretrained weights and seed,
    scored on the MNIST test split (class 0 normal).
-4. Scoring: Detector.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
+4. Scoring: Scorer.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
    the peak RSS of `ssd score` subprocesses on those folders and on folders 10x larger.
-5. Photo scoring (--only photos): Detector.score_files over 224x224 and 1024x768 JPEGs of real photos
+5. Photo scoring (--only photos): Scorer.score_files over 224x224 and 1024x768 JPEGs of real photos
    (native-resolution crops of scikit-image's bundled photos; CIFAR-10 mosaics without scikit-image)
    to the 32-px `cifar10` and the 128-px `lenet-128` network, and decoding alone at those sizes.
    Shrink it for a smoke test: --only photos --photo-n 20 --score-repeats 1.
@@ -46,7 +46,7 @@ import research_pipeline as rp
 from ssd_cli import modelfile, pipeline, training
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.images import iter_image_batches, list_images, load_images
 from ssd_cli.nets import AutoEncoder, Encoder, get_spec
 from ssd_cli.preprocess import Preprocessor
@@ -339,7 +339,7 @@ def untrained_model(arch: str, images: torch.Tensor, path: Path) -> None:
 
 
 def time_scoring(model: Path, folder: Path, device: torch.device, repeats: int, workers: int | None) -> dict:
-    det = Detector(modelfile.load_model(model), device)
+    det = Scorer(modelfile.load_model(model), device)
     start = time.perf_counter()
     files = list_images([folder]).files
     list_s = time.perf_counter() - start
@@ -373,7 +373,7 @@ def cli_peak_rss(model: Path, folder: Path, device: torch.device, out_csv: Path,
 
 
 def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Scoring (Detector.score_files, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
+    log(f"\n== Scoring (Scorer.score_files, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
     mnist = load_builtin("mnist", root, train=True).images[: args.score_n]
     cifar = cifar_class0(root, min(args.score_n, 5000))
     if len(cifar) < args.score_n:  # more than one class' worth requested: repeat the images
@@ -409,13 +409,13 @@ def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
             )
         out[kind] = r
     # What `ssd score` imports before it touches an image (its start-up cost, per invocation).
-    code = "import time; t = time.perf_counter(); import ssd_cli.cli, ssd_cli.detector, ssd_cli.modelfile; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import ssd_cli.cli, ssd_cli.scoring, ssd_cli.modelfile; print(time.perf_counter() - t)"
     runs = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout) for _ in range(2)]
     out["cli_import_s"] = min(runs)
     runs = [float(subprocess.run([sys.executable, "-c", code.replace("ssd_cli.cli, ", "")], env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout) for _ in range(2)]
     out["engine_import_s"] = min(runs)
-    log(f"  `ssd score` start-up: importing ssd_cli.cli + detector + modelfile takes {out['cli_import_s']:.2f} s "
-        f"(detector + modelfile alone {out['engine_import_s']:.2f} s)")
+    log(f"  `ssd score` start-up: importing ssd_cli.cli + scoring + modelfile takes {out['cli_import_s']:.2f} s "
+        f"(scoring + modelfile alone {out['engine_import_s']:.2f} s)")
     return out
 
 
@@ -481,7 +481,7 @@ def time_decoding(files: list[Path], size: int, repeats: int, workers: int | Non
 
 
 def bench_photos(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Photo scoring (Detector.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
+    log(f"\n== Photo scoring (Scorer.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
         f"untrained {' and '.join(PHOTO_NETS)}; load average {tuple(round(v, 2) for v in os.getloadavg())}")
     source, sources = photo_sources(root)
     out: dict = {"source": source, "n_files": args.photo_n}

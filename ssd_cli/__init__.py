@@ -1,1 +1,30 @@
-__version__ = "0.2.0"
+"""ssd: Semi-Supervised Deep SVDD anomaly detection for folders of images.
+
+The public Python API (docs/python-api.md); everything else is internal. Names are imported on
+first use, so `import ssd_cli` and `ssd --help` stay fast (torch loads only when it is needed).
+"""
+
+__version__ = "0.3.0"
+
+__all__ = ["Detector", "Evaluation", "Scores", "ScoreResult", "SsdError", "FIT_SETTINGS", "__version__"]
+
+_WHERE = {
+    "Detector": "api",
+    "Evaluation": "results",
+    "FIT_SETTINGS": "api",
+    "Scores": "results",
+    "ScoreResult": "results",
+    "SsdError": "errors",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'ssd_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

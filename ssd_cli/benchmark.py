@@ -27,7 +27,7 @@ from .config import (
 )
 from .datasets import LabeledImages
 from .errors import InputError
-from .estimate import step_cost
+from .estimate import StepCost, step_cost
 from .metrics import auroc
 from .nets import AutoEncoder, Classifier, LeNetSpec
 from .pipeline import initial_encoder, pretrain, training_tensors
@@ -342,9 +342,10 @@ def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.T
     return [distances(e, r.c, x_test).float().cpu().numpy() for e, r in zip(encoders, results)]
 
 
-def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device) -> float:
-    """A rough time for the plan from a few timed training steps of this architecture here."""
-    cost = step_cost(data.spec, device, settings.train.batch_size)
+def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device, cost: StepCost | None = None) -> float:
+    """A rough time for the plan from a few timed training steps of this architecture here (or
+    from `cost`, timed before)."""
+    cost = cost or step_cost(data.spec, device, settings.train.batch_size)
     n_class = {c: int((data.train.labels == c).sum()) for c in range(data.n_classes)}
     pretrainings = {(r.scenario, r.level if r.scenario is not Scenario.LABELED else 0, r.normal_class, r.seed) for r in runs if r.method.is_deep_svdd}
     total = sum(n_class[r.normal_class] * settings.train.epochs * cost.encoder for r in runs)

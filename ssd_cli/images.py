@@ -102,25 +102,37 @@ def decode_image(path: Path, size: int, channels: int, resize: Resize = Resize.S
 
     Raises one of DECODE_ERRORS if the file is unreadable.
     """
-    target = "L" if channels == 1 else "RGB"
     with Image.open(path) as im:
         # JPEG: libjpeg decodes at 1/2, 1/4 or 1/8 scale, as small as the policy allows (None elsewhere).
-        drafted = im.draft(target, _DRAFT_REQUEST[resize](im.size, size))
+        drafted = im.draft(_mode(channels), _DRAFT_REQUEST[resize](im.size, size))
         im.load()
-        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
         # A scaled JPEG's last row/column is partly padding: fit only the original image's extent.
-        region = drafted[1] if drafted else (0, 0, *im.size)
-        if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
-            im = _to_eight_bit(im)
-        if im.mode != target:
-            im = im.convert(target)
-        content = _resample(im, *_GEOMETRY[resize](region, size))
-        # Each policy's region is centred, so it is the same in the stored and the displayed image:
-        # the small result is turned (EXIF orientation) instead of the large input.
-        method = _EXIF_TRANSPOSE.get(orientation)
-        if method is not None:
-            content = content.transpose(method)
-        arr = np.asarray(_centred(content, size), dtype=np.uint8)
+        return _fit(im, drafted[1] if drafted else (0, 0, *im.size), size, channels, resize)
+
+
+def fit_image(im: Image.Image, size: int, channels: int, resize: Resize = Resize.SQUASH) -> np.ndarray:
+    """An image already in memory, fitted exactly as decode_image fits a file (the Python API)."""
+    return _fit(im, (0, 0, *im.size), size, channels, resize)
+
+
+def _mode(channels: int) -> str:
+    return "L" if channels == 1 else "RGB"
+
+
+def _fit(im: Image.Image, region: Box, size: int, channels: int, resize: Resize) -> np.ndarray:
+    target = _mode(channels)
+    orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
+        im = _to_eight_bit(im)
+    if im.mode != target:
+        im = im.convert(target)
+    content = _resample(im, *_GEOMETRY[resize](region, size))
+    # Each policy's region is centred, so it is the same in the stored and the displayed image:
+    # the small result is turned (EXIF orientation) instead of the large input.
+    method = _EXIF_TRANSPOSE.get(orientation)
+    if method is not None:
+        content = content.transpose(method)
+    arr = np.asarray(_centred(content, size), dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 

@@ -274,3 +274,13 @@ def load_model(path: Path) -> SavedModel:
 def load_autoencoder(path: Path) -> SavedAutoencoder:
     fields, tensors = _read(path, _AUTOENCODER)
     return SavedAutoencoder(state=_strip(tensors, _AUTOENCODER.prefix), **fields)
+
+
+def load_any(path: Path) -> SavedModel | SavedAutoencoder:
+    """A model or an autoencoder file, told apart by its format entry (`ssd info` reads both)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = (f.metadata() or {}).get("format")
+    except (SafetensorError, OSError, ValueError):
+        found = None  # load_model says what is wrong with it
+    return load_autoencoder(path) if found == AUTOENCODER_FORMAT else load_model(path)

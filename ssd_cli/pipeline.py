@@ -101,10 +101,11 @@ def train_model(
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
     if patches is None:
         result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
-        train_scores = distances(encoder, result.c, x[y >= 0])
+        all_scores = distances(encoder, result.c, x)
     else:
         result = train_patch_deep_svdd(encoder, x, y, patches.spec, cfg, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
-        train_scores = image_scores(patch_distances(encoder, result.c, x[y >= 0], patches.spec))
+        all_scores = image_scores(patch_distances(encoder, result.c, x, patches.spec))
+    train_scores = all_scores[y >= 0]
     if cfg.objective is Objective.SOFT_BOUNDARY:
         threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
     else:
@@ -123,6 +124,7 @@ def train_model(
         "pretrained": autoencoder is not None,
         "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
         "patches_per_image": patches.per_image if patches else None,
+        "labeled_at_threshold": _labeled_at(all_scores, y, threshold),
     }
     info.update(summary or {})
     return SavedModel(
@@ -140,3 +142,17 @@ def train_model(
         resize=resize,
         patch=patches.spec if patches else None,
     )
+
+
+def _labeled_at(scores: torch.Tensor, y: torch.Tensor, threshold: float) -> dict | None:
+    """How the stored threshold separates the labeled training images (None without labels).
+    They were trained on, so this is an optimistic view, not a test."""
+    normal, anomalous = scores[y == NORMAL], scores[y == ANOMALY]
+    if len(normal) + len(anomalous) == 0:
+        return None
+    return {
+        "n_normal": len(normal),
+        "normal_below": int((normal <= threshold).sum()),
+        "n_anomalous": len(anomalous),
+        "anomalous_above": int((anomalous > threshold).sum()),
+    }

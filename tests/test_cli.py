@@ -126,9 +126,10 @@ def test_command_help_mentions_every_option(name: str) -> None:
 
 
 def read_score_csv(path: Path) -> tuple[str, list[dict]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = list(csv.DictReader(lines[1:]))
-    return lines[0], rows
+    """The header line and the rows, read as any CSV reader would: no line is skipped."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return path.read_text(encoding="utf-8").splitlines()[0], rows
 
 
 def test_train_then_score_csv(cli_model: Path, sample_dir: Path, tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_train_then_score_csv(cli_model: Path, sample_dir: Path, tmp_path: Path)
     assert "100 images" in result.output
     assert out.is_file()
     first, rows = read_score_csv(out)
-    assert first.startswith("#") and ssd_cli.__version__ in first and "threshold" in first
+    assert first == "path,score,normalised_score,anomalous,rank"  # a plain CSV: the header comes first
     assert len(rows) == 100
     incoming = {p.resolve() for p in (sample_dir / "incoming").glob("*.png")}
     assert {Path(r["path"]).resolve() for r in rows} == incoming
@@ -147,6 +148,8 @@ def test_train_then_score_csv(cli_model: Path, sample_dir: Path, tmp_path: Path)
     assert len(set(scores)) > 90  # not a collapsed, constant detector
     threshold = load_model(cli_model).threshold
     assert [r["anomalous"] == "1" for r in rows] == [s > threshold for s in scores]
+    assert [int(r["rank"]) for r in rows] == list(range(1, 101))
+    assert [float(r["normalised_score"]) for r in rows] == pytest.approx([s / threshold for s in scores])
     # the detector works: anomalies come first (the 5 + 5 epoch model is weak but well above chance)
     with open(sample_dir / "incoming_labels.csv", newline="") as f:
         truth = {(sample_dir / r["path"]).resolve(): r["label"] == "anomaly" for r in csv.DictReader(f)}
@@ -163,7 +166,8 @@ def test_train_then_score_json(cli_model: Path, sample_dir: Path, tmp_path: Path
     assert len(doc["scores"]) == 100
     scores = [r["score"] for r in doc["scores"]]
     assert scores == sorted(scores, reverse=True)
-    assert all(set(r) == {"path", "score", "anomalous"} for r in doc["scores"])
+    assert all(set(r) == {"path", "score", "normalised_score", "anomalous", "rank"} for r in doc["scores"])
+    assert doc["n_scored"] == 100 and doc["threshold_rule"].startswith("the model's")
     # CSV and JSON agree exactly
     ok(ssd("score", cli_model, sample_dir / "incoming", "--output", out_csv, "--device", "cpu"))
     _, rows = read_score_csv(out_csv)

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 import ssd_cli
 from ssd_cli import files, modelfile, pipeline
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, Resize, TrainConfig
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError, UsageError
 from ssd_cli.modelfile import (
     SavedAutoencoder,
@@ -56,8 +56,8 @@ def test_round_trip_scores_are_bit_identical(kind: str, models, sample_images, t
     path = tmp_path / "m.safetensors"
     save_model(path, saved)
     loaded = load_model(path)
-    before = Detector(saved, CPU).score(sample_images.incoming)
-    after = Detector(loaded, CPU).score(sample_images.incoming)
+    before = Scorer(saved, CPU).score(sample_images.incoming)
+    after = Scorer(loaded, CPU).score(sample_images.incoming)
     assert torch.equal(before, after)
     assert loaded.objective is saved.objective
     assert (loaded.nu, loaded.eta, loaded.threshold, loaded.radius) == (saved.nu, saved.eta, saved.threshold, saved.radius)
@@ -244,9 +244,9 @@ def test_every_network_round_trips_bit_identically(arch: str, tmp_path: Path) ->
     save_model(tmp_path / "m.safetensors", saved)
     loaded = load_model(tmp_path / "m.safetensors")
     assert loaded.spec == saved.spec and loaded.resize is resize
-    before = Detector(saved, CPU).score(images)
+    before = Scorer(saved, CPU).score(images)
     assert before.shape == (len(images),) and bool(torch.isfinite(before).all()) and before.max() > 0
-    assert torch.equal(Detector(loaded, CPU).score(images), before)
+    assert torch.equal(Scorer(loaded, CPU).score(images), before)
 
     save_autoencoder(tmp_path / "ae.safetensors", SavedAutoencoder(saved.spec, saved.preprocessor, ae.state_dict(), resize=resize))
     again = load_autoencoder(tmp_path / "ae.safetensors")
@@ -297,7 +297,7 @@ def test_version_1_model_files_still_load_and_score(kind: str, models, sample_im
     loaded = load_model(path)
     assert loaded.spec == get_spec("mnist") and loaded.resize is Resize.SQUASH and loaded.tool_version == "0.1.0"
     assert (loaded.objective, loaded.threshold, loaded.radius, loaded.preprocessor) == (saved.objective, saved.threshold, saved.radius, saved.preprocessor)
-    assert torch.equal(Detector(loaded, CPU).score(sample_images.incoming), Detector(saved, CPU).score(sample_images.incoming))
+    assert torch.equal(Scorer(loaded, CPU).score(sample_images.incoming), Scorer(saved, CPU).score(sample_images.incoming))
     # version 1 named a registered network; one that does not fit the weights is refused
     rewrite(path, tmp_path / "fashion.safetensors", architecture="fashion-mnist")
     expect_model_error(tmp_path / "fashion.safetensors", "damaged", "encoder.")

@@ -3,6 +3,8 @@ warnings, one source of schedules, and patch-level models, end to end through th
 
 from __future__ import annotations
 
+import csv
+
 import re
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 
 from ssd_cli.cli import app
 from ssd_cli.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, UsageError
 from ssd_cli.images import load_images
@@ -192,14 +194,18 @@ def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: P
     assert saved.spec.image_size == 32 and saved.input_size == 64
     files = sorted(colour_dir.glob("*.png"))[:8]
     images = load_images(files, 64, 3).images
-    detector = Detector(saved, torch.device("cpu"))
+    detector = Scorer(saved, torch.device("cpu"))
     maps = detector.score_maps(images)
     assert maps.shape == (8, 3, 3)
-    again = Detector(load_model(out), torch.device("cpu"))
+    again = Scorer(load_model(out), torch.device("cpu"))
     assert torch.equal(again.score(images), maps.flatten(1).amax(1))
     scores_csv = tmp_path / "s.csv"
     ok(ssd("score", out, *files, "--output", scores_csv, "--device", "cpu"))
-    assert len(scores_csv.read_text().splitlines()) == 1 + 1 + 8  # comment, header, rows
+    with open(scores_csv, newline="") as f:
+        rows = {r["path"]: float(r["score"]) for r in csv.DictReader(f)}
+    assert len(rows) == 8  # header, then one row per file
+    by_file = dict(zip(map(str, files), again.score(images).tolist()))
+    assert rows == pytest.approx(by_file, rel=1e-6)
 
 
 def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ssd_cli import pipeline
 from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.detector import Detector
+from ssd_cli.scoring import Scorer
 from ssd_cli.nets import AutoEncoder, get_spec
 from ssd_cli.preprocess import Preprocessor
 from ssd_cli.training import (
@@ -185,7 +185,7 @@ def test_pretraining_lowers_reconstruction_loss(small) -> None:
 
 
 def test_sample_model_ranks_anomalies_first(sample_model, sample_images) -> None:
-    scores = Detector(sample_model, CPU).score(sample_images.incoming)
+    scores = Scorer(sample_model, CPU).score(sample_images.incoming)
     assert len(scores) == len(sample_images.truth) == 100
     auc = roc_auc_score(sample_images.truth, scores.numpy())
     assert auc > 0.8, f"AUC {auc:.3f} on sample_data/incoming"
@@ -193,7 +193,7 @@ def test_sample_model_ranks_anomalies_first(sample_model, sample_images) -> None
 
 def test_sample_model_is_not_collapsed(sample_model, sample_images) -> None:
     """The PyOD-style failure modes: constant scores, a zero or near-zero center."""
-    scores = Detector(sample_model, CPU).score(sample_images.incoming)
+    scores = Scorer(sample_model, CPU).score(sample_images.incoming)
     assert torch.isfinite(scores).all()
     assert scores.std().item() > 1e-3 * scores.mean().item() > 0
     assert len(torch.unique(scores)) > 90

@@ -1,4 +1,8 @@
-"""Scoring with a saved model: the exact preprocessing and network of training, in inference mode."""
+"""Scoring with a saved model: the exact preprocessing and network of training, in inference mode.
+
+The engine under the public `Detector` (api.py), which lists folders, applies thresholds and
+reports progress; a Scorer only turns images, or already listed image files, into scores.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .images import ImageBatch, Skipped, iter_image_batches
+from .images import ImageBatch, iter_image_batches
 from .modelfile import SavedModel
 from .objectives import squared_distances
 from .patches import image_scores, patch_distances
@@ -22,13 +26,12 @@ class ScoredBatch:
     maps: torch.Tensor | None = None  # patch-level models: (N, G, G) patch scores, the anomaly map
 
 
-class Detector:
-    def __init__(self, saved: SavedModel, device: torch.device, threshold: float | None = None) -> None:
+class Scorer:
+    def __init__(self, saved: SavedModel, device: torch.device) -> None:
         self.saved = saved
         self.device = device
         self.encoder = saved.encoder(device).to(memory_format=torch.channels_last)
         self.c = saved.c.to(device)
-        self.threshold = saved.threshold if threshold is None else threshold
 
     @torch.inference_mode()
     def score(self, images: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,8 @@ class Detector:
         return x.contiguous(memory_format=torch.channels_last)
 
     def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
-        """Stream files through decode and network; the next batch decodes while this one is scored."""
+        """Stream image files (not folders: list them with images.list_images) through decode and
+        network; the next batch decodes while this one is scored."""
         saved = self.saved
         for batch in iter_image_batches(files, saved.input_size, saved.spec.channels, batch_size, workers, resize=saved.resize):
             if saved.patch is None:
@@ -62,16 +66,3 @@ class Detector:
             else:
                 maps = self.score_maps(batch.images)
                 yield ScoredBatch(batch, image_scores(maps), maps)
-
-    def score_all(
-        self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None
-    ) -> tuple[list[Path], torch.Tensor, list[Skipped]]:
-        """Every readable file's score, in input order, and the files that could not be read."""
-        paths: list[Path] = []
-        scores: list[torch.Tensor] = []
-        skipped: list[Skipped] = []
-        for scored in self.score_files(files, batch_size, workers):
-            paths += scored.batch.paths
-            scores.append(scored.scores)
-            skipped += scored.batch.skipped
-        return paths, torch.cat(scores) if scores else torch.zeros(0), skipped

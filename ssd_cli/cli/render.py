@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -19,16 +18,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .training import EpochInfo
+from ..training import EpochInfo
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
-    from .benchmark import BenchmarkData, BenchmarkSettings, Run
-    from .config import OptimConfig
-    from .engine import TrainPlan
-    from .scan import RoleScan, Spread
-    from .images import Skipped
-    from .metrics import DetectionMetrics
-    from .report import Cell, Summary
+    from ..benchmark import Run
+    from ..benchmark_plan import BenchmarkPlan
+    from ..config import OptimConfig
+    from ..engine import TrainPlan
+    from ..scan import RoleScan, Spread
+    from ..images import Skipped
+    from ..metrics import DetectionMetrics
+    from ..report import Cell, Summary
+    from ..results import Scores
+    from ..thresholds import OperatingPoint
 
 console = Console()
 err_console = Console(stderr=True)
@@ -109,7 +111,7 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     if not pretrain_only:
         lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}")
     if plan.estimate_seconds is not None:
-        lines.append(f"  estimate: about {_duration(plan.estimate_seconds)} of training here (from a few timed steps), plus decoding the images")
+        lines.append(f"  estimate: about {duration(plan.estimate_seconds)} of training here (from a few timed steps), plus decoding the images")
     console.print("\n".join(lines), highlight=False)
 
 
@@ -145,14 +147,14 @@ def _optim(o: OptimConfig) -> str:
     return f"{o.epochs} epochs, Adam lr {o.lr:g}{drops}, weight decay {o.weight_decay:g}, batch {o.batch_size}"
 
 
-def metrics_table(m: DetectionMetrics, title: str) -> Table:
+def metrics_table(m: DetectionMetrics, title: str, rule: str) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
         ("AUROC", f"{m.auroc:.4f}"),
         ("AUPRC", f"{m.auprc:.4f}"),
-        ("threshold", f"{m.threshold:.5g}"),
+        ("threshold", f"{m.threshold:.5g} ({rule})"),
         ("precision", f"{m.precision:.4f}"),
         ("recall", f"{m.recall:.4f}"),
         ("F1", f"{m.f1:.4f}"),
@@ -164,6 +166,79 @@ def metrics_table(m: DetectionMetrics, title: str) -> Table:
     return table
 
 
+def points_table(points: Sequence[OperatingPoint]) -> Table:
+    """Thresholds to choose from; each value can be passed to `ssd score --threshold`."""
+    table = Table(title="thresholds to choose from (pass one to `ssd score --threshold`)")
+    for name in ("", "threshold", "precision", "recall", "F1", "flagged", "TP / FP / TN / FN"):
+        table.add_column(name, justify="left" if not name else "right")
+    for p in points:
+        m = p.metrics
+        table.add_row(p.name, repr(round(m.threshold, 6)), f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.tp + m.fp), f"{m.tp} / {m.fp} / {m.tn} / {m.fn}")
+    return table
+
+
+def ranked_table(scores: Scores, top: int) -> Table:
+    rows = scores.ranked()
+    shown = rows if top <= 0 else rows[:top]
+    title = f"{len(rows)} images, {scores.n_flagged} anomalous (score > {scores.threshold.value:.4g}: {scores.threshold.rule})"
+    if len(shown) < len(rows):
+        title += f"; top {len(shown)} shown"
+    table = Table(title=title)
+    table.add_column("rank", justify="right")
+    table.add_column("path", overflow="fold")
+    table.add_column("score", justify="right")
+    table.add_column("normalised", justify="right")
+    table.add_column("anomalous")
+    for r in shown:
+        table.add_row(str(r.rank), r.name, f"{r.score:.5g}", f"{r.normalised:.3f}", "[red]yes[/]" if r.anomalous else "no")
+    return table
+
+
+def info_table(d: dict) -> Table:
+    """`ssd info`: the description of a model or autoencoder file as label/value rows."""
+    net, inp, pre, t = d["network"], d["input"], d["preprocessing"], d["training"]
+    table = Table(title=f"{d['file']}: ssd {d['kind']} written by ssd {d['tool_version']}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    patch = f"; patches {inp['patch']['patch_size']} px, stride {inp['patch']['stride']} ({inp['patch']['grid']}x{inp['patch']['grid']} grid)" if inp["patch"] else ""
+    rows = [
+        ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias"),
+        ("input", f"{inp['channels']}x{inp['size']}x{inp['size']}, resize {inp['resize']}{patch}"),
+        ("preprocessing", pre["kind"] + (f" (min-max [{pre['low']:.5g}, {pre['high']:.5g}])" if pre["kind"] == "gcn" else "")),
+    ]
+    if d["kind"] == "model":
+        rows += [
+            ("objective", f"{d['objective']}, nu {d['nu']:g}, eta {d['eta']:g}"),
+            ("threshold", f"{d['threshold']:.6g} ({d['threshold_rule']})"),
+            ("|c| / R", f"{d['center_norm']:.6g} / {d['radius']:.6g}"),
+            ("training images", f"{t['n_unlabeled']} unlabeled, {t['n_labeled_normal']} labeled normal, {t['n_labeled_anomalous']} labeled anomalous"),
+            ("epochs", f"{t['epochs']} training, {t['pretrain_epochs']} pretraining"),
+            ("time", f"{t['seconds']} s training, {t['pretrain_seconds']} s pretraining"),
+        ]
+        if t.get("labeled_at_threshold"):
+            from .train import separation
+
+            rows.append(("labeled at threshold", separation(t["labeled_at_threshold"])))
+    else:
+        rows += [("training images", f"{t['n_unlabeled']} unlabeled"), ("epochs", f"{t['epochs']} in {t['seconds']} s")]
+    rows += [("device / seed", f"{t['device']} / {t['seed']}"), ("final loss", "n/a" if t["final_loss"] is None else f"{t['final_loss']:.5g}")]
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+@contextmanager
+def count_progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over images, fed by the API's on_progress(done, total) callback; shown only on a terminal."""
+    with new_progress() as progress:
+        task = progress.add_task(what, total=None, status="")
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield on_progress
+
+
 def describe_runs(runs: list[Run]) -> str:
     run = runs[0]
     if len(runs) > 1:
@@ -172,20 +247,21 @@ def describe_runs(runs: list[Run]) -> str:
     return f"{run.scenario.value} {run.scenario.format_level(run.level)} class {run.normal_class} seed {run.seed} {run.method.value}{nu}"
 
 
-def render_plan(data: BenchmarkData, s: BenchmarkSettings, runs: list[Run], todo: list[Run], estimate: float, device: object, out: Path, stacked: bool) -> None:
+def render_plan(plan: BenchmarkPlan) -> None:
+    data, s, runs, todo = plan.data, plan.settings, plan.runs, plan.todo
     console.print(
         f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name} "
-        f"{data.spec.channels}x{data.spec.image_size}x{data.spec.image_size}{' (' + '; '.join(data.choice) + ')' if data.choice else ''}; device {device}\n"
+        f"{data.spec.channels}x{data.spec.image_size}x{data.spec.image_size}{' (' + '; '.join(data.choice) + ')' if data.choice else ''}; device {plan.device}\n"
         f"settings: {s.label}: train {s.train.epochs} epochs (lr {s.train.lr:g}, x0.1 at {list(s.train.lr_milestones)}), "
         f"autoencoder {s.pretrain.epochs} epochs, batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
         f"soft-boundary nu in {list(s.nus)} (the better reported), {s.seeds} seed(s)\n"
-        f"plan: {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do; "
-        f"estimated {_duration(estimate)} here, one run at a time{' (stacking runs should be faster)' if stacked else ''}",
+        f"plan: {len(runs)} runs, {len(runs) - len(todo)} already in {plan.request.out}, {len(todo)} to do; "
+        f"estimated {duration(plan.estimate_seconds)} here, {'runs of one setup stacked' if plan.stack else 'one run at a time'}",
         highlight=False,
     )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(seconds)
     h, rest = divmod(seconds, 3600)
     return f"{h} h {rest // 60} min" if h else f"{rest // 60} min {rest % 60} s"
@@ -198,7 +274,7 @@ def run_progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
 
 
 def render_summary(summary: Summary) -> None:
-    from .report import format_cell
+    from ..report import format_cell
 
     for t in summary.tables:
         table = Table(title=f"{t.dataset}: {t.scenario.heading} — AUC %, ours (paper, ours − paper)")

@@ -1,0 +1,286 @@
+"""The Python API: `Detector`, which the `ssd` commands are built on.
+
+    det = Detector().fit("normal/", anomalies="bad/", epochs=20)
+    det.save("model.safetensors")
+    det = Detector.load("model.safetensors")
+    scores = det.score("incoming/")          # Scores: path, score, normalised score, flag per image
+    flags = det.predict(images)              # bool per image
+
+As PyOD's detectors: `fit`, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
+Inputs are folders, files, PIL images or arrays (`inputs.py`). Errors are `SsdError`s with a message
+a person can act on; nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import modelfile
+from .config import Objective, Preprocessing, Resize
+from .device import resolve_device
+from .engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
+from .errors import InputError, UsageError
+from .images import Skipped, fit_image, list_images
+from .inputs import Images, segments, save_pngs
+from .metrics import compute_metrics
+from .modelfile import SavedModel
+from .results import Evaluation, Scores
+from .scoring import Scorer
+from .thresholds import ThresholdRule, operating_points, resolve
+
+ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
+
+# Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
+_OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
+_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective}
+_REQUEST = ("arch", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
+            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed")  # fmt: skip
+FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
+
+
+def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
+    """A TrainRequest from `ssd train`'s settings by name (None = the preset's / chosen from the data)."""
+    unknown = sorted(set(settings) - set(FIT_SETTINGS))
+    if unknown:
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(FIT_SETTINGS)}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    for name, enum in _ENUMS.items():
+        if name in given:
+            try:
+                given[name] = enum(given[name])
+            except ValueError:
+                raise UsageError(f"{name} must be one of {', '.join(e.value for e in enum)}, got {given[name]!r}") from None
+    for key in ("lr_milestones", "pretrain_lr_milestones"):
+        if key in given:
+            given[key] = tuple(given[key])
+    train = OptimOverrides(**{k: given.pop(k, None) for k in _OPTIM})
+    pretrain = OptimOverrides(**{k: given.pop(f"pretrain_{k}", None) for k in _OPTIM if k != "batch_size"}, batch_size=train.batch_size)
+    if "pretrained" in given:
+        given["pretrained"] = Path(given["pretrained"])
+    return TrainRequest(
+        unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), train=train, pretrain=pretrain, device=device, **given
+    )
+
+
+class Detector:
+    """A Semi-Supervised Deep SVDD anomaly detector for images.
+
+    `Detector().fit(...)` trains one, `Detector.load(path)` reads one that `ssd train` or `save`
+    wrote. Scores are distances ||phi(x) - c|| to the hypersphere center: higher is more anomalous,
+    above `threshold_` is anomalous.
+    """
+
+    def __init__(self, model: SavedModel | None = None, *, device: str = "auto") -> None:
+        self.device = device
+        self.model_ = model
+        self.plan_: TrainPlan | None = None
+        self.skipped_: list[Skipped] = []
+        self._scorer: Scorer | None = None
+
+    # --- training and files -------------------------------------------------------------------
+
+    def fit(
+        self,
+        unlabeled: Images,
+        normals: Images | None = None,
+        anomalies: Images | None = None,
+        *,
+        on_plan: Callable[[TrainPlan], None] | None = None,
+        on_epoch: StageCallback | None = None,
+        workers: int | None = None,
+        **settings: Any,
+    ) -> Detector:
+        """Train on unlabeled images (mostly normal) and optional labeled normals and anomalies.
+
+        Settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", resize="crop", ...;
+        `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
+        `on_plan` sees the plan before any long work, `on_epoch(stage, info)` every epoch.
+        In-memory images are written to a temporary folder as PNG first, so they take the same path
+        as files. Returns self.
+        """
+        with tempfile.TemporaryDirectory(prefix="ssd-fit-") as tmp:
+            roles = [_as_paths(x, Path(tmp) / name) for name, x in (("unlabeled", unlabeled), ("normals", normals), ("anomalies", anomalies))]
+            request = train_request(*roles, device=self.device, **settings)
+            plan = plan_training(request)
+            if on_plan is not None:
+                on_plan(plan)
+            outcome = run_training(plan, on_epoch=on_epoch, workers=workers)
+        self.model_, self.plan_, self.skipped_, self._scorer = outcome.model, plan, outcome.skipped, None
+        return self
+
+    def save(self, path: str | Path, *, force: bool = False) -> None:
+        """Write the model file (safetensors, no pickle; refuses to overwrite unless force)."""
+        modelfile.save_model(Path(path), self._model(), force=force)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto") -> Detector:
+        """A detector from a model file written by `ssd train` or `save`."""
+        return cls(modelfile.load_model(Path(path)), device=device)
+
+    @property
+    def threshold_(self) -> float:
+        """The model's stored threshold: R (soft-boundary) or a quantile of the training scores."""
+        return self._model().threshold
+
+    def info(self) -> dict:
+        """What `ssd info` shows: network, input, objective, threshold, training record, |c|, R."""
+        from .info import describe_model
+
+        return describe_model(self._model())
+
+    # --- scoring ------------------------------------------------------------------------------
+
+    def score(
+        self,
+        x: Images,
+        *,
+        threshold: float | None = None,
+        contamination: float | None = None,
+        top_k: int | None = None,
+        batch_size: int = 512,
+        workers: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Scores:
+        """Score images: folders (recursively), files, PIL images or arrays, resized as the CLI does.
+
+        Flags use the model's threshold, or one of `threshold` (a value), `contamination` (flag
+        that fraction of these images) or `top_k`. Files that cannot be read are left out and
+        listed in `Scores.skipped`; it is an InputError when nothing at all could be scored.
+        """
+        rule = ThresholdRule(threshold, contamination, top_k)
+        paths, raw, maps, skipped = self._raw(x, batch_size, workers, on_progress)
+        if not paths:
+            raise InputError(f"none of the images could be read ({len(skipped)} skipped)")
+        saved = self._model()
+        return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps)
+
+    def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
+        """The raw anomaly scores of the readable images, in input order (PyOD's name)."""
+        return self.score(x, **kwargs).scores
+
+    def predict(self, x: Images, **kwargs: Any) -> np.ndarray:
+        """True where an image is anomalous (score above the threshold), in input order."""
+        return self.score(x, **kwargs).anomalous
+
+    def evaluate(
+        self,
+        normal: Images,
+        anomalous: Images,
+        *,
+        threshold: float | None = None,
+        recall: float = 0.95,
+        batch_size: int = 512,
+        workers: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Evaluation:
+        """Scores of labeled images and AUROC, AUPRC and precision/recall/F1 at the threshold in use,
+        at the F1-best threshold and at the threshold that reaches `recall`."""
+        if not 0 < recall <= 1:
+            raise UsageError(f"--recall must be in (0, 1], got {recall}")
+        if _empty(normal) or _empty(anomalous):
+            raise InputError("an evaluation needs both normal and anomalous images")
+        n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress)
+        seen = len(n_paths) + len(n_skipped)
+        after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
+        a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after)
+        raw = np.concatenate([n_raw, a_raw])
+        truth = np.r_[np.zeros(len(n_raw), bool), np.ones(len(a_raw), bool)]
+        maps = np.concatenate([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
+        saved = self._model()
+        chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
+        scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps)
+        metrics = compute_metrics(raw, truth, chosen.value)
+        return Evaluation(scores, truth, metrics, operating_points(raw, truth, chosen, recall))
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _model(self) -> SavedModel:
+        if self.model_ is None:
+            raise UsageError("this Detector has no model yet: call fit() or Detector.load()")
+        return self.model_
+
+    def _scoring(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer(self._model(), resolve_device(self.device))
+        return self._scorer
+
+    def _raw(
+        self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None
+    ) -> tuple[list[Path | None], np.ndarray, np.ndarray | None, list[Skipped]]:
+        """Every readable input's score (and anomaly map), in input order, and what was skipped."""
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        scorer, saved = self._scoring(), self._model()
+        size, channels = saved.input_size, saved.spec.channels
+        plan, skipped = [], []
+        for seg in segments(x):
+            if seg.paths:
+                listing = list_images(seg.paths, what="score")
+                skipped += listing.skipped
+                plan.append(("files", listing.files))
+            elif seg.tensor is not None:
+                if tuple(seg.tensor.shape[1:]) != (channels, size, size):
+                    raise InputError(f"the model takes ({channels}, {size}, {size}) tensors, got {tuple(seg.tensor.shape[1:])}; give arrays or PIL images to have them resized")
+                plan.append(("tensor", seg.tensor))
+            else:
+                fitted = np.stack([fit_image(im, size, channels, saved.resize) for im in seg.images])
+                plan.append(("tensor", torch.from_numpy(fitted)))
+        total, done = sum(len(items) for _, items in plan), 0
+        paths: list[Path | None] = []
+        scores, maps = [], []
+        for kind, items in plan:
+            if kind == "files":
+                for scored in scorer.score_files(items, batch_size, workers):
+                    paths += scored.batch.paths
+                    scores.append(scored.scores)
+                    maps.append(scored.maps)
+                    skipped += scored.batch.skipped
+                    done += len(scored.batch.paths) + len(scored.batch.skipped)
+                    _report(on_progress, done, total)
+            else:
+                for chunk in items.split(batch_size):
+                    scores.append(scorer.score(chunk))
+                    maps.append(scorer.score_maps(chunk) if saved.patch is not None else None)
+                    paths += [None] * len(chunk)
+                    done += len(chunk)
+                    _report(on_progress, done, total)
+        raw = torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
+        stacked = np.concatenate([m.numpy() for m in maps]) if saved.patch is not None and maps else None
+        return paths, raw, stacked, skipped
+
+
+def _report(on_progress: ProgressCallback | None, done: int, total: int) -> None:
+    if on_progress is not None:
+        on_progress(done, total)
+
+
+def _empty(x: Images) -> bool:
+    return (isinstance(x, (list, tuple)) or isinstance(x, torch.Tensor)) and len(x) == 0
+
+
+def _as_paths(x: Images | None, folder: Path) -> list[Path]:
+    """Training inputs as paths: paths stay, in-memory images become PNG files in folder."""
+    if x is None:
+        return []
+    out: list[Path] = []
+    for seg in segments(x):
+        if seg.paths:
+            out += seg.paths
+        else:
+            images = seg.images if seg.tensor is None else tuple(_tensor_images(seg.tensor))
+            folder.mkdir(parents=True, exist_ok=True)
+            out += save_pngs(images, folder, start=len(out))
+    return out
+
+
+def _tensor_images(t: torch.Tensor) -> list:
+    from PIL import Image
+
+    arr = t.numpy()
+    return [Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)) for a in arr]

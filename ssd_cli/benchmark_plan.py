@@ -1,0 +1,136 @@
+"""Planning a benchmark: from what the user asked to the runs still to do and their cost here.
+
+`plan_benchmark` loads the data, fixes the settings, lists every run, leaves out those already in
+results.jsonl and estimates the time from a few timed training steps; `cheaper_plans` says what
+smaller plans would cost, so a plan of many hours is never started by accident. The CLI renders the
+plan and asks; `run_plan` carries it out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import benchmark as bench
+from .config import Preprocessing
+from .device import resolve_device
+from .errors import UsageError
+from .estimate import step_cost
+from .protocol import Method, Scenario
+
+LONG_PLAN_SECONDS = 3600.0  # plans longer than this are confirmed before they start
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """Everything `ssd benchmark` can be asked; None keeps the preset's or the dataset's own."""
+
+    dataset: str
+    out: Path
+    scenarios: tuple[str, ...] = ("labeled",)  # or "all"
+    classes: tuple[int, ...] | None = None
+    seeds: int | None = None
+    levels: tuple[float, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    preset: str = "paper"
+    epochs: int | None = None
+    pretrain_epochs: int | None = None
+    nus: tuple[float, ...] = bench.PAPER_NUS
+    preprocessing: Preprocessing = Preprocessing.GCN
+    arch: str | None = None
+    data_root: Path | None = None
+    download: bool = False
+    device: str = "auto"
+    stack: str = "auto"  # auto (on CUDA only), on, off
+
+
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    request: BenchmarkRequest
+    data: bench.BenchmarkData
+    settings: bench.BenchmarkSettings
+    runs: list[bench.Run]
+    todo: list[bench.Run]  # the runs not yet in results.jsonl
+    estimate_seconds: float
+    device: torch.device
+    stack: bool
+
+    @property
+    def is_long(self) -> bool:
+        return self.estimate_seconds > LONG_PLAN_SECONDS
+
+
+def _parsed(req: BenchmarkRequest) -> tuple[list[Scenario], list[Method], bench.Preset]:
+    try:
+        scenarios = list(Scenario) if "all" in req.scenarios else [Scenario(s) for s in req.scenarios]
+        methods = list(Method) if req.methods is None else [Method(m) for m in req.methods]
+        preset = bench.Preset(req.preset)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if req.stack not in ("auto", "on", "off"):
+        raise UsageError(f"--stack must be auto, on or off, got '{req.stack}'")
+    if req.seeds is not None and req.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {req.seeds}")
+    if not req.nus or any(not (0 < nu <= 1) for nu in req.nus):
+        raise UsageError(f"--nus must be values in (0, 1], got {list(req.nus)}")
+    return scenarios, methods, preset
+
+
+def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
+    """Load the data and fix every run; nothing is trained but a few timed steps for the estimate."""
+    from .datasets import resolve_data_root
+    from .stacked import stack_is_faster
+
+    scenarios, methods, preset = _parsed(req)
+    device = resolve_device(req.device)
+    data = bench.load_benchmark_data(req.dataset, resolve_data_root(req.data_root), req.download, req.arch)
+    classes = list(range(data.n_classes)) if req.classes is None else list(req.classes)
+    if any(not 0 <= c < data.n_classes for c in classes):
+        raise UsageError(f"--classes must be between 0 and {data.n_classes - 1}")
+    settings = _settings(req, preset, data)
+    runs = bench.plan_runs(scenarios, classes, settings.seeds, methods, settings.nus, None if req.levels is None else list(req.levels))
+    done = bench.completed_keys(req.out, data.name, settings)
+    todo = [r for r in runs if r.key() not in done]
+    estimate = bench.estimate_seconds(todo, data, settings, device)
+    stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
+    return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack)
+
+
+def _settings(req: BenchmarkRequest, preset: bench.Preset, data: bench.BenchmarkData) -> bench.BenchmarkSettings:
+    settings = bench.with_epochs(bench.preset_settings(preset, data.spec), req.epochs, req.pretrain_epochs)
+    return replace(settings, preprocessing=req.preprocessing, nus=tuple(req.nus), seeds=req.seeds or settings.seeds)
+
+
+def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
+    """Smaller plans and their estimated time here (None: not estimated), for the user to choose
+    from when a plan is long: the quick preset, one seed, one normal class, a GPU."""
+    req, data = plan.request, plan.data
+    cost = step_cost(data.spec, plan.device, plan.settings.train.batch_size)
+    scenarios, methods, _ = _parsed(req)
+    classes = list(range(data.n_classes)) if req.classes is None else list(req.classes)
+    levels = None if req.levels is None else list(req.levels)
+
+    def estimate(settings: bench.BenchmarkSettings, some_classes: list[int]) -> float:
+        runs = bench.plan_runs(scenarios, some_classes, settings.seeds, methods, settings.nus, levels)
+        return bench.estimate_seconds(runs, data, settings, plan.device, cost)
+
+    out: list[tuple[str, float | None]] = []
+    if req.preset != bench.Preset.QUICK.value:
+        quick = _settings(replace(req, epochs=None, pretrain_epochs=None), bench.Preset.QUICK, data)
+        out.append(("--preset quick (6 + 6 epochs, 1 seed)", estimate(quick, classes)))
+    if plan.settings.seeds > 1:
+        out.append(("--seeds 1", estimate(replace(plan.settings, seeds=1), classes)))
+    if len(classes) > 1:
+        out.append((f"--classes {classes[0]} (one normal class of {len(classes)})", estimate(plan.settings, classes[:1])))
+    if plan.device.type == "cpu":
+        out.append(("a GPU (--device cuda; runs are stacked there)", None))
+    return [(what, None if t is None else (t if math.isfinite(t) else None)) for what, t in out]
+
+
+def run_plan(plan: BenchmarkPlan, on_start: Callable[[list[bench.Run]], None] | None = None) -> Iterator[bench.RunResult]:
+    """Carry the plan out: every finished run is in results.jsonl before the next starts."""
+    return bench.run_benchmark(plan.data, plan.todo, plan.settings, plan.request.out, plan.device, stack=plan.stack, on_start=on_start)

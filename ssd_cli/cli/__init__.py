@@ -1,0 +1,89 @@
+"""The `ssd` command line: thin commands that parse options, call the Python API / engine and render.
+
+One module per command group; this one holds the Typer app, the global options and the error
+handling that turns every expected failure into one line and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import __version__
+from ..errors import ExitCode, SsdError
+from .render import console, error
+
+app = typer.Typer(
+    name="ssd",
+    help=(
+        "Find anomalies in folders of images with Semi-Supervised Deep SVDD (Ruff et al.). "
+        "Train on unlabeled images (plus a few labeled normal or anomalous ones), then score new images "
+        "by their distance to the center of the learned hypersphere."
+    ),
+    epilog="Exit codes: 0 ok, 1 internal error, 2 bad option, 3 bad input data, 4 bad model file, 5 output exists (use --force), 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ssd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="CPU threads for torch (default: torch's, one per core). On a machine busy with other work, 1 can be several times faster."),
+    ] = None,
+) -> None:
+    """Semi-Supervised Deep SVDD anomaly detection."""
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="--threads")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one red line and a documented exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SsdError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted: no half-written file was left behind (a benchmark keeps every finished run; rerun it to resume)")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+            if os.environ.get("SSD_DEBUG"):
+                raise
+            error(f"internal error: {type(exc).__name__}: {exc} (set SSD_DEBUG=1 to see the traceback)")
+            raise typer.Exit(ExitCode.FAILURE) from None
+
+    return wrapper
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+# The commands register themselves on `app` when imported.
+from . import benchmark, evaluate, score, train  # noqa: E402, F401

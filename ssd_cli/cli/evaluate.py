@@ -1,0 +1,70 @@
+"""`ssd evaluate`: score labeled images and say how well the model separates them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from ..files import check_writable
+from . import app, handle_errors
+from .options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
+from .render import console, count_progress, metrics_table, points_table, warn_skipped
+from .score import GalleryOpt
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file written by `ssd train`.")],
+    normal: Annotated[Optional[list[Path]], typer.Option("--normal", help="Folder of normal test images; repeatable.")] = None,
+    anomalous: Annotated[Optional[list[Path]], typer.Option("--anomalous", help="Folder of anomalous test images; repeatable.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV of path,label (label: normal or anomaly); paths relative to the CSV.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset whose test split to use: mnist, fashion-mnist or cifar10.")] = None,
+    normal_class: Annotated[Optional[int], typer.Option("--normal-class", help="With --dataset: the class that is normal; all others are anomalous.")] = None,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    threshold: Annotated[Optional[float], typer.Option(help="Decision threshold for precision/recall/F1 (default: the model's).")] = None,
+    recall: Annotated[float, typer.Option(help="Also report the highest threshold that reaches this recall (fraction of anomalies flagged).")] = 0.95,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics, the thresholds to choose from and every score with its label to this JSON file.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report: metrics, ROC and precision-recall curves, score histogram by label, thresholds, the most anomalous images and the worst misses.")] = None,
+    gallery: GalleryOpt = 48,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Measure a model on labeled data: AUROC, AUPRC, precision/recall/F1 at the threshold, and the
+    F1-best and target-recall thresholds to choose from."""
+    from .. import evalsets
+    from ..api import Detector
+    from ..info import facts
+
+    sources = sum([bool(normal or anomalous), labels is not None, dataset is not None])
+    if sources != 1:
+        raise UsageError("give exactly one of: --normal and --anomalous folders, --labels CSV, or --dataset with --normal-class")
+    if output is not None and output.suffix.lower() != ".json":
+        raise UsageError(f"--output must end in .json, got '{output.name}'")
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report must end in .html, got '{report.name}'")
+    for path in (output, report):
+        if path is not None:
+            check_writable(path, force)
+    detector = Detector.load(model, device=device)
+    if dataset is not None:
+        sets = evalsets.from_dataset(dataset, normal_class, detector.model_, data_root, download)
+    elif labels is not None:
+        sets = evalsets.from_labels_csv(labels)
+    else:
+        sets = evalsets.from_folders(normal or [], anomalous or [])
+    with count_progress("scoring") as on_progress:
+        result = detector.evaluate(sets.normal, sets.anomalous, threshold=threshold, recall=recall, batch_size=batch_size, on_progress=on_progress)
+    warn_skipped(result.scores.skipped, "evaluate")
+    console.print(metrics_table(result.metrics, f"{model.name} on {sets.source}", result.scores.threshold.rule))
+    console.print(points_table(result.points))
+    about = [*facts(detector.model_, model), ("data", sets.source)]
+    for path in (output, report):
+        if path is not None:
+            result.write(path, force=force, facts=about, gallery=gallery)
+            console.print(f"wrote [bold]{path}[/]")

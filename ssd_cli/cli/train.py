@@ -1,0 +1,175 @@
+"""`ssd pretrain` and `ssd train`: show the plan, then train with a progress bar, then say what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import Objective
+from ..files import check_writable
+from . import app, handle_errors
+from .options import (
+    ArchOpt,
+    BatchOpt,
+    ChannelsOpt,
+    DeviceOpt,
+    ForceOpt,
+    PatchesPerImageOpt,
+    PatchOpt,
+    PatchStrideOpt,
+    PreOpt,
+    ResizeOpt,
+    SeedOpt,
+    SizeOpt,
+    milestones,
+)
+from .render import console, render_train_plan, stage_progress, warn, warn_skipped
+
+
+def show_plan(plan, *, pretrain_only: bool = False) -> None:
+    """The plan and its warnings, before any long work starts."""
+    render_train_plan(plan, pretrain_only=pretrain_only)
+    for role, scan in plan.scan.roles.items():
+        warn_skipped(scan.skipped, role)
+    for message in plan.warnings:
+        warn(message)
+
+
+@app.command()
+@handle_errors
+def pretrain(
+    unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled training images, read recursively; repeatable.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Autoencoder file to write (safetensors).")] = Path("ae.safetensors"),
+    arch: ArchOpt = None,
+    channels: ChannelsOpt = None,
+    image_size: SizeOpt = None,
+    resize: ResizeOpt = None,
+    patch_size: PatchOpt = None,
+    patch_stride: PatchStrideOpt = None,
+    patches_per_image: PatchesPerImageOpt = 4,
+    preprocessing: PreOpt = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (default: the network's preset, e.g. 150 for mnist; the learning-rate drop moves with it).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's, 1e-4).")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, moved with --epochs).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay (default: the preset's, e.g. 0.5e-3 for the grayscale networks).")] = None,
+    batch_size: BatchOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
+    from .. import modelfile
+    from ..api import train_request
+    from ..engine import plan_training, run_pretraining
+
+    check_writable(out, force)
+    request = train_request(
+        unlabeled, device=device, arch=arch, channels=channels, image_size=image_size, resize=resize,
+        patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, preprocessing=preprocessing,
+        epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
+        batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    with console.status("looking at the images and timing a few training steps"):
+        plan = plan_training(request, pretrain_only=True)
+    show_plan(plan, pretrain_only=True)
+    with stage_progress() as on_epoch:
+        saved, skipped = run_pretraining(plan, on_epoch=on_epoch)
+    warn_skipped(skipped, "pretrain")
+    modelfile.save_autoencoder(out, saved, force=force)
+    t = saved.training
+    console.print(f"wrote autoencoder [bold]{out}[/] ({plan.spec.name}, {t['n_unlabeled']} images, {t['epochs']} epochs in {t['seconds']} s, final loss {_num(t['final_loss'])})")
+
+
+@app.command()
+@handle_errors
+def train(
+    unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled images, mostly normal; read recursively; repeatable.")],
+    normals: Annotated[Optional[list[Path]], typer.Option("--normals", help="Folder of images known to be normal (labeled, y=+1); repeatable.")] = None,
+    anomalies: Annotated[Optional[list[Path]], typer.Option("--anomalies", help="Folder of images known to be anomalous (labeled, y=-1); repeatable.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (safetensors).")] = Path("model.safetensors"),
+    objective: Annotated[Objective, typer.Option(help="one-class: objective (2)/(4); soft-boundary: objective (1)/(3) with radius R.")] = Objective.ONE_CLASS,
+    nu: Annotated[float, typer.Option(help="Soft-boundary trade-off nu in (0, 1]: roughly the fraction of training data allowed outside the sphere.")] = 0.1,
+    eta: Annotated[float, typer.Option(help="Weight eta > 0 of the labeled samples against the unlabeled ones.")] = 1.0,
+    arch: ArchOpt = None,
+    channels: ChannelsOpt = None,
+    image_size: SizeOpt = None,
+    resize: ResizeOpt = None,
+    patch_size: PatchOpt = None,
+    patch_stride: PatchStrideOpt = None,
+    patches_per_image: PatchesPerImageOpt = 4,
+    preprocessing: PreOpt = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,
+    lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, paper 50, moved with --epochs).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay lambda (default: the preset's; paper 1e-6).")] = None,
+    batch_size: BatchOpt = None,
+    pretrained: Annotated[Optional[Path], typer.Option("--pretrained", help="Autoencoder file from `ssd pretrain` to initialise phi (skips pretraining; its network, input and preprocessing are used).")] = None,
+    pretrain_epochs: Annotated[Optional[int], typer.Option(help="Autoencoder pretraining epochs when --pretrained is not given (default: the network's preset, e.g. 150 for mnist, 350 for cifar10); 0 = no pretraining.")] = None,
+    pretrain_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the pretraining (default: the preset's; not taken from --lr).")] = None,
+    pretrain_lr_milestones: Annotated[Optional[str], typer.Option(help="Learning-rate drops of the pretraining, comma-separated (default: the preset's, moved with --pretrain-epochs).")] = None,
+    pretrain_weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay of the pretraining (default: the preset's, e.g. 0.5e-3 for grayscale, 0.5e-6 for cifar10).")] = None,
+    threshold_quantile: Annotated[float, typer.Option(help="One-class models: the stored threshold is this quantile of the training scores (soft-boundary models use R).")] = 0.95,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Train a detector. Without --normals/--anomalies this is unsupervised Deep SVDD; with them, SS-DSVDD.
+
+    Unless --arch, --channels or --image-size say otherwise, the network, colour and input size are
+    chosen from the images; the plan is printed before any training starts.
+    """
+    from ..api import Detector
+
+    check_writable(out, force)
+    settings = dict(
+        objective=objective, nu=nu, eta=eta, arch=arch, channels=channels, image_size=image_size, resize=resize,
+        preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image,
+        epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
+        batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
+        pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
+        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, seed=seed,
+    )  # fmt: skip
+    status = console.status("looking at the images and timing a few training steps")
+    status.start()
+
+    def on_plan(plan) -> None:
+        status.stop()
+        show_plan(plan)
+
+    try:
+        with stage_progress() as on_epoch:
+            detector = Detector(device=device).fit(unlabeled, normals, anomalies, on_plan=on_plan, on_epoch=on_epoch, **settings)
+    finally:
+        status.stop()
+    warn_skipped(detector.skipped_, "train")
+    detector.save(out, force=force)
+    saved, plan = detector.model_, detector.plan_
+    assert saved is not None and plan is not None
+    t, spec = saved.training, saved.spec
+    kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] else "Deep SVDD"
+    side = saved.input_size
+    patches = f" on {spec.image_size} px patches" if saved.patch else ""
+    console.print(
+        f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
+        f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
+        f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
+        f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
+    )
+    labeled = t.get("labeled_at_threshold")
+    if labeled:
+        console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
+
+
+def separation(labeled: dict) -> str:
+    parts = []
+    if labeled["n_anomalous"]:
+        parts.append(f"{labeled['anomalous_above']} of {labeled['n_anomalous']} anomalies flagged")
+    if labeled["n_normal"]:
+        parts.append(f"{labeled['normal_below']} of {labeled['n_normal']} normals not flagged")
+    return ", ".join(parts)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

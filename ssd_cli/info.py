@@ -1,0 +1,103 @@
+"""What a model or autoencoder file holds, as one JSON-ready description (`ssd info`).
+
+Everything comes from the loaded file (which checks it fully), never from guesses: the network's
+full specification, the input it takes, preprocessing, objective and hyperparameters, the threshold
+and its rule, the training record (counts, epochs, time, device, seed) and the geometry |c| and R.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import modelfile
+from .modelfile import SavedAutoencoder, SavedModel
+
+
+def _input(saved: SavedModel | SavedAutoencoder) -> dict:
+    side = saved.input_size
+    return {
+        "channels": saved.spec.channels,
+        "size": side,
+        "resize": saved.resize.value,
+        "patch": saved.patch.to_dict() if saved.patch else None,
+    }
+
+
+def _preprocessing(saved: SavedModel | SavedAutoencoder) -> dict:
+    pre = saved.preprocessor
+    return {"kind": pre.kind.value, "low": pre.low, "high": pre.high}
+
+
+def describe_model(saved: SavedModel) -> dict:
+    t = saved.training
+    return {
+        "kind": "model",
+        "tool_version": saved.tool_version,
+        "network": saved.spec.to_dict(),
+        "input": _input(saved),
+        "preprocessing": _preprocessing(saved),
+        "objective": saved.objective.value,
+        "nu": saved.nu,
+        "eta": saved.eta,
+        "threshold": saved.threshold,
+        "threshold_rule": saved.threshold_rule,
+        "center_norm": float(saved.c.double().norm()),
+        "radius": saved.radius,
+        "training": {
+            "n_unlabeled": t.get("n_unlabeled"),
+            "n_labeled_normal": t.get("n_labeled_normal"),
+            "n_labeled_anomalous": t.get("n_labeled_anomalous"),
+            "epochs": t.get("epochs"),
+            "pretrain_epochs": t.get("pretrain_epochs"),
+            "seconds": t.get("seconds"),
+            "pretrain_seconds": t.get("pretrain_seconds"),
+            "device": t.get("device"),
+            "seed": t.get("seed"),
+            "final_loss": t.get("final_loss"),
+            "labeled_at_threshold": t.get("labeled_at_threshold"),
+        },
+        "training_record": t,
+    }
+
+
+def describe_autoencoder(saved: SavedAutoencoder) -> dict:
+    t = saved.training
+    return {
+        "kind": "autoencoder",
+        "tool_version": saved.tool_version,
+        "network": saved.spec.to_dict(),
+        "input": _input(saved),
+        "preprocessing": _preprocessing(saved),
+        "training": {
+            "n_unlabeled": t.get("n_unlabeled"),
+            "epochs": t.get("epochs"),
+            "seconds": t.get("seconds"),
+            "device": t.get("device"),
+            "seed": t.get("seed"),
+            "final_loss": t.get("final_loss"),
+        },
+        "training_record": t,
+    }
+
+
+def describe_file(path: Path) -> dict:
+    """The description of a model or autoencoder file (ModelFileError if it is neither)."""
+    saved = modelfile.load_any(path)
+    info = describe_model(saved) if isinstance(saved, SavedModel) else describe_autoencoder(saved)
+    return {"file": str(path), **info}
+
+
+def facts(saved: SavedModel | None, path: Path | None = None) -> list[tuple[str, str]]:
+    """The few lines about a model that a report or a scores file should carry."""
+    if saved is None:
+        return []
+    t, side = saved.training, saved.input_size
+    patch = f", {saved.spec.image_size} px patches" if saved.patch else ""
+    out = [("model", str(path))] if path is not None else []
+    out += [
+        ("network", f"{saved.spec.name}, input {saved.spec.channels}x{side}x{side} ({saved.resize.value}{patch})"),
+        ("objective", f"{saved.objective.value}, nu {saved.nu:g}, eta {saved.eta:g}, preprocessing {saved.preprocessor.kind.value}"),
+        ("trained on", f"{t.get('n_unlabeled')} unlabeled, {t.get('n_labeled_normal')} labeled normal, {t.get('n_labeled_anomalous')} labeled anomalous images"),
+        ("written by", f"ssd {saved.tool_version}"),
+    ]
+    return out

@@ -1,0 +1,232 @@
+"""Scores of a set of images, and the files made from them: CSV, JSON and a folder of the flagged.
+
+`Scores` is what `Detector.score` returns and what every output of `ssd score` is written from, so
+the CLI, the Python API and the files agree. The CSV is plain (header on the first line, one row per
+image, most anomalous first) so that csv.DictReader, pandas and spreadsheets read it as it is; what
+describes the run (tool version, model, threshold and its rule, skipped files) goes to the JSON file
+and the HTML report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import OutputExistsError, UsageError
+from .files import write_text_atomic
+from .images import Skipped
+from .metrics import DetectionMetrics
+from .thresholds import OperatingPoint, Threshold, normalised
+
+CSV_COLUMNS = ("path", "score", "normalised_score", "anomalous", "rank")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """One image: where it came from, its score ||phi(x) - c||, score / threshold, and the flag."""
+
+    index: int  # position among the scored inputs
+    path: Path | None  # None for an in-memory image
+    score: float
+    normalised: float  # score / threshold: above 1 = anomalous
+    anomalous: bool
+    rank: int  # 1 = the highest score
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else f"<image {self.index}>"
+
+
+@dataclass
+class Scores:
+    """All results in input order, the threshold that flagged them, and what could not be scored."""
+
+    results: list[ScoreResult]
+    threshold: Threshold
+    skipped: list[Skipped] = field(default_factory=list)
+    maps: np.ndarray | None = None  # patch-level models: (N, G, G) patch scores, input order
+
+    @classmethod
+    def build(cls, paths: list[Path | None], scores: np.ndarray, threshold: Threshold, skipped: list[Skipped], maps: np.ndarray | None = None) -> Scores:
+        s = np.asarray(scores, dtype=np.float64)
+        norm = normalised(s, threshold.value)
+        # A NaN score is never normal: "not <= threshold" flags it.
+        flags = ~(s <= threshold.value)
+        order = np.argsort(-np.nan_to_num(s, nan=np.inf), kind="stable")
+        ranks = np.empty(len(s), dtype=np.int64)
+        ranks[order] = np.arange(1, len(s) + 1)
+        results = [ScoreResult(i, p, float(s[i]), float(norm[i]), bool(flags[i]), int(ranks[i])) for i, p in enumerate(paths)]
+        return cls(results, threshold, list(skipped), maps)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[ScoreResult]:
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> ScoreResult:
+        return self.results[i]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([r.score for r in self.results], dtype=np.float64)
+
+    @property
+    def anomalous(self) -> np.ndarray:
+        return np.array([r.anomalous for r in self.results], dtype=bool)
+
+    @property
+    def n_flagged(self) -> int:
+        return sum(r.anomalous for r in self.results)
+
+    def ranked(self) -> list[ScoreResult]:
+        """Most anomalous first."""
+        return sorted(self.results, key=lambda r: r.rank)
+
+    def describe(self, facts: Sequence[tuple[str, str]] = ()) -> dict:
+        """What the JSON output and the report say about the run, besides the rows."""
+        return {
+            "tool": "ssd",
+            "tool_version": __version__,
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **dict(facts),
+            "threshold": self.threshold.value,
+            "threshold_rule": self.threshold.rule,
+            "n_scored": len(self.results),
+            "n_flagged": self.n_flagged,
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+        }
+
+    def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
+        """Write .csv (plain rows, most anomalous first), .json (the description and the rows) or
+        .html (a report to look at, with `gallery` thumbnails), atomically; `facts` are lines about
+        the model for the JSON and the report."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            rows = [_row(r) for r in self.ranked()]
+            text = json.dumps({**self.describe(facts), "scores": rows}, indent=1, default=str) + "\n"
+        elif suffix == ".csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(CSV_COLUMNS)
+            w.writerows([r.name, repr(r.score), repr(r.normalised), int(r.anomalous), r.rank] for r in self.ranked())
+            text = buf.getvalue()
+        elif suffix in (".html", ".htm"):
+            from .htmlreport import score_report
+
+            text = score_report(
+                report_items(self), title="ssd score", facts=facts, threshold=self.threshold.value, threshold_rule=self.threshold.rule,
+                skipped=_skipped(self.skipped), gallery=gallery, tool_version=__version__,
+            )  # fmt: skip
+        else:
+            raise UsageError(f"scores can be written to .csv, .json or .html, not '{path.name}'")
+        write_text_atomic(path, text, force)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of labeled images and the metrics they give (normals first, then anomalies)."""
+
+    scores: Scores
+    is_anomaly: np.ndarray
+    metrics: DetectionMetrics  # at the threshold in use
+    points: list[OperatingPoint]  # the threshold in use, F1-best, and the target recall
+
+    def to_dict(self) -> dict:
+        return {
+            "metrics": self.metrics.to_dict(),
+            "threshold_rule": self.scores.threshold.rule,
+            "operating_points": [{"name": p.name, **p.metrics.to_dict()} for p in self.points],
+        }
+
+    def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
+        """Write .json (metrics, operating points and every score with its label) or .html (the report)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            rows = [{**_row(r), "is_anomaly": bool(self.is_anomaly[r.index])} for r in self.scores.ranked()]
+            text = json.dumps({**self.scores.describe(facts), **self.to_dict(), "scores": rows}, indent=1, default=str) + "\n"
+        elif suffix in (".html", ".htm"):
+            from .htmlreport import evaluate_report
+
+            m = self.metrics
+            text = evaluate_report(
+                report_items(self.scores, self.is_anomaly), title="ssd evaluate", facts=facts, threshold=m.threshold,
+                threshold_rule=self.scores.threshold.rule, auroc=m.auroc, auprc=m.auprc,
+                points=[(p.name, p.metrics) for p in self.points], skipped=_skipped(self.scores.skipped), gallery=gallery,
+                tool_version=__version__,
+            )  # fmt: skip
+        else:
+            raise UsageError(f"an evaluation can be written to .json or .html, not '{path.name}'")
+        write_text_atomic(path, text, force)
+
+
+def report_items(scores: Scores, is_anomaly: np.ndarray | None = None) -> list:
+    """The rows of an HTML report, most anomalous first, with anomaly maps where the model has them."""
+    from .htmlreport import ReportItem
+
+    return [
+        ReportItem(
+            path=r.path, index=r.index, score=r.score, normalised=r.normalised, anomalous=r.anomalous, rank=r.rank,
+            truth=None if is_anomaly is None else bool(is_anomaly[r.index]),
+            heatmap=None if scores.maps is None else scores.maps[r.index],
+        )  # fmt: skip
+        for r in scores.ranked()
+    ]
+
+
+def _skipped(skipped: list[Skipped]) -> list[tuple[str, str]]:
+    return [(str(s.path), s.reason) for s in skipped]
+
+
+def _row(r: ScoreResult) -> dict:
+    return {"path": r.name, "score": r.score, "normalised_score": r.normalised, "anomalous": r.anomalous, "rank": r.rank}
+
+
+def check_folder_target(folder: Path, force: bool) -> None:
+    """Before any scoring: the folder for the flagged files must be new or empty (or --force)."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"'{folder}' is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise OutputExistsError(f"folder '{folder}' is not empty; pass --force to add to it (files of the same name are replaced)")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise UsageError(f"cannot create '{folder}': folder '{folder.parent}' does not exist")
+
+
+def export_flagged(scores: Scores, folder: Path, *, link: bool = False) -> list[Path]:
+    """Copy (or symlink) the flagged files into folder, most anomalous first. Names start with the
+    rank (0001-name.png), which keeps them unique and sorts the folder by score; each file appears
+    whole or not at all (written under a temporary name, then renamed)."""
+    flagged = [r for r in scores.ranked() if r.anomalous and r.path is not None]
+    folder.mkdir(exist_ok=True)
+    width = max(4, len(str(len(scores))))
+    written = []
+    for r in flagged:
+        assert r.path is not None
+        target = folder / f"{r.rank:0{width}d}-{r.path.name}"
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)
+        os.close(fd)
+        try:
+            if link:
+                os.unlink(tmp)
+                os.symlink(r.path.resolve(), tmp)
+            else:
+                shutil.copy2(r.path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written
