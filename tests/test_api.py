@@ -1,0 +1,162 @@
+"""The Python API: `from ssd_cli import Detector`, on folders, files, PIL images and arrays, and
+that the CLI gives exactly the API's scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import ssd_cli
+from ssd_cli import Detector, Scores, SsdError
+from ssd_cli.cli import app
+from ssd_cli.errors import InputError, UsageError
+from ssd_cli.scoring import Scorer
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def detector(sample_model) -> Detector:
+    return Detector(sample_model, device="cpu")
+
+
+def test_public_surface_is_lazy_and_listed() -> None:
+    assert {"Detector", "Scores", "ScoreResult", "Evaluation", "SsdError", "FIT_SETTINGS"} <= set(ssd_cli.__all__)
+    assert ssd_cli.Detector is Detector
+    with pytest.raises(AttributeError):
+        ssd_cli.NoSuchThing  # noqa: B018
+
+
+def test_score_a_folder_gives_every_image(detector: Detector, sample_dir: Path) -> None:
+    """The internal score_all([folder]) silently returned nothing; a folder must give all its images."""
+    scores = detector.score(sample_dir / "incoming")
+    assert isinstance(scores, Scores) and len(scores) == 100
+    assert scores.skipped == []
+    assert all(r.path is not None and r.path.parent == sample_dir / "incoming" for r in scores)
+    assert sorted(r.rank for r in scores) == list(range(1, 101))
+    assert scores.anomalous.tolist() == [s > detector.threshold_ for s in scores.scores]
+    assert np.allclose([r.normalised for r in scores], scores.scores / detector.threshold_)
+    # same as the engine's scorer on the decoded images
+    files = sorted((sample_dir / "incoming").glob("*.png"))
+    assert [r.path for r in scores] == files
+
+
+def test_pil_images_arrays_and_files_score_the_same(detector: Detector, sample_dir: Path, sample_images) -> None:
+    files = sorted((sample_dir / "incoming").glob("*.png"))[:6]
+    by_file = detector.decision_function([str(f) for f in files])
+    pil = [Image.open(f) for f in files]
+    arrays = np.stack([np.asarray(im) for im in pil])  # N x 28 x 28 uint8
+    assert np.array_equal(detector.decision_function(pil), by_file)
+    assert np.array_equal(detector.decision_function(arrays), by_file)
+    assert np.array_equal(detector.decision_function(arrays.astype(np.float32) / 255.0), by_file)
+    assert np.array_equal(detector.decision_function(list(arrays)), by_file)
+    # a uint8 tensor at the model's input is taken as it is
+    tensor = torch.from_numpy(arrays[:, None])
+    assert np.array_equal(detector.decision_function(tensor), by_file)
+    expected = Scorer(detector.model_, torch.device("cpu")).score(sample_images.incoming[:6]).numpy()
+    assert np.allclose(by_file, expected)
+    # mixed inputs keep their order; in-memory ones have no path
+    mixed = detector.score([files[0], pil[1], files[2]])
+    assert [r.path for r in mixed] == [files[0], None, files[2]]
+    assert np.allclose(mixed.scores, by_file[:3], rtol=1e-6)  # batches of other sizes: float rounding only
+
+
+def test_a_colour_array_is_converted_like_a_colour_file(detector: Detector, tmp_path: Path) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    assert np.array_equal(detector.decision_function(rgb), detector.decision_function(tmp_path / "c.png"))
+
+
+def test_predict_and_threshold_rules(detector: Detector, sample_dir: Path) -> None:
+    folder = sample_dir / "incoming"
+    scores = detector.decision_function(folder)
+    assert detector.predict(folder).tolist() == (scores > detector.threshold_).tolist()
+    assert detector.predict(folder, top_k=7).sum() == 7
+    assert detector.predict(folder, contamination=0.1).sum() == 10
+    assert set(np.argsort(-scores)[:7]) == set(np.nonzero(detector.predict(folder, top_k=7))[0])
+    assert detector.predict(folder, threshold=-1.0).all()
+    with pytest.raises(UsageError, match="at most one"):
+        detector.score(folder, threshold=1.0, top_k=3)
+    with pytest.raises(UsageError):
+        detector.score(folder, contamination=1.5)
+
+
+def test_progress_callback_reaches_the_total(detector: Detector, sample_dir: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    detector.score(sample_dir / "incoming", batch_size=32, on_progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) == 4 and seen[-1] == (100, 100)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_errors_are_exceptions_with_messages(detector: Detector, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no model yet"):
+        Detector().score(tmp_path)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        detector.score(np.full((28, 28), 2.0))
+    with pytest.raises(InputError, match="does not exist"):
+        detector.score(tmp_path / "missing")
+    with pytest.raises(InputError, match="cannot read images"):
+        detector.score({"not": "images"})  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="unknown setting"):
+        Detector().fit(tmp_path, epoch=3)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="could be read"):
+        detector.score(tmp_path / "broken.png")
+    assert issubclass(InputError, SsdError)
+
+
+def test_unreadable_files_are_listed_not_raised(detector: Detector, sample_dir: Path, tmp_path: Path) -> None:
+    good = sorted((sample_dir / "incoming").glob("*.png"))[:3]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    scores = detector.score([*good, tmp_path / "broken.png"])
+    assert len(scores) == 3 and [s.path for s in scores.skipped] == [tmp_path / "broken.png"]
+
+
+def test_evaluate_matches_the_metrics_by_hand(detector: Detector, sample_dir: Path, sample_images) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    incoming = torch.as_tensor(sample_images.incoming)
+    truth = torch.tensor(sample_images.truth)
+    result = detector.evaluate(incoming[~truth], incoming[truth])
+    all_scores = detector.decision_function(torch.cat([incoming[~truth], incoming[truth]]))
+    y = np.r_[np.zeros(int((~truth).sum()), bool), np.ones(int(truth.sum()), bool)]
+    assert result.metrics.auroc == pytest.approx(roc_auc_score(y, all_scores))
+    assert [p.name for p in result.points] == ["threshold in use", "F1-best", "recall >= 0.95"]
+    assert result.points[2].metrics.recall >= 0.95
+    assert result.points[1].metrics.f1 >= max(result.points[0].metrics.f1, result.points[2].metrics.f1)
+    with pytest.raises(InputError, match="both normal and anomalous"):
+        detector.evaluate(incoming[~truth], [])
+
+
+def test_fit_save_load_and_the_cli_give_identical_scores(sample_dir: Path, tmp_path: Path) -> None:
+    """Train with the API, save, and score with both the API and `ssd score`: the same numbers."""
+    det = Detector(device="cpu").fit(sample_dir / "normal", anomalies=sample_dir / "anomalies", epochs=2, pretrain_epochs=2, seed=3)
+    assert det.plan_ is not None and det.plan_.spec.name == "mnist"
+    model = tmp_path / "api.safetensors"
+    det.save(model)
+    with pytest.raises(SsdError, match="already exists"):
+        det.save(model)
+    loaded = Detector.load(model, device="cpu")
+    api = loaded.score(sample_dir / "incoming")
+    assert np.array_equal(api.scores, det.decision_function(sample_dir / "incoming"))
+    out = tmp_path / "cli.json"
+    result = runner.invoke(app, ["score", str(model), str(sample_dir / "incoming"), "--output", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["scores"]
+    assert {r["path"]: r["score"] for r in rows} == {str(r.path): r.score for r in api}
+    assert loaded.info()["training"]["labeled_at_threshold"]["n_anomalous"] == 45
+
+
+def test_fit_on_in_memory_images(sample_images) -> None:
+    """Arrays train through the same path as folders (written as PNG first), and give a model."""
+    arrays = sample_images.normal[:60, 0].numpy()  # 60 x 28 x 28 uint8
+    det = Detector(device="cpu").fit(list(arrays), epochs=1, pretrain_epochs=1, batch_size=32)
+    assert det.model_ is not None and det.model_.training["n_unlabeled"] == 60
+    assert det.model_.spec.channels == 1 and det.model_.input_size == 28
+    assert det.predict(arrays[:5]).shape == (5,)
