@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
-
 from .errors import InputError
 
 
@@ -36,6 +34,8 @@ def compute_metrics(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float
 
     Raises InputError when the arrays do not match or only one class is present.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # here: `ssd score` need not load sklearn
+
     s, y = _checked(scores, is_anomaly)
     flagged = s > threshold
     tp = int(np.sum(flagged & y))
@@ -64,6 +64,8 @@ def compute_metrics(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float
 
 def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     """Area under the ROC curve, the paper's metric; ties count half."""
+    from sklearn.metrics import roc_auc_score
+
     s, y = _checked(scores, is_anomaly)
     return float(roc_auc_score(y, s))
 
