@@ -160,3 +160,18 @@ def test_fit_on_in_memory_images(sample_images) -> None:
     assert det.model_ is not None and det.model_.training["n_unlabeled"] == 60
     assert det.model_.spec.channels == 1 and det.model_.input_size == 28
     assert det.predict(arrays[:5]).shape == (5,)
+
+
+def test_scores_write_every_format_from_python(detector: Detector, sample_dir: Path, tmp_path: Path) -> None:
+    scores = detector.score(sample_dir / "incoming", top_k=5)
+    for name in ("s.csv", "s.json", "s.html"):
+        scores.write(tmp_path / name)
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "path,score,normalised_score,anomalous,rank"
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["n_flagged"] == 5 and "--top-k" in doc["threshold_rule"] and doc["tool_version"] == ssd_cli.__version__
+    html = (tmp_path / "s.html").read_text()
+    assert html.count('class="card') >= 5 and "data:image/jpeg;base64," in html
+    with pytest.raises(SsdError, match="already exists"):
+        scores.write(tmp_path / "s.csv")
+    with pytest.raises(UsageError):
+        scores.write(tmp_path / "s.txt")
