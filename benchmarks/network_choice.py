@@ -6,7 +6,7 @@
 
 Every run is one-class SS-DSVDD (objective (4), eta = 1) on surface-defects/: train/normal/ (500 crops) as
 unlabeled data plus the 20 labeled anomalies of train/bad/, preprocessing `scale`, grayscale (1 channel),
-scored on test/normal/ (100) and test/anomalous/ (100), all through the engine: ssd_cli.images.load_folder,
+scored on test/normal/ (100) and test/anomalous/ (100), all through the engine: ssd_cli.data.images.load_folder,
 Preprocessor, pipeline.training_tensors / pretrain / train_model, scoring.Scorer and ssd_cli.metrics.
 
 Schedules: autoencoder Adam lr 1e-4 (`--lr`), weight decay 0.5e-3 (PAPER_PRETRAIN_GRAYSCALE) and SS-DSVDD Adam
@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli import pipeline, training
-from ssd_cli.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.scoring import Scorer
-from ssd_cli.images import load_folder
+from ssd_cli.core import pipeline, training
+from ssd_cli.core.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
+from ssd_cli.core.scoring import Scorer
+from ssd_cli.data.images import load_folder
 from ssd_cli.metrics import auroc, compute_metrics
-from ssd_cli.nets import AutoEncoder, Encoder, LeNetSpec
-from ssd_cli.preprocess import Preprocessor
+from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
+from ssd_cli.core.preprocess import Preprocessor
 
 SET = "surface-defects"
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ SS-DSVDD Adam lr 1e-4, weight decay 1e-6; each with a 10x lr drop two thirds in;
 
 Run names (`--runs`), each optionally followed by `:P:T` to override the pretraining/training epochs:
   whole           lenet-128 on the whole image (pipeline.pretrain + pipeline.train_model + Scorer).
-  p{P}-s{S}-k{K}  ssd_cli.patches: P px patches (32: the cifar10 net at 1 channel, 64: lenet-64), scoring grid
+  p{P}-s{S}-k{K}  ssd_cli.core.patches: P px patches (32: the cifar10 net at 1 channel, 64: lenet-64), scoring grid
                   stride S, K random crops per image per epoch; score = max over the patch map.
 
 Reported: AUROC / AUPRC (sklearn, via ssd_cli.metrics), AUROC per defect kind, seconds of pretraining +
@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli import patches as P
-from ssd_cli import pipeline, training
-from ssd_cli.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.scoring import Scorer
-from ssd_cli.images import load_folder
+from ssd_cli.core import patches as P
+from ssd_cli.core import pipeline, training
+from ssd_cli.core.config import PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Preprocessing, TrainConfig
+from ssd_cli.core.scoring import Scorer
+from ssd_cli.data.images import load_folder
 from ssd_cli.metrics import auroc, compute_metrics
-from ssd_cli.nets import AutoEncoder, get_spec
-from ssd_cli.preprocess import Preprocessor
+from ssd_cli.core.nets import AutoEncoder, get_spec
+from ssd_cli.core.preprocess import Preprocessor
 
 SET = "surface-defects"
 SIDE = 128

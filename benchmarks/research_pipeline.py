@@ -15,7 +15,7 @@ What is re-created, as the original PyTorch code of Ruff et al. (2018) is descri
 * the center c: mean network output over the training loader, network in eval mode, coordinates with
   ``|c_k| < eps`` pushed to ``+-eps``.
 
-The networks are this tool's (ssd_cli.nets) so that the comparison isolates the input pipeline and the
+The networks are this tool's (ssd_cli.core.nets) so that the comparison isolates the input pipeline and the
 loop, not architecture details. The min-max statistics are the tool's fitted ``Preprocessor`` values,
 so both pipelines feed numerically the same inputs.
 """

@@ -7,7 +7,7 @@ One run measures, on the same data, network, batch size and epochs:
 
 1. MNIST class 0 (5,923 images), LeNet 'mnist': autoencoder pretraining and One-Class Deep SVDD,
    (a) research pipeline (PIL + per-sample transforms + DataLoader + per-batch loop, see
-   research_pipeline.py) against (b) the engine (ssd_cli.training on preprocessed tensors).
+   research_pipeline.py) against (b) the engine (ssd_cli.core.training on preprocessed tensors).
 2. The same for the CIFAR-10 network on 5,000 32x32 colour images (class 0 of the train split).
 3. AUC parity: (a) and (b) One-Class Deep SVDD on MNIST from the same pretrained weights and seed,
    scored on the MNIST test split (class 0 normal).
@@ -43,13 +43,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import research_pipeline as rp
 
-from ssd_cli import modelfile, pipeline, training
-from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
-from ssd_cli.scoring import Scorer
-from ssd_cli.images import iter_image_batches, list_images, load_images
-from ssd_cli.nets import AutoEncoder, Encoder, get_spec
-from ssd_cli.preprocess import Preprocessor
+from ssd_cli.io import modelfile
+
+from ssd_cli.core import pipeline, training
+from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, TrainConfig
+from ssd_cli.data.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
+from ssd_cli.core.scoring import Scorer
+from ssd_cli.data.images import iter_image_batches, list_images, load_images
+from ssd_cli.core.nets import AutoEncoder, Encoder, get_spec
+from ssd_cli.core.preprocess import Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"mnist_one_class_ratio": 3.0, "cifar_one_class_ratio": 2.0, "score_png_ips": 5000.0, "score_jpeg_ips": 2500.0}
@@ -325,7 +327,7 @@ def replicate(src: Path, dst: Path, times: int) -> None:
 
 
 def untrained_model(arch: str, images: torch.Tensor, path: Path) -> None:
-    """An untrained network saved through ssd_cli.modelfile: scoring cost does not depend on the weights."""
+    """An untrained network saved through ssd_cli.io.modelfile: scoring cost does not depend on the weights."""
     spec = get_spec(arch)
     pre = Preprocessor.fit(Preprocessing.GCN, images)
     enc = training.seeded_init(lambda: Encoder(spec), 0)
@@ -409,7 +411,7 @@ def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
             )
         out[kind] = r
     # What `ssd score` imports before it touches an image (its start-up cost, per invocation).
-    code = "import time; t = time.perf_counter(); import ssd_cli.cli, ssd_cli.scoring, ssd_cli.modelfile; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import ssd_cli.cli, ssd_cli.core.scoring, ssd_cli.io.modelfile; print(time.perf_counter() - t)"
     runs = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout) for _ in range(2)]
     out["cli_import_s"] = min(runs)
     runs = [float(subprocess.run([sys.executable, "-c", code.replace("ssd_cli.cli, ", "")], env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout) for _ in range(2)]

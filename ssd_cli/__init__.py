@@ -10,10 +10,10 @@ __all__ = ["Detector", "Evaluation", "Scores", "ScoreResult", "SsdError", "FIT_S
 
 _WHERE = {
     "Detector": "api",
-    "Evaluation": "results",
+    "Evaluation": "io.results",
     "FIT_SETTINGS": "api",
-    "Scores": "results",
-    "ScoreResult": "results",
+    "Scores": "io.results",
+    "ScoreResult": "io.results",
     "SsdError": "errors",
 }
 

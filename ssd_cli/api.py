@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import modelfile
-from .config import Objective, Preprocessing, Resize
-from .device import resolve_device
-from .engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
-from .errors import InputError, UsageError
-from .images import Skipped, fit_image, list_images
-from .inputs import Images, segments, save_pngs
-from .metrics import compute_metrics
-from .modelfile import SavedModel
-from .results import Evaluation, Scores
-from .scoring import Scorer
-from .thresholds import ThresholdRule, operating_points, resolve
+from ssd_cli.io import modelfile
+from ssd_cli.core.config import Objective, Preprocessing, Resize
+from ssd_cli.device import resolve_device
+from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
+from ssd_cli.errors import InputError, UsageError
+from ssd_cli.data.images import Skipped, fit_image, list_images
+from ssd_cli.data.inputs import Images, segments, save_pngs
+from ssd_cli.metrics import compute_metrics
+from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.io.results import Evaluation, Scores
+from ssd_cli.core.scoring import Scorer
+from ssd_cli.thresholds import ThresholdRule, operating_points, resolve
 
 ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
@@ -130,7 +130,7 @@ class Detector:
 
     def info(self) -> dict:
         """What `ssd info` shows: network, input, objective, threshold, training record, |c|, R."""
-        from .info import describe_model
+        from ssd_cli.io.info import describe_model
 
         return describe_model(self._model())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UsageError
+from ssd_cli.errors import UsageError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (
+from ssd_cli.core.config import (
     PAPER_TRAIN,
     Objective,
     OptimConfig,
@@ -23,18 +23,18 @@ from .config import (
     Resize,
     TrainConfig,
 )
-from .device import resolve_device
-from .errors import InputError, UsageError
-from .estimate import step_cost, training_seconds
-from .images import Skipped, load_images
-from .modelfile import SavedAutoencoder, SavedModel, load_autoencoder
-from .nets import LeNetSpec, get_spec, network_for_size
-from .patches import PatchSpec
-from .pipeline import PatchTraining
-from .preprocess import Preprocessor
-from .presets import PATCH_SCHEDULE, customised, schedule_for_spec
-from .scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
-from .training import EpochInfo
+from ssd_cli.device import resolve_device
+from ssd_cli.errors import InputError, UsageError
+from ssd_cli.core.estimate import step_cost, training_seconds
+from ssd_cli.data.images import Skipped, load_images
+from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
+from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
+from ssd_cli.core.patches import PatchSpec
+from ssd_cli.core.pipeline import PatchTraining
+from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.presets import PATCH_SCHEDULE, customised, schedule_for_spec
+from ssd_cli.data.scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
+from ssd_cli.core.training import EpochInfo
 
 UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE = "--unlabeled", "--normals", "--anomalies"
 
@@ -274,7 +274,7 @@ def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
 
 def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> TrainOutcome:
     """Decode the training set, pretrain (unless a pretrained file was given), fix c, run Algorithm 1."""
-    from . import pipeline
+    from ssd_cli.core import pipeline
 
     spec, dev = plan.spec, plan.device
     images, skipped = _decode(plan, workers)
@@ -305,7 +305,7 @@ def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, work
 
 def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> tuple[SavedAutoencoder, list[Skipped]]:
     """`ssd pretrain`: the autoencoder alone, on the unlabeled images."""
-    from . import pipeline
+    from ssd_cli.core import pipeline
 
     assert plan.pretrain is not None
     images, skipped = _decode(plan, workers)

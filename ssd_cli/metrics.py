@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from .errors import InputError
+from ssd_cli.errors import InputError
 
 
 @dataclass(frozen=True)

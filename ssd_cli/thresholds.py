@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
-from .metrics import DetectionMetrics, compute_metrics
+from ssd_cli.errors import UsageError
+from ssd_cli.metrics import DetectionMetrics, compute_metrics
 
 
 @dataclass(frozen=True)

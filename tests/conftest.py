@@ -53,7 +53,7 @@ def sample_images(sample_dir: Path):
     import csv
     from types import SimpleNamespace
 
-    from ssd_cli.images import load_folder
+    from ssd_cli.data.images import load_folder
 
     normal = load_folder([sample_dir / "normal"], 28, 1, what="normal")
     anomalies = load_folder([sample_dir / "anomalies"], 28, 1, what="anomalies")
@@ -74,10 +74,10 @@ def sample_model(sample_images):
     """
     import torch
 
-    from ssd_cli import pipeline
-    from ssd_cli.config import OptimConfig, Preprocessing, TrainConfig
-    from ssd_cli.nets import get_spec
-    from ssd_cli.preprocess import Preprocessor
+    from ssd_cli.core import pipeline
+    from ssd_cli.core.config import OptimConfig, Preprocessing, TrainConfig
+    from ssd_cli.core.nets import get_spec
+    from ssd_cli.core.preprocess import Preprocessor
 
     spec = get_spec("mnist")
     pre = Preprocessor.fit(Preprocessing.SCALE, sample_images.normal)

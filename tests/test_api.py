@@ -16,7 +16,7 @@ import ssd_cli
 from ssd_cli import Detector, Scores, SsdError
 from ssd_cli.cli import app
 from ssd_cli.errors import InputError, UsageError
-from ssd_cli.scoring import Scorer
+from ssd_cli.core.scoring import Scorer
 
 runner = CliRunner()
 

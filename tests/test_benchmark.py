@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from ssd_cli import benchmark as bench
+from ssd_cli.experiments import benchmark as bench
 from ssd_cli.cli import app
-from ssd_cli.nets import get_spec
-from ssd_cli.protocol import Method, Scenario
+from ssd_cli.core.nets import get_spec
+from ssd_cli.experiments.protocol import Method, Scenario
 
 runner = CliRunner()
 
@@ -68,7 +68,7 @@ def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
 
 def _folder_dataset(root: Path, data_root: Path) -> Path:
     """Three MNIST digits as train/<class>/ and test/<class>/ PNG folders (a user's own dataset)."""
-    from ssd_cli.datasets import load_builtin
+    from ssd_cli.data.datasets import load_builtin
 
     for split, train, n in (("train", True, 60), ("test", False, 30)):
         data = load_builtin("mnist", data_root, train=train)

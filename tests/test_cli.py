@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import ssd_cli
 from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
-from ssd_cli.modelfile import load_autoencoder, load_model
+from ssd_cli.io.modelfile import load_autoencoder, load_model
 
 # Typer's runner mixes stderr into `output` (and also keeps `stderr` separately); wide columns keep
 # the help tables and long paths on one line.
@@ -297,7 +297,9 @@ def test_not_a_model_file_exit_4(content: bytes, small_dir: Path, tmp_path: Path
 
 
 def test_existing_out_is_refused_before_any_work(small_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from ssd_cli import images, modelfile, pipeline
+    from ssd_cli.data import images
+    from ssd_cli.io import modelfile
+    from ssd_cli.core import pipeline
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("work started before the output check")
@@ -361,7 +363,7 @@ def test_cuda_without_cuda_is_a_usage_error(small_dir: Path, cli_model: Path, tm
     ],
 )
 def test_bad_train_options_exit_2(args: list[str], needle: str, small_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from ssd_cli import images
+    from ssd_cli.data import images
 
     monkeypatch.setattr(images, "load_folder", lambda *a, **k: pytest.fail("options must be checked before loading"))
     out = tmp_path / "m.safetensors"

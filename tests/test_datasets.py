@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_cli.datasets import (
+from ssd_cli.data.datasets import (
     BUILTIN_DATASETS,
     DATA_ROOT_ENV,
     cifar10_source,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssd_cli import svg
-from ssd_cli.htmlreport import ReportItem, evaluate_report, score_report, thumbnail_uri
+from ssd_cli.io import svg
+from ssd_cli.io.htmlreport import ReportItem, evaluate_report, score_report, thumbnail_uri
 from ssd_cli.metrics import compute_metrics
 
 _VOID = {"meta", "img", "br", "hr", "input", "link", "source", "wbr"}

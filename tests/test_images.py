@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageOps
 
-from ssd_cli.config import Resize
+from ssd_cli.core.config import Resize
 from ssd_cli.errors import InputError
-from ssd_cli.images import (
+from ssd_cli.data.images import (
     decode_image,
     iter_image_batches,
     list_images,

@@ -16,11 +16,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import ssd_cli
-from ssd_cli import files, modelfile, pipeline
-from ssd_cli.config import Objective, OptimConfig, Preprocessing, Resize, TrainConfig
-from ssd_cli.scoring import Scorer
+from ssd_cli.io import files, modelfile
+from ssd_cli.core import pipeline
+from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, Resize, TrainConfig
+from ssd_cli.core.scoring import Scorer
 from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError, UsageError
-from ssd_cli.modelfile import (
+from ssd_cli.io.modelfile import (
     SavedAutoencoder,
     SavedModel,
     load_autoencoder,
@@ -28,8 +29,8 @@ from ssd_cli.modelfile import (
     save_autoencoder,
     save_model,
 )
-from ssd_cli.nets import AutoEncoder, LeNetSpec, architectures, get_spec
-from ssd_cli.preprocess import Preprocessor
+from ssd_cli.core.nets import AutoEncoder, LeNetSpec, architectures, get_spec
+from ssd_cli.core.preprocess import Preprocessor
 
 CPU = torch.device("cpu")
 

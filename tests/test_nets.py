@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ssd_cli import nets
-from ssd_cli.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
+from ssd_cli.core import nets
+from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
 
 ARCHS = nets.architectures()
 

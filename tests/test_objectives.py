@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from ssd_cli.config import Objective, TrainConfig
-from ssd_cli.objectives import (
+from ssd_cli.core.config import Objective, TrainConfig
+from ssd_cli.core.objectives import (
     LOSSES,
     hinge,
     one_class_loss,

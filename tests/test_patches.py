@@ -1,4 +1,4 @@
-"""Patch-level SS-DSVDD (ssd_cli/patches.py): the grid, the crops, c, the MIL objective, the map."""
+"""Patch-level SS-DSVDD (ssd_cli/core/patches.py): the grid, the crops, c, the MIL objective, the map."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_cli import patches as P
-from ssd_cli.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.nets import AutoEncoder, Encoder, LeNetSpec
-from ssd_cli.objectives import squared_distances
-from ssd_cli.training import embed, seeded_init
+from ssd_cli.core import patches as P
+from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
+from ssd_cli.core.objectives import squared_distances
+from ssd_cli.core.training import embed, seeded_init
 
 TINY = LeNetSpec("tiny", channels=1, image_size=8, conv_filters=(8,), dense_units=(16,))  # for 8 px patches
 GRID8 = P.PatchSpec(image_size=32, patch_size=8, stride=8)  # 4 x 4 non-overlapping patches

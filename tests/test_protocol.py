@@ -4,16 +4,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_cli import protocol
+from ssd_cli.experiments import protocol
 from ssd_cli.errors import InputError
-from ssd_cli.paper import paper_result
-from ssd_cli.protocol import Method, Scenario, draw_training_set, methods_for_level
+from ssd_cli.experiments.paper import paper_result
+from ssd_cli.experiments.protocol import Method, Scenario, draw_training_set, methods_for_level
 
 NORMAL = 3
 N_NORMAL = 1000
 N_PER_ANOMALY_CLASS = 300
 ANOMALY_CLASSES = {c for c in range(10) if c != NORMAL}
-PAPER_CSV = Path(__file__).resolve().parents[1] / "ssd_cli" / "data" / "paper_results.csv"
+PAPER_CSV = Path(__file__).resolve().parents[1] / "ssd_cli" / "experiments" / "paper_results.csv"
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from ssd_cli import report
+from ssd_cli.experiments import report
 from ssd_cli.errors import InputError
-from ssd_cli.protocol import Method, Scenario
-from ssd_cli.report import read_results, summarize, write_summary
+from ssd_cli.experiments.protocol import Method, Scenario
+from ssd_cli.experiments.report import read_results, summarize, write_summary
 
 
 def record(

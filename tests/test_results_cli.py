@@ -13,7 +13,7 @@ import pytest
 
 from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
-from ssd_cli.modelfile import load_model
+from ssd_cli.io.modelfile import load_model
 
 from test_cli import ENV, ok, one_line_error, runner, ssd
 

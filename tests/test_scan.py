@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from ssd_cli import scan as scan_module
-from ssd_cli.config import Resize
+from ssd_cli.data import scan as scan_module
+from ssd_cli.core.config import Resize
 from ssd_cli.errors import InputError
-from ssd_cli.images import Skipped
-from ssd_cli.scan import (
+from ssd_cli.data.images import Skipped
+from ssd_cli.data.scan import (
     InputChoice,
     RoleScan,
     ScanReport,

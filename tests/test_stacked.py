@@ -16,15 +16,15 @@ import pytest
 import torch
 from torch import nn
 
-from ssd_cli.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.nets import AutoEncoder, Classifier, Encoder, get_spec
-from ssd_cli.stacked import (
+from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder, get_spec
+from ssd_cli.core.stacked import (
     pretrain_autoencoders_stacked,
     stack_is_faster,
     train_classifiers_stacked,
     train_deep_svdd_stacked,
 )
-from ssd_cli.training import (
+from ssd_cli.core.training import (
     EpochInfo,
     classifier_scores,
     distances,

@@ -9,7 +9,7 @@ import pytest
 
 from ssd_cli.errors import UsageError
 from ssd_cli.metrics import compute_metrics
-from ssd_cli.results import Scores
+from ssd_cli.io.results import Scores
 from ssd_cli.thresholds import (
     Threshold,
     ThresholdRule,

@@ -15,13 +15,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ssd_cli.cli import app
-from ssd_cli.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
-from ssd_cli.scoring import Scorer
+from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
+from ssd_cli.core.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, UsageError
-from ssd_cli.images import load_images
-from ssd_cli.modelfile import load_autoencoder, load_model
-from ssd_cli.presets import SCHEDULES, with_epochs
+from ssd_cli.data.images import load_images
+from ssd_cli.io.modelfile import load_autoencoder, load_model
+from ssd_cli.core.presets import SCHEDULES, with_epochs
 
 ENV = {"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
 runner = CliRunner()
@@ -165,7 +165,7 @@ def test_cifar10_pretrains_with_the_colour_preset_and_train_lr_is_not_reused(col
 
 
 def test_every_registered_network_has_a_schedule() -> None:
-    from ssd_cli import nets
+    from ssd_cli.core import nets
 
     assert set(nets.architectures()) <= set(SCHEDULES)
 

@@ -10,12 +10,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from ssd_cli import pipeline
-from ssd_cli.config import Objective, OptimConfig, Preprocessing, TrainConfig
-from ssd_cli.scoring import Scorer
-from ssd_cli.nets import AutoEncoder, get_spec
-from ssd_cli.preprocess import Preprocessor
-from ssd_cli.training import (
+from ssd_cli.core import pipeline
+from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, TrainConfig
+from ssd_cli.core.scoring import Scorer
+from ssd_cli.core.nets import AutoEncoder, get_spec
+from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.training import (
     CenterError,
     distances,
     embed,

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .. import __version__
-from ..errors import ExitCode, SsdError
-from .render import console, error
+from ssd_cli import __version__
+from ssd_cli.errors import ExitCode, SsdError
+from ssd_cli.cli.render import console, error
 
 app = typer.Typer(
     name="ssd",
@@ -85,5 +85,8 @@ def run() -> None:
     app()
 
 
-# The commands register themselves on `app` when imported.
-from . import benchmark, evaluate, score, train  # noqa: E402, F401
+# The commands register themselves on `app` when imported, in the order `ssd --help` lists them.
+from ssd_cli.cli import train  # noqa: E402, F401, I001  (pretrain, train)
+from ssd_cli.cli import score  # noqa: E402, F401  (score, info)
+from ssd_cli.cli import evaluate  # noqa: E402, F401
+from ssd_cli.cli import benchmark  # noqa: E402, F401

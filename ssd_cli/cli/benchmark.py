@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import Preprocessing
-from ..errors import ExitCode, SsdError, UsageError
-from . import app, handle_errors
-from .options import DataRootOpt, DeviceOpt, DownloadOpt, parse_ints
-from .render import console, describe_runs, duration, render_plan, render_summary, run_progress, warn
+from ssd_cli.core.config import Preprocessing
+from ssd_cli.errors import ExitCode, SsdError, UsageError
+from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, parse_ints
+from ssd_cli.cli.render import console, describe_runs, duration, render_plan, render_summary, run_progress, warn
 
 
 def interactive() -> bool:
@@ -56,7 +56,7 @@ def benchmark(
     estimated at over an hour is shown with cheaper alternatives and asked about (default: no).
     At the end (or with `ssd benchmark report DIR`) a table per scenario is printed and written to OUT.
     """
-    from ..benchmark_plan import BenchmarkRequest, cheaper_plans, plan_benchmark, run_plan
+    from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, cheaper_plans, plan_benchmark, run_plan
 
     if dataset == "report":
         _report(report_dir or out)
@@ -95,7 +95,7 @@ def _confirm_long(plan, cheaper: list[tuple[str, float | None]]) -> None:
 
 
 def _report(out: Path) -> None:
-    from ..report import read_results, summarize, write_summary
+    from ssd_cli.experiments.report import read_results, summarize, write_summary
 
     path = out / "results.jsonl"
     if not path.is_file():

@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
-from ..files import check_writable
-from . import app, handle_errors
-from .options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
-from .render import console, count_progress, metrics_table, points_table, warn_skipped
-from .score import GalleryOpt
+from ssd_cli.errors import UsageError
+from ssd_cli.io.files import check_writable
+from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
+from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, warn_skipped
+from ssd_cli.cli.score import GalleryOpt
 
 
 @app.command()
@@ -37,9 +37,9 @@ def evaluate(
 ) -> None:
     """Measure a model on labeled data: AUROC, AUPRC, precision/recall/F1 at the threshold, and the
     F1-best and target-recall thresholds to choose from."""
-    from .. import evalsets
-    from ..api import Detector
-    from ..info import facts
+    from ssd_cli.data import evalsets
+    from ssd_cli.api import Detector
+    from ssd_cli.io.info import facts
 
     sources = sum([bool(normal or anomalous), labels is not None, dataset is not None])
     if sources != 1:

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import Preprocessing, Resize
-from ..errors import UsageError
+from ssd_cli.core.config import Preprocessing, Resize
+from ssd_cli.errors import UsageError
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:

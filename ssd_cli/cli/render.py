@@ -18,19 +18,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..training import EpochInfo
+from ssd_cli.core.training import EpochInfo
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
-    from ..benchmark import Run
-    from ..benchmark_plan import BenchmarkPlan
-    from ..config import OptimConfig
-    from ..engine import TrainPlan
-    from ..scan import RoleScan, Spread
-    from ..images import Skipped
-    from ..metrics import DetectionMetrics
-    from ..report import Cell, Summary
-    from ..results import Scores
-    from ..thresholds import OperatingPoint
+    from ssd_cli.experiments.benchmark import Run
+    from ssd_cli.experiments.benchmark_plan import BenchmarkPlan
+    from ssd_cli.core.config import OptimConfig
+    from ssd_cli.engine import TrainPlan
+    from ssd_cli.data.scan import RoleScan, Spread
+    from ssd_cli.data.images import Skipped
+    from ssd_cli.metrics import DetectionMetrics
+    from ssd_cli.experiments.report import Cell, Summary
+    from ssd_cli.io.results import Scores
+    from ssd_cli.thresholds import OperatingPoint
 
 console = Console()
 err_console = Console(stderr=True)
@@ -216,7 +216,7 @@ def info_table(d: dict) -> Table:
             ("time", f"{t['seconds']} s training, {t['pretrain_seconds']} s pretraining"),
         ]
         if t.get("labeled_at_threshold"):
-            from .train import separation
+            from ssd_cli.cli.train import separation
 
             rows.append(("labeled at threshold", separation(t["labeled_at_threshold"])))
     else:
@@ -274,7 +274,7 @@ def run_progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
 
 
 def render_summary(summary: Summary) -> None:
-    from ..report import format_cell
+    from ssd_cli.experiments.report import format_cell
 
     for t in summary.tables:
         table = Table(title=f"{t.dataset}: {t.scenario.heading} — AUC %, ours (paper, ours − paper)")

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
-from ..files import check_writable
-from . import app, handle_errors
-from .options import DeviceOpt, ForceOpt
-from .render import console, count_progress, info_table, ranked_table, warn, warn_skipped
+from ssd_cli.errors import UsageError
+from ssd_cli.io.files import check_writable
+from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.options import DeviceOpt, ForceOpt
+from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, warn, warn_skipped
 
 GalleryOpt = Annotated[int, typer.Option("--gallery", help="With --report: thumbnails of this many of the most anomalous images.")]
 
@@ -40,10 +40,10 @@ def score(
 
     The normalised score is score / threshold: above 1 is anomalous.
     """
-    from ..api import Detector
-    from ..info import facts
-    from ..results import check_folder_target, export_flagged
-    from ..thresholds import ThresholdRule
+    from ssd_cli.api import Detector
+    from ssd_cli.io.info import facts
+    from ssd_cli.io.results import check_folder_target, export_flagged
+    from ssd_cli.thresholds import ThresholdRule
 
     rule = ThresholdRule(threshold, contamination, top_k)  # bad combinations fail before any work
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
@@ -83,7 +83,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full description as JSON (for scripts).")] = False,
 ) -> None:
     """Show what a model or autoencoder file holds: network, input, preprocessing, objective, threshold, training record."""
-    from ..info import describe_file
+    from ssd_cli.io.info import describe_file
 
     described = describe_file(model)
     if as_json:

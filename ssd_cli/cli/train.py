@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import Objective
-from ..files import check_writable
-from . import app, handle_errors
-from .options import (
+from ssd_cli.core.config import Objective
+from ssd_cli.io.files import check_writable
+from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.options import (
     ArchOpt,
     BatchOpt,
     ChannelsOpt,
@@ -25,7 +25,7 @@ from .options import (
     SizeOpt,
     milestones,
 )
-from .render import console, render_train_plan, stage_progress, warn, warn_skipped
+from ssd_cli.cli.render import console, render_train_plan, stage_progress, warn, warn_skipped
 
 
 def show_plan(plan, *, pretrain_only: bool = False) -> None:
@@ -60,9 +60,9 @@ def pretrain(
     force: ForceOpt = False,
 ) -> None:
     """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
-    from .. import modelfile
-    from ..api import train_request
-    from ..engine import plan_training, run_pretraining
+    from ssd_cli.io import modelfile
+    from ssd_cli.api import train_request
+    from ssd_cli.engine import plan_training, run_pretraining
 
     check_writable(out, force)
     request = train_request(
@@ -120,7 +120,7 @@ def train(
     Unless --arch, --channels or --image-size say otherwise, the network, colour and input size are
     chosen from the images; the plan is printed before any training starts.
     """
-    from ..api import Detector
+    from ssd_cli.api import Detector
 
     check_writable(out, force)
     settings = dict(

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from . import benchmark as bench
-from .config import Preprocessing
-from .device import resolve_device
-from .errors import UsageError
-from .estimate import step_cost
-from .protocol import Method, Scenario
+from ssd_cli.experiments import benchmark as bench
+from ssd_cli.core.config import Preprocessing
+from ssd_cli.device import resolve_device
+from ssd_cli.errors import UsageError
+from ssd_cli.core.estimate import step_cost
+from ssd_cli.experiments.protocol import Method, Scenario
 
 LONG_PLAN_SECONDS = 3600.0  # plans longer than this are confirmed before they start
 
@@ -82,8 +82,8 @@ def _parsed(req: BenchmarkRequest) -> tuple[list[Scenario], list[Method], bench.
 
 def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     """Load the data and fix every run; nothing is trained but a few timed steps for the estimate."""
-    from .datasets import resolve_data_root
-    from .stacked import stack_is_faster
+    from ssd_cli.data.datasets import resolve_data_root
+    from ssd_cli.core.stacked import stack_is_faster
 
     scenarios, methods, preset = _parsed(req)
     device = resolve_device(req.device)

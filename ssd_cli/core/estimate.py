@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .config import PAPER_TRAIN, TrainConfig
-from .nets import AutoEncoder, LeNetSpec
-from .training import pretrain_autoencoder, seeded_init, train_deep_svdd
+from ssd_cli.core.config import PAPER_TRAIN, TrainConfig
+from ssd_cli.core.nets import AutoEncoder, LeNetSpec
+from ssd_cli.core.training import pretrain_autoencoder, seeded_init, train_deep_svdd
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class StepCost:
 
 def step_cost(spec: LeNetSpec, device: torch.device, batch_size: int, steps: int = 2) -> StepCost:
     """Time `steps` mini-batches of each phase after one warm-up batch (first calls pay for set-up)."""
-    from .pipeline import initial_encoder
+    from ssd_cli.core.pipeline import initial_encoder
 
     batch = max(2, min(batch_size, 64))
     x = torch.rand((steps + 1) * batch, spec.channels, spec.image_size, spec.image_size, device=device)

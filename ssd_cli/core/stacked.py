@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state
 
-from .config import Objective, OptimConfig, TrainConfig
-from .nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
-from .objectives import LOSSES, solve_radius, squared_distances
-from .training import DeepSVDDResult, EpochInfo, embed, init_center
+from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.core.nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
+from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
+from ssd_cli.core.training import DeepSVDDResult, EpochInfo, embed, init_center
 
 StackedEpochCallback = Callable[[list[EpochInfo]], None]
 """Called once per epoch with one EpochInfo per run (in run order; `seconds` is the stack's epoch)."""

@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from torchvision import datasets as tv
 
-from .errors import InputError
-from .images import Skipped, list_images, load_images
+from ssd_cli.errors import InputError
+from ssd_cli.data.images import Skipped, list_images, load_images
 
 DATA_ROOT_ENV = "SSD_DATA_ROOT"
 DEFAULT_DATA_ROOT = Path("~/.cache/ssd/datasets")

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image
 
-from .config import Resize
-from .images import DECODE_ERRORS, Skipped, default_workers, list_images, unreadable
-from .nets import SIZE_STEPS, get_spec, network_for_size
+from ssd_cli.core.config import Resize
+from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, unreadable
+from ssd_cli.core.nets import SIZE_STEPS, get_spec, network_for_size
 
 UNLABELED_ROLE = "--unlabeled"
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import OutputExistsError, UsageError
+from ssd_cli.errors import OutputExistsError, UsageError
 
 
 def check_writable(path: Path, force: bool) -> None:

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Objective, OptimConfig, Resize, TrainConfig
-from .modelfile import SavedModel
-from .nets import AutoEncoder, Encoder, LeNetSpec
-from .patches import (
+from ssd_cli.core.config import Objective, OptimConfig, Resize, TrainConfig
+from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
+from ssd_cli.core.patches import (
     PatchSpec,
     image_scores,
     patch_distances,
     pretrain_patch_autoencoder,
     train_patch_deep_svdd,
 )
-from .preprocess import Preprocessor
-from .training import (
+from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.training import (
     EpochCallback,
     distances,
     pretrain_autoencoder,

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from .config import Resize
-from .errors import InputError
+from ssd_cli.core.config import Resize
+from ssd_cli.errors import InputError
 
 Image.MAX_IMAGE_PIXELS = None  # large scans are legitimate input; we resize them anyway
 

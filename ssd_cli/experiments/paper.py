@@ -1,6 +1,6 @@
 """The published numbers (Ruff et al., Appendix D, Tables 1-3) that benchmark runs are compared to.
 
-They ship as ssd_cli/data/paper_results.csv: one row per table cell, AUC mean and std in percent
+They ship as ssd_cli/experiments/paper_results.csv: one row per table cell, AUC mean and std in percent
 over 10 normal classes x 10 seeds.
 """
 
@@ -11,7 +11,7 @@ import functools
 import io
 from importlib import resources
 
-from .protocol import Method, Scenario
+from ssd_cli.experiments.protocol import Method, Scenario
 
 # Our dataset names (and the CSV's own) to the names used in the CSV.
 _CSV_DATASETS = {
@@ -38,7 +38,7 @@ def paper_result(dataset: str, scenario: Scenario, level: float, method: Method)
 
 @functools.cache
 def _paper_table() -> dict[_Key, tuple[float, float]]:
-    text = resources.files("ssd_cli").joinpath("data/paper_results.csv").read_text(encoding="utf-8")
+    text = resources.files("ssd_cli.experiments").joinpath("paper_results.csv").read_text(encoding="utf-8")
     return {
         (row["varied"], row["dataset"], float(row["level"]), Method(row["method"])): (
             float(row["auc_mean"]),

@@ -15,7 +15,7 @@ from enum import Enum
 
 import numpy as np
 
-from .errors import InputError
+from ssd_cli.errors import InputError
 
 # Scenarios (ii) and (iii) fix these ratios (section 3.2).
 _FIXED_LABELED_RATIO = 0.05

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .config import (
+from ssd_cli.core.config import (
     PAPER_PRETRAIN_COLOUR,
     PAPER_PRETRAIN_GRAYSCALE,
     PAPER_TRAIN,
     OptimConfig,
 )
-from .nets import LeNetSpec, network_for_size
+from ssd_cli.core.nets import LeNetSpec, network_for_size
 
 
 @dataclass(frozen=True)

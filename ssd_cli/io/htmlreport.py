@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import svg
+from ssd_cli.io import svg
 
 if TYPE_CHECKING:  # metrics pulls in scikit-learn, which `ssd score` should not pay for
-    from .metrics import DetectionMetrics
+    from ssd_cli.metrics import DetectionMetrics
 
 MAX_SKIPPED_LISTED = 200
 JPEG_QUALITY = 80

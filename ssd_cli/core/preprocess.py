@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Preprocessing
+from ssd_cli.core.config import Preprocessing
 
 _CHUNK = 8192  # images per chunk, so fitting statistics on large sets needs no full float copy
 

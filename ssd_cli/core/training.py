@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Objective, OptimConfig, TrainConfig
-from .errors import InputError
-from .nets import AutoEncoder, Classifier, Encoder
-from .objectives import LOSSES, solve_radius, squared_distances
+from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.errors import InputError
+from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder
+from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
 
 
 @dataclass(frozen=True)

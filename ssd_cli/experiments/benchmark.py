@@ -18,23 +18,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .config import (
+from ssd_cli import __version__
+from ssd_cli.core.config import (
     Objective,
     OptimConfig,
     Preprocessing,
     TrainConfig,
 )
-from .datasets import LabeledImages
-from .errors import InputError
-from .estimate import StepCost, step_cost
-from .metrics import auroc
-from .nets import AutoEncoder, Classifier, LeNetSpec
-from .pipeline import initial_encoder, pretrain, training_tensors
-from .preprocess import Preprocessor
-from .presets import schedule_for
-from .presets import with_epochs as scale_epochs
-from .protocol import (
+from ssd_cli.data.datasets import LabeledImages
+from ssd_cli.errors import InputError
+from ssd_cli.core.estimate import StepCost, step_cost
+from ssd_cli.metrics import auroc
+from ssd_cli.core.nets import AutoEncoder, Classifier, LeNetSpec
+from ssd_cli.core.pipeline import initial_encoder, pretrain, training_tensors
+from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.presets import schedule_for
+from ssd_cli.core.presets import with_epochs as scale_epochs
+from ssd_cli.experiments.protocol import (
     Method,
     Scenario,
     TrainingSet,
@@ -42,12 +42,12 @@ from .protocol import (
     methods_for_level,
     test_targets,
 )
-from .stacked import (
+from ssd_cli.core.stacked import (
     pretrain_autoencoders_stacked,
     train_classifiers_stacked,
     train_deep_svdd_stacked,
 )
-from .training import (
+from ssd_cli.core.training import (
     classifier_scores,
     distances,
     seeded_init,
@@ -230,7 +230,7 @@ def run_benchmark(
 ) -> Iterator[RunResult]:
     """Execute the runs, appending each finished one to results.jsonl and yielding it.
 
-    With `stack`, runs that share the training-set size are trained at once (ssd_cli.stacked),
+    With `stack`, runs that share the training-set size are trained at once (ssd_cli.core.stacked),
     which keeps a GPU busy; the results equal those of training them one by one up to rounding.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,8 +355,8 @@ def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSe
 
 def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None) -> BenchmarkData:
     """A built-in dataset by name, or a folder with train/<class>/ and test/<class>/ image folders."""
-    from .datasets import BUILTIN_DATASETS, load_builtin, load_class_folders
-    from .nets import get_spec
+    from ssd_cli.data.datasets import BUILTIN_DATASETS, load_builtin, load_class_folders
+    from ssd_cli.core.nets import get_spec
 
     if dataset in BUILTIN_DATASETS:
         b = BUILTIN_DATASETS[dataset]
@@ -377,9 +377,9 @@ def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | No
 
 def _folder_network(path: Path, arch: str | None) -> tuple[LeNetSpec, tuple[str, ...]]:
     """For a folder dataset the network is chosen from its training images, as `ssd train` does."""
-    from .errors import UsageError
-    from .nets import get_spec
-    from .scan import choose_input, scan_inputs
+    from ssd_cli.errors import UsageError
+    from ssd_cli.core.nets import get_spec
+    from ssd_cli.data.scan import choose_input, scan_inputs
 
     choice = choose_input(scan_inputs({"train": [path / "train"]}), arch=arch)
     try:

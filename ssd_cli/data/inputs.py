@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError
+from ssd_cli.errors import InputError
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 Images = Union[ImageLike, Sequence[ImageLike]]

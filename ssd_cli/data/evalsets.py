@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ExitCode, InputError, SsdError, UsageError
-from .modelfile import SavedModel
+from ssd_cli.errors import ExitCode, InputError, SsdError, UsageError
+from ssd_cli.io.modelfile import SavedModel
 
 LABEL_NAMES = {"normal": False, "0": False, "anomaly": True, "anomalous": True, "1": True}
 
@@ -52,7 +52,7 @@ def from_labels_csv(path: Path) -> LabeledSets:
 
 def from_dataset(name: str, normal_class: int | None, saved: SavedModel, data_root: Path | None, download: bool) -> LabeledSets:
     """A built-in dataset's test split: normal_class is normal, every other class anomalous."""
-    from .datasets import get_builtin, load_builtin, resolve_data_root
+    from ssd_cli.data.datasets import get_builtin, load_builtin, resolve_data_root
 
     b = get_builtin(name)
     if normal_class is None or not 0 <= normal_class < b.num_classes:

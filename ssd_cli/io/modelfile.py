@@ -20,13 +20,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import __version__
-from .config import Objective, Resize
-from .errors import ModelFileError
-from .files import write_atomic
-from .nets import AutoEncoder, Encoder, LeNetSpec, get_spec
-from .patches import PatchSpec
-from .preprocess import Preprocessor
+from ssd_cli import __version__
+from ssd_cli.core.config import Objective, Resize
+from ssd_cli.errors import ModelFileError
+from ssd_cli.io.files import write_atomic
+from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
+from ssd_cli.core.patches import PatchSpec
+from ssd_cli.core.preprocess import Preprocessor
 
 FORMAT_VERSION = 2
 MODEL_FORMAT = "ssd-model"

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Objective, OptimConfig, TrainConfig
-from .nets import MAX_IMAGE_SIZE, AutoEncoder, Encoder
-from .objectives import one_class_loss, squared_distances
-from .training import (
+from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.core.nets import MAX_IMAGE_SIZE, AutoEncoder, Encoder
+from ssd_cli.core.objectives import one_class_loss, squared_distances
+from ssd_cli.core.training import (
     DeepSVDDResult,
     EpochCallback,
     embed,

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import OutputExistsError, UsageError
-from .files import write_text_atomic
-from .images import Skipped
-from .metrics import DetectionMetrics
-from .thresholds import OperatingPoint, Threshold, normalised
+from ssd_cli import __version__
+from ssd_cli.errors import OutputExistsError, UsageError
+from ssd_cli.io.files import write_text_atomic
+from ssd_cli.data.images import Skipped
+from ssd_cli.metrics import DetectionMetrics
+from ssd_cli.thresholds import OperatingPoint, Threshold, normalised
 
 CSV_COLUMNS = ("path", "score", "normalised_score", "anomalous", "rank")
 
@@ -124,7 +124,7 @@ class Scores:
             w.writerows([r.name, repr(r.score), repr(r.normalised), int(r.anomalous), r.rank] for r in self.ranked())
             text = buf.getvalue()
         elif suffix in (".html", ".htm"):
-            from .htmlreport import score_report
+            from ssd_cli.io.htmlreport import score_report
 
             text = score_report(
                 report_items(self), title="ssd score", facts=facts, threshold=self.threshold.value, threshold_rule=self.threshold.rule,
@@ -159,7 +159,7 @@ class Evaluation:
             rows = [{**_row(r), "is_anomaly": bool(self.is_anomaly[r.index])} for r in self.scores.ranked()]
             text = json.dumps({**self.scores.describe(facts), **self.to_dict(), "scores": rows}, indent=1, default=str) + "\n"
         elif suffix in (".html", ".htm"):
-            from .htmlreport import evaluate_report
+            from ssd_cli.io.htmlreport import evaluate_report
 
             m = self.metrics
             text = evaluate_report(
@@ -175,7 +175,7 @@ class Evaluation:
 
 def report_items(scores: Scores, is_anomaly: np.ndarray | None = None) -> list:
     """The rows of an HTML report, most anomalous first, with anomaly maps where the model has them."""
-    from .htmlreport import ReportItem
+    from ssd_cli.io.htmlreport import ReportItem
 
     return [
         ReportItem(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from .config import Objective, TrainConfig
+from ssd_cli.core.config import Objective, TrainConfig
 
 
 def hinge(z: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import modelfile
-from .modelfile import SavedAutoencoder, SavedModel
+from ssd_cli.io import modelfile
+from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel
 
 
 def _input(saved: SavedModel | SavedAutoencoder) -> dict:

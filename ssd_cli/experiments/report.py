@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import InputError
-from .files import write_atomic, write_text_atomic
-from .paper import paper_result
-from .protocol import Method, Scenario, methods_for_level
+from ssd_cli.errors import InputError
+from ssd_cli.io.files import write_atomic, write_text_atomic
+from ssd_cli.experiments.paper import paper_result
+from ssd_cli.experiments.protocol import Method, Scenario, methods_for_level
 
 # PNG figures need the optional matplotlib; without it write_summary skips them.
 MATPLOTLIB_AVAILABLE = importlib.util.find_spec("matplotlib") is not None

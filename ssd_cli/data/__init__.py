@@ -1,0 +1,1 @@
+"""Images in: finding and decoding files, built-in datasets, scanning folders, in-memory inputs."""
