@@ -28,14 +28,20 @@ def _preprocessing(saved: SavedModel | SavedAutoencoder) -> dict:
     return {"kind": pre.kind.value, "low": pre.low, "high": pre.high}
 
 
-def describe_model(saved: SavedModel) -> dict:
-    t = saved.training
+def _common(kind: str, saved: SavedModel | SavedAutoencoder) -> dict:
     return {
-        "kind": "model",
+        "kind": kind,
         "tool_version": saved.tool_version,
         "network": saved.spec.to_dict(),
         "input": _input(saved),
         "preprocessing": _preprocessing(saved),
+    }
+
+
+def describe_model(saved: SavedModel) -> dict:
+    t = saved.training
+    return {
+        **_common("model", saved),
         "objective": saved.objective.value,
         "nu": saved.nu,
         "eta": saved.eta,
@@ -63,11 +69,7 @@ def describe_model(saved: SavedModel) -> dict:
 def describe_autoencoder(saved: SavedAutoencoder) -> dict:
     t = saved.training
     return {
-        "kind": "autoencoder",
-        "tool_version": saved.tool_version,
-        "network": saved.spec.to_dict(),
-        "input": _input(saved),
-        "preprocessing": _preprocessing(saved),
+        **_common("autoencoder", saved),
         "training": {
             "n_unlabeled": t.get("n_unlabeled"),
             "epochs": t.get("epochs"),
