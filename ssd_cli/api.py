@@ -216,6 +216,8 @@ class Detector:
         """Every readable input's score (and anomaly map), in input order, and what was skipped."""
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
         scorer, saved = self._scoring(), self._model()
         size, channels = saved.input_size, saved.spec.channels
         plan, skipped = [], []

@@ -13,7 +13,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad option or argument (also Typer's own code)
     BAD_INPUT = 3  # missing/empty folder, no readable image, bad labels file, missing dataset
     BAD_MODEL = 4  # not an ssd file, unknown format version, incompatible model
-    OUTPUT_EXISTS = 5  # output file exists and --force was not given
+    OUTPUT_EXISTS = 5  # output file exists and --force was not given, or another ssd is writing it
+    DIVERGED = 6  # training stopped: the loss or the weights became NaN or infinite
+    CANNOT_WRITE = 7  # an output cannot be written: no permission, read-only, disk full
     INTERRUPTED = 130  # stopped by Ctrl-C (finished work was kept)
 
 
@@ -42,3 +44,11 @@ class OutputExistsError(SsdError):
 
 class UsageError(SsdError):
     exit_code = ExitCode.USAGE
+
+
+class TrainingDiverged(SsdError):
+    exit_code = ExitCode.DIVERGED
+
+
+class CannotWriteError(SsdError):
+    exit_code = ExitCode.CANNOT_WRITE

@@ -14,7 +14,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ssd_cli import __version__
+from ssd_cli.data.images import DEFAULT_MAX_PIXELS, set_max_pixels
 from ssd_cli.errors import ExitCode, SsdError
+from ssd_cli.io.files import PLACE_ERRORS
 from ssd_cli.cli.render import console, error
 
 app = typer.Typer(
@@ -31,6 +33,9 @@ app = typer.Typer(
 )
 
 
+MAX_THREADS = 256  # far beyond any CPU this runs on; OpenMP crashes on absurd counts (100000 segfaulted)
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"ssd {__version__}")
@@ -42,15 +47,22 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    max_image_pixels: Annotated[
+        int,
+        typer.Option("--max-image-pixels", envvar="SSD_MAX_IMAGE_PIXELS", help="Skip (with a warning) images whose header declares more pixels than this: a small file can declare a size whose decode exhausts memory."),
+    ] = DEFAULT_MAX_PIXELS,
     threads: Annotated[
         Optional[int],
         typer.Option("--threads", help="CPU threads for torch (default: torch's, one per core). On a machine busy with other work, 1 can be several times faster."),
     ] = None,
 ) -> None:
     """Semi-Supervised Deep SVDD anomaly detection."""
+    if max_image_pixels < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-image-pixels")
+    set_max_pixels(max_image_pixels)
     if threads is not None:
-        if threads < 1:
-            raise typer.BadParameter("must be at least 1", param_hint="--threads")
+        if not 1 <= threads <= MAX_THREADS:
+            raise typer.BadParameter(f"must be between 1 and {MAX_THREADS}", param_hint="--threads")
         import torch
 
         torch.set_num_threads(threads)
@@ -71,8 +83,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
-            if os.environ.get("SSD_DEBUG"):
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in PLACE_ERRORS:  # the file system, not ssd: disk full, no permission, read-only
+                where = f": '{exc.filename}'" if exc.filename else ""
+                error(f"{exc.strerror or exc}{where}")
+                raise typer.Exit(ExitCode.CANNOT_WRITE) from None
+            if os.environ.get("SSD_DEBUG"):  # a bug, not bad input: still one line unless asked for the traceback
                 raise
             error(f"internal error: {type(exc).__name__}: {exc} (set SSD_DEBUG=1 to see the traceback)")
             raise typer.Exit(ExitCode.FAILURE) from None

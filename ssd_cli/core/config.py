@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
@@ -40,8 +41,19 @@ class OptimConfig:
     batch_size: int = 200
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("epochs >= 0, batch size >= 1, lr > 0 and weight decay >= 0 are required")
+        # `not (x > 0)` rather than `x <= 0`: NaN fails every comparison, and must fail here too
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr (learning rate) must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be 0 or more, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch size must be at least 2 (batch normalisation cannot train on one image), got {self.batch_size}")
+        if any(m < 1 for m in self.lr_milestones):
+            raise ValueError(f"lr milestones are epochs, 1 or more, got {list(self.lr_milestones)}")
+        if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
+            raise ValueError(f"the learning-rate factor must be a finite number > 0, got {self.lr_gamma}")
 
 
 @dataclass(frozen=True)
@@ -56,10 +68,10 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        if not 0 < self.nu <= 1:
+        if not 0 < self.nu <= 1:  # False for NaN too
             raise ValueError(f"nu must be in (0, 1], got {self.nu}")
-        if self.eta <= 0:
-            raise ValueError(f"eta must be > 0, got {self.eta}")
+        if not (math.isfinite(self.eta) and self.eta > 0):
+            raise ValueError(f"eta must be a finite number > 0, got {self.eta}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -38,7 +38,7 @@ from torch.func import stack_module_state
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
 from ssd_cli.core.nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
 from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
-from ssd_cli.core.training import DeepSVDDResult, EpochInfo, embed, init_center
+from ssd_cli.core.training import DeepSVDDResult, EpochInfo, check_finite_loss, embed, init_center, minibatches
 
 StackedEpochCallback = Callable[[list[EpochInfo]], None]
 """Called once per epoch with one EpochInfo per run (in run order; `seconds` is the stack's epoch)."""
@@ -236,7 +236,7 @@ def _fit_stacked(
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
         perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device, non_blocking=True)
         total = torch.zeros(k, device=device)
-        for idx in perm.split(optim.batch_size, dim=1):
+        for idx in minibatches(perm, optim.batch_size, dim=1):
             loss = batch_loss(stack.forward, idx)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # disjoint parameters: each run gets its own gradient
@@ -248,6 +248,7 @@ def _fit_stacked(
         seconds = time.perf_counter() - start
         for run, value in enumerate(total.tolist()):
             losses[run].append(value / n)
+            check_finite_loss(losses[run][-1], epoch + 1)
         if on_epoch is not None:
             on_epoch([EpochInfo(epoch + 1, optim.epochs, run_losses[-1], seconds, lr) for run_losses in losses])
     stack.write_back()

@@ -6,6 +6,7 @@ shuffled index, so an epoch costs only arithmetic. Nothing here prints: progress
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.errors import InputError
+from ssd_cli.errors import InputError, TrainingDiverged
 from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder
 from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
 
@@ -50,7 +51,12 @@ def fit(
     after_step: Callable[[], None] | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> list[float]:
-    """The one SGD loop: Adam, step schedule, shuffled mini-batches; returns the mean loss per epoch."""
+    """The one SGD loop: Adam, step schedule, shuffled mini-batches; returns the mean loss per epoch.
+
+    Stops with TrainingDiverged as soon as an epoch's loss is not finite: a NaN model is never kept.
+    """
+    if n < 2:
+        raise InputError(f"training needs at least 2 samples, got {n}: batch normalisation cannot learn from one image")
     opt = torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(optim.lr_milestones), gamma=optim.lr_gamma)
     gen = torch.Generator().manual_seed(seed)
@@ -61,7 +67,7 @@ def fit(
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
         total = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
-        for idx in perm.split(optim.batch_size):
+        for idx in minibatches(perm, optim.batch_size):
             loss = batch_loss(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -71,9 +77,28 @@ def fit(
             total += loss.detach() * idx.numel()
         sched.step()
         losses.append(total.item() / n)
+        check_finite_loss(losses[-1], epoch + 1)
         if on_epoch is not None:
             on_epoch(EpochInfo(epoch + 1, optim.epochs, losses[-1], time.perf_counter() - start, lr))
     return losses
+
+
+def minibatches(perm: torch.Tensor, batch_size: int, dim: int = 0) -> list[torch.Tensor]:
+    """Shuffled indices cut into mini-batches. A last batch of one sample joins the batch before
+    it (one batch of batch_size + 1), because batch normalisation cannot train on a single sample;
+    every sample is still used once per epoch."""
+    chunks = list(perm.split(batch_size, dim=dim))
+    if len(chunks) > 1 and chunks[-1].shape[dim] == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:], dim=dim)]
+    return chunks
+
+
+def check_finite_loss(loss: float, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"training diverged: the loss became {loss} in epoch {epoch}; nothing was written. "
+            "Try a lower --lr, autoencoder pretraining (--pretrain-epochs), or --preprocessing gcn"
+        )
 
 
 def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,37 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from ssd_cli.core.config import Resize
 from ssd_cli.errors import InputError
 
-Image.MAX_IMAGE_PIXELS = None  # large scans are legitimate input; we resize them anyway
+# Pillow's own bomb check warns or fails at sizes that depend on its version; ours (open_image) is
+# one documented limit on the pixels a file declares, checked from the header before any decode.
+Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: beyond any camera photo, far below a decode that exhausts memory
+_limit = {"pixels": DEFAULT_MAX_PIXELS}
+
+
+def set_max_pixels(pixels: int) -> None:
+    """Images declaring more pixels than this are skipped (`ssd --max-image-pixels`)."""
+    if pixels < 1:
+        raise ValueError(f"the pixel limit must be at least 1, got {pixels}")
+    _limit["pixels"] = int(pixels)
+
+
+def max_pixels() -> int:
+    return _limit["pixels"]
+
+
+class ImageTooLarge(ValueError):
+    """A file that declares more pixels than the limit: decoding it could exhaust memory."""
+
+
+def open_image(path: Path) -> Image.Image:
+    """Image.open (which reads only the header), refusing an image over the pixel limit before any
+    pixel is decoded: a small PNG can declare 50,000 x 50,000 pixels and take gigabytes."""
+    im = Image.open(path)
+    w, h = im.size
+    if w * h > _limit["pixels"]:
+        im.close()
+        raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of {_limit['pixels'] / 1e6:g} (ssd --max-image-pixels)")
+    return im
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -102,7 +132,7 @@ def decode_image(path: Path, size: int, channels: int, resize: Resize = Resize.S
 
     Raises one of DECODE_ERRORS if the file is unreadable.
     """
-    with Image.open(path) as im:
+    with open_image(path) as im:
         # JPEG: libjpeg decodes at 1/2, 1/4 or 1/8 scale, as small as the policy allows (None elsewhere).
         drafted = im.draft(_mode(channels), _DRAFT_REQUEST[resize](im.size, size))
         im.load()
@@ -222,7 +252,7 @@ def _to_eight_bit(im: Image.Image) -> Image.Image:
 def unreadable(path: Path, exc: BaseException) -> Skipped:
     """The Skipped entry for a file whose decode raised exc (one line, whatever the message)."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return Skipped(path, f"unreadable image ({reason})")
+    return Skipped(path, f"too large ({reason})" if isinstance(exc, ImageTooLarge) else f"unreadable image ({reason})")
 
 
 def _try_decode(path: Path, size: int, channels: int, resize: Resize) -> np.ndarray | Skipped:

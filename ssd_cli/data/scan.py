@@ -38,7 +38,7 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ssd_cli.core.config import Resize
-from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, unreadable
+from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, open_image, unreadable
 from ssd_cli.core.nets import SIZE_STEPS, get_spec, network_for_size
 
 UNLABELED_ROLE = "--unlabeled"
@@ -193,7 +193,7 @@ def _try_probe(path: Path) -> Probe | Skipped:
 
 def probe_image(path: Path) -> Probe:
     """Header facts and colour of one image from a reduced decode (JPEG: at 1/8 scale when large)."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         fmt, (w, h) = im.format or "unknown", im.size
         im.draft(None, (PROBE_SIDE, PROBE_SIDE))
         im.load()  # a truncated or corrupt file fails here, as it would in training

@@ -8,8 +8,11 @@ plan and asks; `run_plan` carries it out.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import torch
 from ssd_cli.experiments import benchmark as bench
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.device import resolve_device
-from ssd_cli.errors import UsageError
+from ssd_cli.errors import OutputExistsError, UsageError
 from ssd_cli.core.estimate import step_cost
 from ssd_cli.experiments.protocol import Method, Scenario
 
@@ -132,5 +135,42 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
 
 
 def run_plan(plan: BenchmarkPlan, on_start: Callable[[list[bench.Run]], None] | None = None) -> Iterator[bench.RunResult]:
-    """Carry the plan out: every finished run is in results.jsonl before the next starts."""
-    return bench.run_benchmark(plan.data, plan.todo, plan.settings, plan.request.out, plan.device, stack=plan.stack, on_start=on_start)
+    """Carry the plan out: every finished run is in results.jsonl before the next starts.
+
+    The results folder is locked for the whole run (a second benchmark into it stops at once with
+    exit code 5), and the runs finished meanwhile by another process are left out, so no run is
+    ever done twice."""
+    out = plan.request.out
+    out.mkdir(parents=True, exist_ok=True)
+    with results_lock(out):
+        done = bench.completed_keys(out, plan.data.name, plan.settings)
+        todo = [r for r in plan.todo if r.key() not in done]
+        yield from bench.run_benchmark(plan.data, todo, plan.settings, out, plan.device, stack=plan.stack, on_start=on_start)
+
+
+LOCK_FILE = ".ssd-benchmark.lock"
+
+
+@contextmanager
+def results_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on the results folder, held while this process writes to it. It is an
+    flock, which the system drops when the process ends however it ends, so a lock left by a dead
+    process never blocks the next run; the file only says who holds it."""
+    path = out / LOCK_FILE
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise OutputExistsError(f"another ssd benchmark ({holder}) is writing to '{out}'; wait for it to finish, or use another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
+from ssd_cli.data.images import open_image
 from ssd_cli.io import svg
 
 if TYPE_CHECKING:  # metrics pulls in scikit-learn, which `ssd score` should not pay for
@@ -56,7 +57,7 @@ def thumbnail_uri(
     they stay crisp. With a heatmap, the patches above the threshold are tinted red.
     """
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("RGB", (px, px))  # JPEG: decode at 1/2..1/8 scale, both sides still >= px
             shown = _to_rgb(ImageOps.exif_transpose(im))
         shown.thumbnail((px, px))

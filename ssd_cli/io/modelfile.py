@@ -22,7 +22,7 @@ from torch import nn
 
 from ssd_cli import __version__
 from ssd_cli.core.config import Objective, Resize
-from ssd_cli.errors import ModelFileError
+from ssd_cli.errors import ModelFileError, TrainingDiverged
 from ssd_cli.io.files import write_atomic
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
 from ssd_cli.core.patches import PatchSpec
@@ -112,14 +112,25 @@ def save_model(path: Path, m: SavedModel, *, force: bool = False) -> None:
     tensors = _cpu(m.encoder_state, "encoder.")
     tensors["c"] = m.c.detach().to("cpu", torch.float32).contiguous()
     tensors["radius"] = torch.tensor([m.radius], dtype=torch.float32)
+    _refuse_non_finite(tensors, threshold=m.threshold, nu=m.nu, eta=m.eta, preprocessing_low=m.preprocessor.low, preprocessing_high=m.preprocessor.high)
     meta = _common_meta(MODEL_FORMAT, m.spec, m.preprocessor, m.training, m.resize, m.patch)
     meta.update(objective=m.objective.value, nu=repr(m.nu), eta=repr(m.eta), threshold=repr(m.threshold), threshold_rule=m.threshold_rule)
     write_atomic(path, safetensors_bytes(tensors, metadata=meta), force)
 
 
 def save_autoencoder(path: Path, a: SavedAutoencoder, *, force: bool = False) -> None:
+    tensors = _cpu(a.state, "autoencoder.")
+    _refuse_non_finite(tensors, preprocessing_low=a.preprocessor.low, preprocessing_high=a.preprocessor.high)
     meta = _common_meta(AUTOENCODER_FORMAT, a.spec, a.preprocessor, a.training, a.resize, a.patch)
-    write_atomic(path, safetensors_bytes(_cpu(a.state, "autoencoder."), metadata=meta), force)
+    write_atomic(path, safetensors_bytes(tensors, metadata=meta), force)
+
+
+def _refuse_non_finite(tensors: dict[str, torch.Tensor], **numbers: float) -> None:
+    """A model with NaN or infinite numbers would score every image as normal: never write one."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad += [k for k, v in numbers.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingDiverged(f"training diverged: {bad[0]} is not finite (NaN or infinity); nothing was written. Try a lower --lr or autoencoder pretraining")
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -130,7 +141,7 @@ class _Damaged(Exception):
 
 
 # What bad metadata can raise while it is parsed (json, float(), enums, LeNetSpec.from_dict).
-_PROBLEMS = (_Damaged, KeyError, ValueError, TypeError, OverflowError, RecursionError)
+_PROBLEMS = (_Damaged, KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 def _network_v1(meta: dict[str, str]) -> tuple[LeNetSpec, Resize]:
@@ -254,6 +265,9 @@ def _read(path: Path, kind: _Kind) -> tuple[dict, dict[str, torch.Tensor]]:
             fields = {"spec": spec, "resize": resize, "patch": _patch(meta, spec), **_common_fields(meta), **kind.fields(meta)}
             _check_tensors(f, _expected(kind, spec))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+            bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+            if bad:
+                raise _Damaged(f"tensor {bad[0]} is not finite (it holds NaN or infinity)")
         except (*_PROBLEMS, SafetensorError) as exc:
             raise ModelFileError(f"'{path}' is a damaged ssd {kind.label} file ({_why(exc)})") from None
     return fields, tensors
@@ -265,9 +279,7 @@ def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 def load_model(path: Path) -> SavedModel:
     fields, tensors = _read(path, _MODEL)
-    c, radius = tensors["c"], float(tensors["radius"][0])
-    if not bool(torch.isfinite(c).all()) or not math.isfinite(radius):
-        raise ModelFileError(f"'{path}' is a damaged ssd model file (the center c or the radius R is not finite)")
+    c, radius = tensors["c"], float(tensors["radius"][0])  # both checked finite by _read
     return SavedModel(c=c, radius=radius, encoder_state=_strip(tensors, _MODEL.prefix), **fields)
 
 
