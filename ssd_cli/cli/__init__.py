@@ -26,7 +26,7 @@ app = typer.Typer(
         "Train on unlabeled images (plus a few labeled normal or anomalous ones), then score new images "
         "by their distance to the center of the learned hypersphere."
     ),
-    epilog="Exit codes: 0 ok, 1 internal error, 2 bad option, 3 bad input data, 4 bad model file, 5 output exists (use --force), 130 interrupted.",
+    epilog="Exit codes: 0 ok, 1 internal error, 2 bad option, 3 bad input data, 4 bad model file, 5 output exists (use --force) or in use, 6 training diverged, 7 cannot write an output, 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
