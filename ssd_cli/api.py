@@ -189,6 +189,10 @@ class Detector:
         seen = len(n_paths) + len(n_skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
         a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after)
+        both = {p.resolve() for p in n_paths if p is not None} & {p.resolve() for p in a_paths if p is not None}
+        if both:
+            shown = ", ".join(sorted(str(p) for p in both)[:3])
+            raise InputError(f"{len(both)} file(s) are among both the normal and the anomalous images, so their truth is unknown: {shown}")
         raw = np.concatenate([n_raw, a_raw])
         truth = np.r_[np.zeros(len(n_raw), bool), np.ones(len(a_raw), bool)]
         maps = np.concatenate([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None

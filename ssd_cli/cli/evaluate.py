@@ -11,7 +11,7 @@ from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
-from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, warn_skipped
+from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, safe, warn, warn_skipped
 from ssd_cli.cli.score import GalleryOpt
 
 
@@ -58,13 +58,15 @@ def evaluate(
         sets = evalsets.from_labels_csv(labels)
     else:
         sets = evalsets.from_folders(normal or [], anomalous or [])
+    for message in sets.warnings:
+        warn(message)
     with count_progress("scoring") as on_progress:
         result = detector.evaluate(sets.normal, sets.anomalous, threshold=threshold, recall=recall, batch_size=batch_size, on_progress=on_progress)
     warn_skipped(result.scores.skipped, "evaluate")
-    console.print(metrics_table(result.metrics, f"{model.name} on {sets.source}", result.scores.threshold.rule))
+    console.print(metrics_table(result.metrics, safe(f"{model.name} on {sets.source}"), result.scores.threshold.rule))
     console.print(points_table(result.points))
     about = [*facts(detector.model_, model), ("data", sets.source)]
     for path in (output, report):
         if path is not None:
             result.write(path, force=force, facts=about, gallery=gallery)
-            console.print(f"wrote [bold]{path}[/]")
+            console.print(f"wrote [bold]{safe(str(path))}[/]")

@@ -16,9 +16,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from ssd_cli.core.training import EpochInfo
+from ssd_cli.io.files import printable
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
     from ssd_cli.experiments.benchmark import Run
@@ -39,18 +41,24 @@ MAX_NAMED = 20
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
+
+
+def safe(text: str) -> str:
+    """Text from outside (file names, messages naming them) as printable UTF-8 with rich's markup
+    escaped: a file named '[red]x.png' is shown as it is, and never breaks the output."""
+    return escape(printable(text))
 
 
 def warn_skipped(skipped: Sequence[Skipped], what: str) -> None:
     """Name every skipped file (up to MAX_NAMED, then a count), so nothing is dropped silently."""
     if not skipped:
         return
-    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:MAX_NAMED])
+    shown = "; ".join(f"{printable(s.path)} ({s.reason})" for s in skipped[:MAX_NAMED])
     more = f"; and {len(skipped) - MAX_NAMED} more" if len(skipped) > MAX_NAMED else ""
     warn(f"{what}: skipped {len(skipped)} file(s): {shown}{more}")
 
@@ -90,7 +98,7 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         used = len(plan.files.get(role, scan.files))
         lines.append(f"  {role}: {used} image file(s){_skipped(scan)}; {_looks(scan)}")
     spec, side = plan.spec, plan.input_size
-    why = f" ({'; '.join(plan.choice.reasons)})" if plan.choice.reasons else " (as given)"
+    why = f" ({safe('; '.join(plan.choice.reasons))})" if plan.choice.reasons else " (as given)"
     shape = f"{spec.channels}x{side}x{side}"
     if plan.patches is not None:
         shape = f"{spec.channels}x{spec.image_size}x{spec.image_size} patches of {shape} images"
@@ -103,7 +111,7 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         )
     lines.append(f"  input: --resize {plan.resize.value}, preprocessing {plan.preprocessing.value}")
     if plan.pretrained is not None:
-        lines.append(f"  pretraining: none, phi starts from {plan.request.pretrained}")
+        lines.append(f"  pretraining: none, phi starts from {safe(str(plan.request.pretrained))}")
     elif plan.pretrain is not None:
         lines.append(f"  pretraining: {_optim(plan.pretrain)}")
     else:
@@ -190,14 +198,14 @@ def ranked_table(scores: Scores, top: int) -> Table:
     table.add_column("normalised", justify="right")
     table.add_column("anomalous")
     for r in shown:
-        table.add_row(str(r.rank), r.name, f"{r.score:.5g}", f"{r.normalised:.3f}", "[red]yes[/]" if r.anomalous else "no")
+        table.add_row(str(r.rank), escape(r.name), f"{r.score:.5g}", f"{r.normalised:.3f}", "[red]yes[/]" if r.anomalous else "no")
     return table
 
 
 def info_table(d: dict) -> Table:
     """`ssd info`: the description of a model or autoencoder file as label/value rows."""
     net, inp, pre, t = d["network"], d["input"], d["preprocessing"], d["training"]
-    table = Table(title=f"{d['file']}: ssd {d['kind']} written by ssd {d['tool_version']}", show_header=False)
+    table = Table(title=safe(f"{d['file']}: ssd {d['kind']} written by ssd {d['tool_version']}"), show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
     patch = f"; patches {inp['patch']['patch_size']} px, stride {inp['patch']['stride']} ({inp['patch']['grid']}x{inp['patch']['grid']} grid)" if inp["patch"] else ""

@@ -12,7 +12,7 @@ from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import DeviceOpt, ForceOpt
-from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, warn, warn_skipped
+from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, safe, warn, warn_skipped
 
 GalleryOpt = Annotated[int, typer.Option("--gallery", help="With --report: thumbnails of this many of the most anomalous images.")]
 
@@ -68,10 +68,10 @@ def score(
     for path in (output, report):
         if path is not None:
             scores.write(path, force=force, facts=about, gallery=gallery)
-            console.print(f"wrote [bold]{path}[/]")
+            console.print(f"wrote [bold]{safe(str(path))}[/]")
     if folder is not None:
         written = export_flagged(scores, folder, link=link_to is not None)
-        console.print(f"{'linked' if link_to else 'copied'} {len(written)} flagged file(s) into [bold]{folder}[/]")
+        console.print(f"{'linked' if link_to else 'copied'} {len(written)} flagged file(s) into [bold]{safe(str(folder))}[/]")
         if scores.n_flagged > len(written):
             warn(f"{scores.n_flagged - len(written)} flagged image(s) have no file to {'link' if link_to else 'copy'}")
 

@@ -25,7 +25,7 @@ from ssd_cli.cli.options import (
     SizeOpt,
     milestones,
 )
-from ssd_cli.cli.render import console, render_train_plan, stage_progress, warn, warn_skipped
+from ssd_cli.cli.render import console, render_train_plan, safe, stage_progress, warn, warn_skipped
 
 
 def show_plan(plan, *, pretrain_only: bool = False) -> None:
@@ -79,7 +79,7 @@ def pretrain(
     warn_skipped(skipped, "pretrain")
     modelfile.save_autoencoder(out, saved, force=force)
     t = saved.training
-    console.print(f"wrote autoencoder [bold]{out}[/] ({plan.spec.name}, {t['n_unlabeled']} images, {t['epochs']} epochs in {t['seconds']} s, final loss {_num(t['final_loss'])})")
+    console.print(f"wrote autoencoder [bold]{safe(str(out))}[/] ({plan.spec.name}, {t['n_unlabeled']} images, {t['epochs']} epochs in {t['seconds']} s, final loss {_num(t['final_loss'])})")
 
 
 @app.command()
@@ -152,7 +152,7 @@ def train(
     side = saved.input_size
     patches = f" on {spec.image_size} px patches" if saved.patch else ""
     console.print(
-        f"wrote [bold]{out}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
+        f"wrote [bold]{safe(str(out))}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
         f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
         f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"

@@ -7,6 +7,7 @@ line saying where they came from, which `Detector.evaluate` takes as they are.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ class LabeledSets:
     normal: Any  # what Detector.score takes: paths (files or folders) or a uint8 tensor
     anomalous: Any
     source: str
+    warnings: tuple[str, ...] = ()  # for the user: what was read differently from how it was written
 
 
 def from_folders(normal: list[Path], anomalous: list[Path]) -> LabeledSets:
@@ -32,22 +34,46 @@ def from_folders(normal: list[Path], anomalous: list[Path]) -> LabeledSets:
 
 def from_labels_csv(path: Path) -> LabeledSets:
     """path,label rows (label normal/anomaly, or 0/1), optional header; relative paths are relative
-    to the CSV file."""
+    to the CSV file. UTF-8 with or without a byte-order mark; a file that is not UTF-8 is read as
+    Latin-1 (with a warning). A path listed twice with the same label counts once (warning); a path
+    with two different labels is refused, since its truth is unknown."""
     if not path.is_file():
         raise InputError(f"--labels: '{path}' does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-    if rows and rows[0][:2] == ["path", "label"]:
+    text, warnings = _decoded(path)
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and not r[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
-    normal, anomalous = [], []
+    labels: dict[Path, bool] = {}
+    repeated, conflicts = 0, []
     for i, row in enumerate(rows, 1):
         if len(row) < 2 or row[1].strip().lower() not in LABEL_NAMES:
             raise InputError(f"--labels {path}: row {i} is not 'path,label' with label normal or anomaly: {row}")
         file = Path(row[0]) if Path(row[0]).is_absolute() else (path.parent / row[0]).resolve()
-        (anomalous if LABEL_NAMES[row[1].strip().lower()] else normal).append(file)
-    if not normal and not anomalous:
+        label = LABEL_NAMES[row[1].strip().lower()]
+        if file in labels:
+            if labels[file] != label:
+                conflicts.append(row[0])
+            repeated += 1
+            continue
+        labels[file] = label
+    if conflicts:
+        shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        raise InputError(f"--labels {path}: {len(conflicts)} path(s) are labeled both normal and anomaly: {shown}")
+    if repeated:
+        warnings.append(f"--labels {path}: {repeated} repeated row(s) counted once")
+    if not labels:
         raise InputError(f"--labels {path}: no rows")
-    return LabeledSets(normal, anomalous, f"labels file {path}")
+    normal = [f for f, a in labels.items() if not a]
+    anomalous = [f for f, a in labels.items() if a]
+    return LabeledSets(normal, anomalous, f"labels file {path}", tuple(warnings))
+
+
+def _decoded(path: Path) -> tuple[str, list[str]]:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), [f"--labels {path} is not UTF-8; it was read as Latin-1"]
 
 
 def from_dataset(name: str, normal_class: int | None, saved: SavedModel, data_root: Path | None, download: bool) -> LabeledSets:

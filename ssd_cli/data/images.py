@@ -86,7 +86,9 @@ class ImageList:
 
 
 def list_images(paths: Iterable[Path | str], *, what: str = "input") -> ImageList:
-    """Expand files and folders (recursively, sorted) into image files; non-image files are skipped.
+    """Expand files and folders (recursively, sorted) into image files. Everything left out is
+    named with its reason: non-image files, links to nothing or to folders, FIFOs and other
+    special files, unreadable subfolders.
 
     Raises InputError for a path that does not exist or when no image file is found at all.
     """
@@ -96,11 +98,16 @@ def list_images(paths: Iterable[Path | str], *, what: str = "input") -> ImageLis
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(_walk(path))
+            found, left_out = _walk(path)
+            skipped += left_out
         elif path.is_file():
             found = [path]
+        elif path.exists():
+            skipped.append(Skipped(path, "not a regular file (a FIFO, socket or device)"))
+            continue
         else:
-            raise InputError(f"{what}: '{path}' does not exist")
+            broken = " (a link to nothing)" if path.is_symlink() else ""
+            raise InputError(f"{what}: '{path}' does not exist{broken}")
         for p in found:
             (files.append(p) if p.suffix.lower() in suffixes else skipped.append(Skipped(p, "not an image file")))
     if not files:
@@ -109,22 +116,40 @@ def list_images(paths: Iterable[Path | str], *, what: str = "input") -> ImageLis
     return ImageList(list(dict.fromkeys(files)), skipped)  # a file reached twice (a folder and its subfolder) counts once
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Files under root, recursively, leaving out hidden files and folders and not following folder
-    links (as Path.rglob). os.scandir knows most entries' types without a stat: twice as fast."""
+def _walk(root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Files under root, recursively and sorted, leaving out hidden files and folders and not
+    following links to folders (as Path.rglob, which also keeps a link loop from recursing forever);
+    what is left out is returned with the reason, so the user is told. os.scandir knows most
+    entries' types without a stat: twice as fast as rglob."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
     stack = [root]
     while stack:
+        folder = stack.pop()
         try:
-            with os.scandir(stack.pop()) as entries:
+            with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                     elif entry.is_file():
-                        yield Path(entry.path)
-        except PermissionError:  # an unreadable subfolder is left out, as rglob does
-            continue
+                        files.append(Path(entry.path))
+                    else:
+                        skipped.append(Skipped(Path(entry.path), _not_a_file(entry)))
+        except OSError as exc:
+            skipped.append(Skipped(folder, f"unreadable folder ({exc.strerror or exc})"))
+    return sorted(files), skipped
+
+
+def _not_a_file(entry: os.DirEntry) -> str:
+    if entry.is_symlink():
+        try:
+            target = Path(entry.path).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "a link to nothing (broken or looping link)"
+        return "a link to a folder (not followed)" if target.is_dir() else "a link to a special file"
+    return "not a regular file (a FIFO, socket or device)"
 
 
 def decode_image(path: Path, size: int, channels: int, resize: Resize = Resize.SQUASH) -> np.ndarray:

@@ -99,3 +99,23 @@ def _umask() -> int:
 
 def write_text_atomic(path: Path, text: str, force: bool) -> None:
     write_atomic(path, text.encode("utf-8"), force)
+
+
+def printable(path: Path | str) -> str:
+    """A path as valid UTF-8 text. A file name that is not valid UTF-8 (Python keeps its bytes as
+    surrogate escapes) gets \\xNN escapes instead, so no output and no terminal fails on it."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell a spreadsheet will not run: one starting like a formula (=, +, -, @) gets a
+    leading apostrophe, the usual defence against CSV formula injection. Numbers are not text."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ssd_cli.data.images import open_image
+from ssd_cli.io.files import printable
 from ssd_cli.io import svg
 
 if TYPE_CHECKING:  # metrics pulls in scikit-learn, which `ssd score` should not pay for
@@ -334,7 +335,7 @@ def _grid(items: Sequence[ReportItem], thumbs: Callable[[ReportItem], str | None
 
 
 def _card(item: ReportItem, uri: str | None) -> str:
-    name = f"image #{item.index}" if item.path is None else str(item.path)
+    name = f"image #{item.index}" if item.path is None else printable(item.path)
     if uri:
         picture = f'<img src="{uri}" alt="{escape(_short(name))}">'
     else:

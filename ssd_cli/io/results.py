@@ -24,7 +24,7 @@ import numpy as np
 
 from ssd_cli import __version__
 from ssd_cli.errors import OutputExistsError, UsageError
-from ssd_cli.io.files import write_text_atomic
+from ssd_cli.io.files import csv_text, printable, write_text_atomic
 from ssd_cli.data.images import Skipped
 from ssd_cli.metrics import DetectionMetrics
 from ssd_cli.thresholds import OperatingPoint, Threshold, normalised
@@ -45,7 +45,8 @@ class ScoreResult:
 
     @property
     def name(self) -> str:
-        return str(self.path) if self.path is not None else f"<image {self.index}>"
+        """The path as text for outputs (\\xNN escapes for bytes that are not UTF-8)."""
+        return printable(self.path) if self.path is not None else f"<image {self.index}>"
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Scores:
             "threshold_rule": self.threshold.rule,
             "n_scored": len(self.results),
             "n_flagged": self.n_flagged,
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": printable(s.path), "reason": s.reason} for s in self.skipped],
         }
 
     def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
@@ -121,7 +122,7 @@ class Scores:
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
             w.writerow(CSV_COLUMNS)
-            w.writerows([r.name, repr(r.score), repr(r.normalised), int(r.anomalous), r.rank] for r in self.ranked())
+            w.writerows([csv_text(r.name), repr(r.score), repr(r.normalised), int(r.anomalous), r.rank] for r in self.ranked())
             text = buf.getvalue()
         elif suffix in (".html", ".htm"):
             from ssd_cli.io.htmlreport import score_report
@@ -188,7 +189,7 @@ def report_items(scores: Scores, is_anomaly: np.ndarray | None = None) -> list:
 
 
 def _skipped(skipped: list[Skipped]) -> list[tuple[str, str]]:
-    return [(str(s.path), s.reason) for s in skipped]
+    return [(printable(s.path), s.reason) for s in skipped]
 
 
 def _row(r: ScoreResult) -> dict:
