@@ -97,7 +97,7 @@ def check_finite_loss(loss: float, epoch: int) -> None:
     if not math.isfinite(loss):
         raise TrainingDiverged(
             f"training diverged: the loss became {loss} in epoch {epoch}; nothing was written. "
-            "Try a lower --lr, autoencoder pretraining (--pretrain-epochs), or --preprocessing gcn"
+            "Try a lower --lr or autoencoder pretraining (--pretrain-epochs)"
         )
 
 

@@ -131,24 +131,32 @@ def _walk(root: Path) -> tuple[list[Path], list[Skipped]]:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
-                    if entry.is_dir(follow_symlinks=False):
+                    kind = _kind(entry)
+                    if kind == "folder":
                         stack.append(Path(entry.path))
-                    elif entry.is_file():
+                    elif kind == "file":
                         files.append(Path(entry.path))
                     else:
-                        skipped.append(Skipped(Path(entry.path), _not_a_file(entry)))
+                        skipped.append(Skipped(Path(entry.path), kind))
         except OSError as exc:
             skipped.append(Skipped(folder, f"unreadable folder ({exc.strerror or exc})"))
     return sorted(files), skipped
 
 
-def _not_a_file(entry: os.DirEntry) -> str:
+def _kind(entry: os.DirEntry) -> str:
+    """'folder', 'file', or why the entry is left out. A link loop makes is_file() raise (ELOOP)
+    instead of returning False, so every test here is guarded."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            return "folder"
+        if entry.is_file():
+            return "file"
+        if entry.is_symlink() and os.path.exists(entry.path):  # exists() is False for broken and looping links
+            return "a link to a folder (not followed)" if entry.is_dir() else "a link to a special file"
+    except OSError:
+        pass
     if entry.is_symlink():
-        try:
-            target = Path(entry.path).resolve(strict=True)
-        except (OSError, RuntimeError):
-            return "a link to nothing (broken or looping link)"
-        return "a link to a folder (not followed)" if target.is_dir() else "a link to a special file"
+        return "a link to nothing (broken or looping link)"
     return "not a regular file (a FIFO, socket or device)"
 
 

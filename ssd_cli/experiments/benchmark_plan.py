@@ -104,7 +104,10 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
 
 
 def _settings(req: BenchmarkRequest, preset: bench.Preset, data: bench.BenchmarkData) -> bench.BenchmarkSettings:
-    settings = bench.with_epochs(bench.preset_settings(preset, data.spec), req.epochs, req.pretrain_epochs)
+    try:
+        settings = bench.with_epochs(bench.preset_settings(preset, data.spec), req.epochs, req.pretrain_epochs)
+    except ValueError as exc:  # negative --epochs and the like
+        raise UsageError(str(exc)) from None
     return replace(settings, preprocessing=req.preprocessing, nus=tuple(req.nus), seeds=req.seeds or settings.seeds)
 
 
