@@ -240,6 +240,15 @@ def test_labels_csv_with_bom_latin1_repeats_and_conflicts(model: Path, sample_di
     one_line_error(ssd("evaluate", model, "--labels", tmp_path / "conflict.csv"), ExitCode.BAD_INPUT, "labeled both normal and anomaly", incoming[0].name)
 
 
+def test_labeled_files_that_do_not_exist_are_left_out_by_name(model: Path, sample_dir: Path, tmp_path: Path) -> None:
+    with open(sample_dir / "incoming_labels.csv", newline="") as f:
+        rows = "".join(f"{sample_dir / r['path']},{r['label']}\n" for r in csv.DictReader(f))
+    (tmp_path / "l.csv").write_text("path,label\n" + rows + "gone.png,anomaly\n")
+    result = ssd("evaluate", model, "--labels", tmp_path / "l.csv", "--device", "cpu")
+    ok(result)
+    assert "1 listed file(s) do not exist" in result.output and "gone.png" in result.output and "80 / 20" in result.output
+
+
 def test_the_same_file_as_normal_and_anomalous_is_refused(model: Path, sample_dir: Path) -> None:
     folder = sample_dir / "incoming"
     one_line_error(ssd("evaluate", model, "--normal", folder, "--anomalous", folder, "--device", "cpu"), ExitCode.BAD_INPUT, "both the normal and the anomalous")
@@ -298,6 +307,9 @@ def test_exif_orientation_is_applied(model: Path, tmp_path: Path) -> None:
         (["score", "MODEL", "IN", "--batch-size", "0"], "--batch-size"),
         (["score", "MODEL", "IN", "--workers", "-1"], "--workers"),
         (["score", "MODEL", "IN", "--top-k", "-3"], "--top-k"),
+        (["score", "MODEL", "IN", "--top", "-5"], "--top"),
+        (["score", "MODEL", "IN", "--gallery", "-1"], "--gallery"),
+        (["evaluate", "MODEL", "--labels", "LABELS", "--gallery", "-1"], "--gallery"),
         (["--threads", "100000", "score", "MODEL", "IN"], "--threads"),
         (["--threads", "0", "score", "MODEL", "IN"], "--threads"),
         (["evaluate", "MODEL", "--labels", "LABELS", "--recall", "0"], "--recall"),

@@ -12,7 +12,7 @@ from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, safe, warn, warn_skipped
-from ssd_cli.cli.score import GalleryOpt
+from ssd_cli.cli.score import GalleryOpt, check_counts
 
 
 @app.command()
@@ -41,6 +41,7 @@ def evaluate(
     from ssd_cli.api import Detector
     from ssd_cli.io.info import facts
 
+    check_counts(gallery=gallery)
     sources = sum([bool(normal or anomalous), labels is not None, dataset is not None])
     if sources != 1:
         raise UsageError("give exactly one of: --normal and --anomalous folders, --labels CSV, or --dataset with --normal-class")

@@ -14,6 +14,12 @@ from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import DeviceOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, safe, warn, warn_skipped
 
+def check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {value}")
+
+
 GalleryOpt = Annotated[int, typer.Option("--gallery", help="With --report: thumbnails of this many of the most anomalous images.")]
 
 
@@ -46,6 +52,7 @@ def score(
     from ssd_cli.thresholds import ThresholdRule
 
     rule = ThresholdRule(threshold, contamination, top_k)  # bad combinations fail before any work
+    check_counts(top=top, gallery=gallery)
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"--output must end in .csv or .json, got '{output.name}'")
     if report is not None and report.suffix.lower() not in (".html", ".htm"):

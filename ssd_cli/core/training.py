@@ -85,8 +85,8 @@ def fit(
 
 def minibatches(perm: torch.Tensor, batch_size: int, dim: int = 0) -> list[torch.Tensor]:
     """Shuffled indices cut into mini-batches. A last batch of one sample joins the batch before
-    it (one batch of batch_size + 1), because batch normalisation cannot train on a single sample;
-    every sample is still used once per epoch."""
+    it (one batch of batch_size + 1): batch norm over dense units cannot train on a single sample.
+    Every sample is still used once per epoch, as with the original code's drop_last=False."""
     chunks = list(perm.split(batch_size, dim=dim))
     if len(chunks) > 1 and chunks[-1].shape[dim] == 1:
         chunks[-2:] = [torch.cat(chunks[-2:], dim=dim)]

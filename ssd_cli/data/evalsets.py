@@ -63,8 +63,11 @@ def from_labels_csv(path: Path) -> LabeledSets:
         warnings.append(f"--labels {path}: {repeated} repeated row(s) counted once")
     if not labels:
         raise InputError(f"--labels {path}: no rows")
-    normal = [f for f, a in labels.items() if not a]
-    anomalous = [f for f, a in labels.items() if a]
+    missing = [f for f in labels if not f.is_file()]
+    if missing:
+        warnings.append(f"--labels {path}: {len(missing)} listed file(s) do not exist and are left out: {', '.join(str(f) for f in missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    normal = [f for f, a in labels.items() if not a and f.is_file()]
+    anomalous = [f for f, a in labels.items() if a and f.is_file()]
     return LabeledSets(normal, anomalous, f"labels file {path}", tuple(warnings))
 
 
