@@ -268,7 +268,11 @@ def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
     files[UNLABELED_ROLE] = [p for k, p in key[UNLABELED_ROLE].items() if k not in labeled]
     files[UNLABELED_ROLE] += [key[NORMALS_ROLE][k] for k in sorted(both - key[UNLABELED_ROLE].keys())]
     if not files[UNLABELED_ROLE]:
-        raise InputError("--unlabeled: no unlabeled image is left once the labeled files are taken out")
+        n = len(key[UNLABELED_ROLE])
+        raise InputError(
+            f"--unlabeled: all {n} file(s) are also given as labeled (--normals/--anomalies), and a file counts once, as labeled; "
+            "no unlabeled image is left to train on"
+        )
     return files
 
 

@@ -328,3 +328,17 @@ def test_bad_option_values_exit_2(model: Path, sample_dir: Path, data_root: Path
     result = ssd(*args)
     assert result.exit_code == ExitCode.USAGE, result.output
     assert needle in result.output and "Traceback" not in result.output
+
+
+def test_the_same_folder_as_unlabeled_and_anomalous_says_what_was_counted(sample_dir: Path, tmp_path: Path) -> None:
+    folder = copy_images(sample_dir, tmp_path / "u", 12)
+    result = ssd("train", "-u", folder, "--anomalies", folder, "--out", tmp_path / "m.safetensors", *TINY)
+    one_line_error(result, ExitCode.BAD_INPUT, "all 12 file(s) are also given as labeled", "counts once, as labeled")
+    extra = copy_images(sample_dir, tmp_path / "more", 20)
+    (extra / "sub").symlink_to(folder, target_is_directory=True)  # not followed: named, not counted
+    result = ssd("train", "-u", folder, "-u", extra, "--anomalies", folder, "--batch-size", 8, "--out", tmp_path / "m.safetensors", *TINY)
+    ok(result)
+    assert "12 files are in both --unlabeled and --anomalies" in result.output
+    saved = load_model(tmp_path / "m.safetensors")
+    # the 12 shared files count once, as labeled; the other folder's 20 (copies, other paths) stay unlabeled
+    assert (saved.training["n_unlabeled"], saved.training["n_labeled_anomalous"]) == (20, 12)
