@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from ssd_cli.io import modelfile
+from ssd_cli.core import distributed
 from ssd_cli.core.config import Objective, Preprocessing, Resize
 from ssd_cli.device import resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
@@ -237,28 +239,56 @@ class Detector:
             else:
                 fitted = np.stack([fit_image(im, size, channels, saved.resize) for im in seg.images])
                 plan.append(("tensor", torch.from_numpy(fitted)))
-        total, done = sum(len(items) for _, items in plan), 0
-        paths: list[Path | None] = []
-        scores, maps = [], []
-        for kind, items in plan:
+        # Under torchrun each rank scores its contiguous share of every part; the shares, gathered in
+        # rank order, give every rank the same results in the same order as one process would.
+        r = distributed.ranks()
+        mine = [(kind, items[r.share(len(items)).start : r.share(len(items)).stop]) for kind, items in plan]
+        total, done = sum(len(items) for _, items in mine), 0
+        parts: list[_Part] = []
+        for kind, items in mine:
+            part = _Part()
             if kind == "files":
                 for scored in scorer.score_files(items, batch_size, workers):
-                    paths += scored.batch.paths
-                    scores.append(scored.scores)
-                    maps.append(scored.maps)
-                    skipped += scored.batch.skipped
+                    part.add(scored.batch.paths, scored.scores, scored.maps, scored.batch.skipped)
                     done += len(scored.batch.paths) + len(scored.batch.skipped)
                     _report(on_progress, done, total)
             else:
                 for chunk in items.split(batch_size):
-                    scores.append(scorer.score(chunk))
-                    maps.append(scorer.score_maps(chunk) if saved.patch is not None else None)
-                    paths += [None] * len(chunk)
+                    part.add([None] * len(chunk), scorer.score(chunk), scorer.score_maps(chunk) if saved.patch is not None else None, [])
                     done += len(chunk)
                     _report(on_progress, done, total)
-        raw = torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
-        stacked = np.concatenate([m.numpy() for m in maps]) if saved.patch is not None and maps else None
-        return paths, raw, stacked, skipped
+            parts.append(part)
+        every = distributed.gather(parts) if r.active else [parts]
+        merged = _Part()
+        for i in range(len(plan)):
+            for rank_parts in every:
+                merged.extend(rank_parts[i])
+        raw = np.concatenate(merged.scores).astype(np.float64) if merged.scores else np.zeros(0)
+        maps = np.concatenate(merged.maps) if saved.patch is not None and merged.maps else None
+        return merged.paths, raw, maps, skipped + merged.skipped
+
+
+@dataclass
+class _Part:
+    """Scores of one part of the input (a run of files, or of in-memory images) on one rank."""
+
+    paths: list[Path | None] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    maps: list[np.ndarray] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def add(self, paths: list, scores: torch.Tensor, maps: torch.Tensor | None, skipped: list[Skipped]) -> None:
+        self.paths += paths
+        self.scores.append(scores.numpy())
+        if maps is not None:
+            self.maps.append(maps.numpy())
+        self.skipped += skipped
+
+    def extend(self, other: _Part) -> None:
+        self.paths += other.paths
+        self.scores += other.scores
+        self.maps += other.maps
+        self.skipped += other.skipped
 
 
 def _report(on_progress: ProgressCallback | None, done: int, total: int) -> None:

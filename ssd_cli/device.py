@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import torch
 
+from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """'auto' is CUDA when available, else CPU; 'cuda[:N]' must exist."""
+    """'auto' is CUDA when available, else CPU; 'cuda[:N]' must exist. Under torchrun this joins
+    the process group, and CUDA means the GPU of this process's local rank."""
+    device = _parse(spec)
+    if distributed.ranks().active:
+        distributed.setup(use_cuda=device.type == "cuda")
+        return distributed.rank_device(device)
+    return device
+
+
+def _parse(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

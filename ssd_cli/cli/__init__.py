@@ -17,7 +17,7 @@ from ssd_cli import __version__
 from ssd_cli.data.images import DEFAULT_MAX_PIXELS, set_max_pixels
 from ssd_cli.errors import ExitCode, SsdError
 from ssd_cli.io.files import PLACE_ERRORS
-from ssd_cli.cli.render import console, error
+from ssd_cli.cli.render import console, error, quiet_unless_main
 
 app = typer.Typer(
     name="ssd",
@@ -57,6 +57,7 @@ def main(
     ] = None,
 ) -> None:
     """Semi-Supervised Deep SVDD anomaly detection."""
+    quiet_unless_main()
     if max_image_pixels < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--max-image-pixels")
     set_max_pixels(max_image_pixels)
@@ -65,7 +66,10 @@ def main(
             raise typer.BadParameter(f"must be between 1 and {MAX_THREADS}", param_hint="--threads")
         import torch
 
+        from ssd_cli.core import distributed
+
         torch.set_num_threads(threads)
+        distributed.keep_threads()
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssd_cli.core import distributed
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.errors import ExitCode, SsdError, UsageError
 from ssd_cli.cli import app, handle_errors
@@ -78,32 +79,40 @@ def benchmark(
         _confirm_long(plan, cheaper_plans(plan))
     if plan.todo:
         with run_progress(len(plan.todo)) as (progress, task):
-            for _ in run_plan(plan, on_start=lambda group: progress.update(task, status=describe_runs(group))):
+            on_start = lambda group: progress.update(task, status=describe_runs(group))  # noqa: E731
+            on_assigned = lambda n: progress.update(task, total=n)  # noqa: E731
+            for _ in run_plan(plan, on_start=on_start, on_assigned=on_assigned):
                 progress.advance(task)
-    _report(out)
+    if distributed.ranks().is_main:
+        _report(out)
 
 
 def _confirm_long(plan, cheaper: list[tuple[str, float | None]]) -> None:
     """Say what cheaper plans would cost; ask (default no), or refuse without a terminal."""
     lines = [f"  {what}: {'about ' + duration(t) if t is not None else 'not estimated here'}" for what, t in cheaper]
     warn(f"this plan is estimated at {duration(plan.estimate_seconds)} on {plan.device}; cheaper plans:\n" + "\n".join(lines))
-    if not interactive():
-        raise SsdError("not started: a plan of over an hour needs --yes when there is no terminal to ask", ExitCode.USAGE)
+    if not interactive() or distributed.ranks().active:
+        raise SsdError("not started: a plan of over an hour needs --yes when there is no terminal to ask (or under torchrun)", ExitCode.USAGE)
     if not typer.confirm("Start it anyway?", default=False):
         console.print("not started")
         raise typer.Exit(ExitCode.OK)
 
 
 def _report(out: Path) -> None:
+    from ssd_cli.experiments.benchmark import results_files
     from ssd_cli.experiments.report import read_results, summarize, write_summary
 
-    path = out / "results.jsonl"
-    if not path.is_file():
-        raise SsdError(f"no results in '{out}' (expected {path})", ExitCode.BAD_INPUT)
-    results = read_results(path)
-    if results.skipped_lines:
-        warn(f"{path}: skipped {results.skipped_lines} unreadable line(s) (a run cut short is redone on resume)")
-    summary = summarize(results.records)
+    files = results_files(out) if out.is_dir() else []
+    if not files:
+        raise SsdError(f"no results in '{out}' (expected {out / 'results.jsonl'})", ExitCode.BAD_INPUT)
+    records, skipped = [], 0
+    for path in files:  # results.jsonl, and per-rank files of a distributed run not merged yet
+        results = read_results(path)
+        records += results.records
+        skipped += results.skipped_lines
+    if skipped:
+        warn(f"{out}: skipped {skipped} unreadable line(s) (a run cut short is redone on resume)")
+    summary = summarize(records)
     render_summary(summary)
     written = write_summary(summary, out)
     console.print("wrote " + ", ".join(str(p) for p in written))

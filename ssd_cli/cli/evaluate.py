@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
@@ -63,6 +64,8 @@ def evaluate(
         warn(message)
     with count_progress("scoring") as on_progress:
         result = detector.evaluate(sets.normal, sets.anomalous, threshold=threshold, recall=recall, batch_size=batch_size, on_progress=on_progress)
+    if not distributed.ranks().is_main:  # under torchrun, rank 0 writes and prints for all
+        return
     warn_skipped(result.scores.skipped, "evaluate")
     console.print(metrics_table(result.metrics, safe(f"{model.name} on {sets.source}"), result.scores.threshold.rule))
     console.print(points_table(result.points))

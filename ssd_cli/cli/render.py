@@ -35,7 +35,16 @@ if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-lear
     from ssd_cli.thresholds import OperatingPoint
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True)  # warnings and progress bars
+_errors = Console(stderr=True)  # errors, from every rank
+
+
+def quiet_unless_main() -> None:
+    """Under torchrun only rank 0 prints tables, warnings and progress; every rank prints its errors."""
+    from ssd_cli.core.distributed import ranks
+
+    if not ranks().is_main:
+        console.quiet = err_console.quiet = True
 
 MAX_NAMED = 20
 
@@ -45,7 +54,7 @@ def warn(message: str) -> None:
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
+    _errors.print(f"[bold red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def safe(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
@@ -69,6 +70,8 @@ def score(
     with count_progress("scoring") as on_progress:
         scores = detector.score(paths, threshold=rule.value, contamination=rule.contamination, top_k=rule.top_k,
                                 batch_size=batch_size, workers=workers, on_progress=on_progress)  # fmt: skip
+    if not distributed.ranks().is_main:  # under torchrun, rank 0 writes and prints for all
+        return
     warn_skipped(scores.skipped, "score")
     console.print(ranked_table(scores, top))
     about = facts(detector.model_, model)

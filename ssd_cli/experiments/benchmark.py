@@ -145,20 +145,58 @@ def plan_runs(
     return runs
 
 
-def completed_keys(out_dir: Path, dataset: str, settings: BenchmarkSettings) -> set[tuple]:
-    """Keys of the runs results.jsonl already holds for this dataset and settings (resume)."""
-    path = out_dir / RESULTS_FILE
-    done: set[tuple] = set()
-    if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
+RANK_FILES = "results.rank*.jsonl"  # what each rank of a torchrun benchmark appends to
+
+
+def rank_file(rank: int) -> str:
+    return f"results.rank{rank}.jsonl"
+
+
+def results_files(out_dir: Path) -> list[Path]:
+    """results.jsonl and the per-rank files of a distributed run not merged yet (resume reads all)."""
+    main = out_dir / RESULTS_FILE
+    return ([main] if main.exists() else []) + sorted(out_dir.glob(RANK_FILES))
+
+
+def record_identity(r: dict) -> tuple:
+    """What makes a run the same run: dataset, settings and the run's key."""
+    return (r["dataset"], r["preset"], r["preprocessing"], r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"])
+
+
+def _records(path: Path) -> Iterator[tuple[str, dict]]:
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             r = json.loads(line)
-            if r["dataset"] == dataset and r["preset"] == settings.label and r["preprocessing"] == settings.preprocessing.value:
-                done.add((r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"]))
+            record_identity(r)
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a stop; that run is simply redone
+        yield line, r
+
+
+def completed_keys(out_dir: Path, dataset: str, settings: BenchmarkSettings) -> set[tuple]:
+    """Keys of the runs the results files already hold for this dataset and settings (resume)."""
+    done: set[tuple] = set()
+    for path in results_files(out_dir):
+        for _, r in _records(path):
+            if r["dataset"] == dataset and r["preset"] == settings.label and r["preprocessing"] == settings.preprocessing.value:
+                done.add((r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"]))
     return done
+
+
+def merge_rank_files(out_dir: Path) -> int:
+    """Append the runs of the per-rank files that results.jsonl lacks, then remove those files;
+    returns how many runs were added. Safe to repeat after a stop: a run is never added twice."""
+    main = out_dir / RESULTS_FILE
+    known = {record_identity(r) for _, r in _records(main)} if main.exists() else set()
+    added = 0
+    for path in sorted(out_dir.glob(RANK_FILES)):
+        for _, r in _records(path):
+            if record_identity(r) not in known:
+                append_record(main, r)
+                known.add(record_identity(r))
+                added += 1
+        path.unlink()
+    return added
 
 
 def append_record(path: Path, record: dict) -> None:
@@ -227,6 +265,7 @@ def run_benchmark(
     *,
     stack: bool = False,
     on_start: Callable[[list[Run]], None] | None = None,
+    results_name: str = RESULTS_FILE,
 ) -> Iterator[RunResult]:
     """Execute the runs, appending each finished one to results.jsonl and yielding it.
 
@@ -234,7 +273,7 @@ def run_benchmark(
     which keeps a GPU busy; the results equal those of training them one by one up to rounding.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = out_dir / RESULTS_FILE
+    results = out_dir / results_name
     cache = _Cache()
     train_labels = data.train.labels.numpy()
     for group in group_runs(runs, stack):

@@ -12,7 +12,7 @@ import fcntl
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 
 from ssd_cli.experiments import benchmark as bench
 from ssd_cli.core.config import Preprocessing
+from ssd_cli.core import distributed
 from ssd_cli.device import resolve_device
 from ssd_cli.errors import OutputExistsError, UsageError
 from ssd_cli.core.estimate import step_cost
@@ -98,7 +99,7 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     runs = bench.plan_runs(scenarios, classes, settings.seeds, methods, settings.nus, None if req.levels is None else list(req.levels))
     done = bench.completed_keys(req.out, data.name, settings)
     todo = [r for r in runs if r.key() not in done]
-    estimate = bench.estimate_seconds(todo, data, settings, device)
+    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device))  # every rank decides alike
     stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
     return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack)
 
@@ -137,18 +138,64 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
     return [(what, None if t is None else (t if math.isfinite(t) else None)) for what, t in out]
 
 
-def run_plan(plan: BenchmarkPlan, on_start: Callable[[list[bench.Run]], None] | None = None) -> Iterator[bench.RunResult]:
-    """Carry the plan out: every finished run is in results.jsonl before the next starts.
+def run_plan(
+    plan: BenchmarkPlan,
+    on_start: Callable[[list[bench.Run]], None] | None = None,
+    on_assigned: Callable[[int], None] | None = None,
+) -> Iterator[bench.RunResult]:
+    """Carry the plan out: every finished run is in a results file before the next starts.
 
     The results folder is locked for the whole run (a second benchmark into it stops at once with
     exit code 5), and the runs finished meanwhile by another process are left out, so no run is
-    ever done twice."""
+    ever done twice. Under torchrun, rank 0 holds the lock, each rank runs its share (`shard`) and
+    appends to its own results.rankN.jsonl, and rank 0 merges those into results.jsonl at the end.
+    `on_assigned` is told how many runs this process will do.
+    """
+    r = distributed.ranks()
     out = plan.request.out
-    out.mkdir(parents=True, exist_ok=True)
-    with results_lock(out):
+    with ExitStack() as stack:
+        problem = None
+        if r.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                stack.enter_context(results_lock(out))
+            except OutputExistsError as exc:
+                problem = str(exc)
+        problem = distributed.broadcast(problem)
+        if problem:
+            raise OutputExistsError(problem)
         done = bench.completed_keys(out, plan.data.name, plan.settings)
-        todo = [r for r in plan.todo if r.key() not in done]
-        yield from bench.run_benchmark(plan.data, todo, plan.settings, out, plan.device, stack=plan.stack, on_start=on_start)
+        todo = shard([run for run in plan.todo if run.key() not in done], plan, r) if r.active else [run for run in plan.todo if run.key() not in done]
+        if on_assigned is not None:
+            on_assigned(len(todo))
+        name = bench.rank_file(r.rank) if r.active else bench.RESULTS_FILE
+        yield from bench.run_benchmark(plan.data, todo, plan.settings, out, plan.device, stack=plan.stack, on_start=on_start, results_name=name)
+        distributed.barrier()
+        if r.is_main:
+            bench.merge_rank_files(out)
+
+
+def shard(runs: list[bench.Run], plan: BenchmarkPlan, r: distributed.Ranks) -> list[bench.Run]:
+    """This rank's runs. Runs of one setup (normal class and seed: they share the training data and
+    the autoencoder pretraining) stay together; setups go to ranks by estimated cost, largest first,
+    each to the least loaded rank. Every rank computes the same split, with no communication."""
+    labels = plan.data.train.labels
+    setups: dict[tuple, list[bench.Run]] = {}
+    for run in runs:
+        setups.setdefault((run.scenario.value, run.normal_class, run.seed), []).append(run)
+
+    def cost(key: tuple, group: list[bench.Run]) -> float:
+        n = int((labels == key[1]).sum())
+        return n * (len(group) * plan.settings.train.epochs + plan.settings.pretrain.epochs)
+
+    load = [0.0] * r.world_size
+    mine: set[tuple] = set()
+    for key, group in sorted(setups.items(), key=lambda kv: (-cost(*kv), kv[0])):
+        target = min(range(r.world_size), key=lambda i: (load[i], i))
+        load[target] += cost(key, group)
+        if target == r.rank:
+            mine.add(key)
+    return [run for run in runs if (run.scenario.value, run.normal_class, run.seed) in mine]
 
 
 LOCK_FILE = ".ssd-benchmark.lock"
