@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ssd_cli.core import distributed
 from ssd_cli.core.config import (
     PAPER_TRAIN,
     Objective,
@@ -277,7 +278,17 @@ def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
 
 
 def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> TrainOutcome:
-    """Decode the training set, pretrain (unless a pretrained file was given), fix c, run Algorithm 1."""
+    """Decode the training set, pretrain (unless a pretrained file was given), fix c, run Algorithm 1.
+
+    Under torchrun every rank runs this together: each computes its share of every mini-batch, and
+    they all end with the same model (rank 0 writes it)."""
+    with distributed.data_parallel() as ranks:
+        outcome = _run_training(plan, on_epoch, workers)
+    outcome.model.training["world_size"] = ranks.world_size
+    return outcome
+
+
+def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int | None) -> TrainOutcome:
     from ssd_cli.core import pipeline
 
     spec, dev = plan.spec, plan.device
@@ -308,7 +319,14 @@ def run_training(plan: TrainPlan, *, on_epoch: StageCallback | None = None, work
 
 
 def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> tuple[SavedAutoencoder, list[Skipped]]:
-    """`ssd pretrain`: the autoencoder alone, on the unlabeled images."""
+    """`ssd pretrain`: the autoencoder alone, on the unlabeled images (together under torchrun)."""
+    with distributed.data_parallel() as ranks:
+        saved, skipped = _run_pretraining(plan, on_epoch, workers)
+    saved.training["world_size"] = ranks.world_size
+    return saved, skipped
+
+
+def _run_pretraining(plan: TrainPlan, on_epoch: StageCallback | None, workers: int | None) -> tuple[SavedAutoencoder, list[Skipped]]:
     from ssd_cli.core import pipeline
 
     assert plan.pretrain is not None

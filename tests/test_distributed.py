@@ -99,3 +99,42 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
     torchrun(3, "benchmark", dataset, "--out", tmp_path / "two", *common[:-4], "--seeds", 2, "--methods", "one_class_dsvdd,one_class_ss_dsvdd", cwd=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]
     assert len(records) == 12 and len({bench.record_identity(r) for r in records}) == 12
+
+
+def test_one_step_on_ranks_together_equals_one_process() -> None:
+    """The gradient of a mini-batch split over 2 and 3 ranks (batch norm synchronised, gradients
+    summed) equals one process's, to float rounding; so do the batch-norm running statistics."""
+    for n in (2, 3):
+        result = torchrun_script(n, Path(__file__).with_name("dist_gradients.py"))
+        assert result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+def torchrun_script(n: int, script: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_training_on_two_ranks_gives_the_one_process_model(sample_dir: Path, tmp_path: Path) -> None:
+    """`torchrun ... ssd train` with 2 gloo processes: the same model as one process with the same
+    global batch, up to float rounding (which Adam's first steps can turn into differences of
+    about the learning rate on weights whose gradient is near zero), written once, by rank 0."""
+    from safetensors.torch import load_file
+
+    from ssd_cli.io.modelfile import load_model
+
+    args = ["train", "-u", sample_dir / "normal", "--anomalies", sample_dir / "anomalies", "--epochs", 2, "--pretrain-epochs", 2, "--batch-size", 64, "--device", "cpu"]
+    ok(ssd(*args, "--out", tmp_path / "one.safetensors"))
+    torchrun(2, *args, "--out", tmp_path / "two.safetensors", cwd=tmp_path)
+    one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
+    assert one.keys() == two.keys()
+    steps = 2 * 2 * 7  # (pretraining + training) x 2 epochs x 7 mini-batches
+    for name in one:
+        if one[name].is_floating_point():
+            assert (one[name] - two[name]).abs().max().item() <= 3 * 1e-4 * steps, name
+    a, b = load_model(tmp_path / "one.safetensors"), load_model(tmp_path / "two.safetensors")
+    assert b.threshold == pytest.approx(a.threshold, rel=2e-3)
+    assert (a.training["world_size"], b.training["world_size"]) == (1, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.safetensors", "two.safetensors"]

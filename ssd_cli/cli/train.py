@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssd_cli.core import distributed
 from ssd_cli.core.config import Objective
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
@@ -77,6 +78,8 @@ def pretrain(
     with stage_progress() as on_epoch:
         saved, skipped = run_pretraining(plan, on_epoch=on_epoch)
     warn_skipped(skipped, "pretrain")
+    if not distributed.ranks().is_main:  # under torchrun every rank holds the same autoencoder; rank 0 writes it
+        return
     modelfile.save_autoencoder(out, saved, force=force)
     t = saved.training
     console.print(f"wrote autoencoder [bold]{safe(str(out))}[/] ({plan.spec.name}, {t['n_unlabeled']} images, {t['epochs']} epochs in {t['seconds']} s, final loss {_num(t['final_loss'])})")
@@ -144,6 +147,8 @@ def train(
     finally:
         status.stop()
     warn_skipped(detector.skipped_, "train")
+    if not distributed.ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
+        return
     detector.save(out, force=force)
     saved, plan = detector.model_, detector.plan_
     assert saved is not None and plan is not None

@@ -10,7 +10,10 @@ launchers start torchrun, and torchrun starts us.
 
 from __future__ import annotations
 
+import atexit
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -76,9 +79,15 @@ def setup(use_cuda: bool) -> Ranks:
     if use_cuda:
         torch.cuda.set_device(r.local_rank)
     dist.init_process_group("nccl" if use_cuda else "gloo")
+    atexit.register(_close)  # a process group left open can abort the process as it exits
     if not use_cuda and not _threads_given["value"]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // r.local_world_size))
     return r
+
+
+def _close() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_device(requested: torch.device) -> torch.device:
@@ -110,3 +119,77 @@ def broadcast(obj: T) -> T:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+# --- data-parallel training ---------------------------------------------------------------------
+# Only `ssd train` / `ssd pretrain` under torchrun train one model together; a distributed benchmark
+# trains different runs on each rank, so the synchronisation below is switched on explicitly.
+
+_data_parallel = {"on": False}
+
+
+@contextmanager
+def data_parallel() -> Iterator[Ranks]:
+    """Within this block, training loops and batch norm synchronise across ranks (when there are
+    several): each rank computes its share of every mini-batch."""
+    r = ranks()
+    before = _data_parallel["on"]
+    _data_parallel["on"] = r.active and dist.is_available() and dist.is_initialized()
+    try:
+        yield r
+    finally:
+        _data_parallel["on"] = before
+
+
+def training_together() -> bool:
+    return _data_parallel["on"]
+
+
+def sum_gradients(params: list[torch.Tensor]) -> None:
+    """Sum every parameter's gradient over the ranks, in one all-reduce (a missing gradient counts
+    as zero, so every rank sends the same layout)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    out = t.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def gather_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The ranks' tensors (any first dimension) concatenated in rank order, on every rank."""
+    parts = gather(t.detach().cpu())
+    return torch.cat(parts).to(t.device)
+
+
+def synced_batch_norm(bn: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm over the global mini-batch, the union of every rank's share: what
+    one process that saw the whole batch computes. The all-reduces are differentiable (their
+    backward sums the gradients of every rank's loss), and the running statistics are updated as
+    _BatchNorm does, with the unbiased variance. PyTorch's SyncBatchNorm runs on GPUs only."""
+    from torch.distributed.nn.functional import all_reduce
+
+    dims = [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
+    total = all_reduce(torch.cat([x.sum(dims), count]))
+    n = total[-1]
+    mean = total[:-1] / n
+    centred = x - mean.view(shape)
+    var = all_reduce((centred * centred).sum(dims)) / n
+    if bn.training and bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            bn.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+    y = centred / torch.sqrt(var + bn.eps).view(shape)
+    return y * bn.weight.view(shape) + bn.bias.view(shape) if bn.affine else y

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssd_cli.core import distributed
+
 LEAKY_SLOPE = 0.1  # alpha in Appendix B
 BN_EPS = 1e-4  # as in the original Deep SVDD code
 
@@ -245,13 +247,24 @@ class BatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and distributed.training_together():
+            return distributed.synced_batch_norm(self, x)
         if self.num_features < 16 and x.device.type == "cpu" and not x.is_contiguous():
             return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d, with statistics over all ranks when training together under torchrun."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and distributed.training_together():
+            return distributed.synced_batch_norm(self, x)
+        return super().forward(x)
+
+
 def _bn(n: int, dims: int) -> nn.Module:
-    return (BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n, eps=BN_EPS, affine=False)
+    return (BatchNorm2d if dims == 2 else BatchNorm1d)(n, eps=BN_EPS, affine=False)
 
 
 class Encoder(nn.Module):

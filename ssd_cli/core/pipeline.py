@@ -19,9 +19,10 @@ from ssd_cli.core.patches import (
     train_patch_deep_svdd,
 )
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.training import (
     EpochCallback,
-    distances,
+    embed_shared,
     pretrain_autoencoder,
     seeded_init,
     train_deep_svdd,
@@ -101,7 +102,7 @@ def train_model(
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
     if patches is None:
         result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
-        all_scores = distances(encoder, result.c, x)
+        all_scores = squared_distances(embed_shared(encoder, x), result.c).sqrt()
     else:
         result = train_patch_deep_svdd(encoder, x, y, patches.spec, cfg, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
         all_scores = image_scores(patch_distances(encoder, result.c, x, patches.spec))

@@ -61,6 +61,7 @@ def describe_model(saved: SavedModel) -> dict:
             "seed": t.get("seed"),
             "final_loss": t.get("final_loss"),
             "labeled_at_threshold": t.get("labeled_at_threshold"),
+            "world_size": t.get("world_size", 1),
         },
         "training_record": t,
     }
