@@ -42,7 +42,7 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective}
 _REQUEST = ("arch", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
-            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed")  # fmt: skip
+            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 
 
@@ -63,8 +63,9 @@ def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), *, dev
             given[key] = tuple(given[key])
     train = OptimOverrides(**{k: given.pop(k, None) for k in _OPTIM})
     pretrain = OptimOverrides(**{k: given.pop(f"pretrain_{k}", None) for k in _OPTIM if k != "batch_size"}, batch_size=train.batch_size)
-    if "pretrained" in given:
-        given["pretrained"] = Path(given["pretrained"])
+    for key in ("pretrained", "cache"):
+        if key in given:
+            given[key] = Path(given[key])
     return TrainRequest(
         unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), train=train, pretrain=pretrain, device=device, **given
     )

@@ -9,7 +9,7 @@ The CLI renders the plan between the two, so the user sees it before any long wo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from ssd_cli.core.config import (
 from ssd_cli.device import resolve_device
 from ssd_cli.errors import InputError, UsageError
 from ssd_cli.core.estimate import step_cost, training_seconds
+from ssd_cli.core.imageset import ImageSet, Rows
+from ssd_cli.data.cache import open_or_build
 from ssd_cli.data.images import Skipped, load_images
 from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
@@ -83,6 +85,7 @@ class TrainRequest:
     threshold_quantile: float = 0.95
     seed: int = 0
     device: str = "auto"
+    cache: Path | None = None  # decode into a disk cache here and train from it (sets larger than memory)
 
 
 @dataclass(frozen=True)
@@ -292,9 +295,10 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
     from ssd_cli.core import pipeline
 
     spec, dev = plan.spec, plan.device
-    images, skipped = _decode(plan, workers)
-    pre = plan.pretrained.preprocessor if plan.pretrained else Preprocessor.fit(plan.preprocessing, images[UNLABELED_ROLE])
-    x, y = pipeline.training_tensors(pre, dev, images[UNLABELED_ROLE], images.get(NORMALS_ROLE), images.get(ANOMALIES_ROLE))
+    decoded = _decode(plan, workers)
+    skipped = decoded.skipped
+    pre = plan.pretrained.preprocessor if plan.pretrained else Preprocessor.fit(plan.preprocessing, decoded.chunks(UNLABELED_ROLE))
+    x, y = decoded.training_set(pre, dev)
     ae = plan.pretrained.autoencoder().to(dev) if plan.pretrained else None
     pretrain_seconds = 0.0
     if ae is None and plan.pretrain is not None:
@@ -330,9 +334,10 @@ def _run_pretraining(plan: TrainPlan, on_epoch: StageCallback | None, workers: i
     from ssd_cli.core import pipeline
 
     assert plan.pretrain is not None
-    images, skipped = _decode(plan, workers)
-    pre = Preprocessor.fit(plan.preprocessing, images[UNLABELED_ROLE])
-    x, _ = pipeline.training_tensors(pre, plan.device, images[UNLABELED_ROLE])
+    decoded = _decode(plan, workers)
+    skipped = decoded.skipped
+    pre = Preprocessor.fit(plan.preprocessing, decoded.chunks(UNLABELED_ROLE))
+    x, _ = decoded.training_set(pre, plan.device)
     start = time.perf_counter()
     ae, losses = pipeline.pretrain(plan.spec, x, plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches)
     training = {
@@ -349,19 +354,57 @@ def _run_pretraining(plan: TrainPlan, on_epoch: StageCallback | None, workers: i
     return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch), skipped
 
 
-def _decode(plan: TrainPlan, workers: int | None) -> tuple[dict[str, torch.Tensor], list[Skipped]]:
-    """Every role's images at the network's input; a role left with no readable image is bad input."""
-    images: dict[str, torch.Tensor] = {}
-    skipped: list[Skipped] = []
-    for role, files in plan.files.items():
-        if not files:
-            continue
-        batch = load_images(files, plan.input_size, plan.spec.channels, workers=workers, resize=plan.resize)
-        skipped += batch.skipped
-        if len(batch.paths) == 0:
-            raise InputError(f"{role}: none of the {len(files)} image files could be read")
-        images[role] = batch.images
-    return images, skipped
+@dataclass
+class _Decoded:
+    """The training images of every role, as uint8 rows (in memory, or a disk cache): unlabeled
+    first, then labeled normals, then labeled anomalies."""
+
+    rows: Rows
+    counts: dict[str, int]  # readable images per role, in row order
+    skipped: list[Skipped]
+    image_shape: tuple[int, int, int]
+
+    def chunks(self, role: str, size: int = 4096) -> Iterator[torch.Tensor]:
+        names = list(self.counts)
+        start = sum(self.counts[r] for r in names[: names.index(role)])
+        stop = start + self.counts[role]
+        for a in range(start, stop, size):
+            yield self.rows(torch.arange(a, min(a + size, stop)))
+
+    def training_set(self, pre: Preprocessor, device: torch.device) -> tuple[ImageSet, torch.Tensor]:
+        """x, preprocessed a mini-batch at a time, and the label vector y on the device."""
+        from ssd_cli.core.pipeline import ROLE_LABELS
+
+        y = torch.cat([torch.full((n,), ROLE_LABELS[role], dtype=torch.int8) for role, n in self.counts.items()]).to(device)
+        return ImageSet(self.rows, sum(self.counts.values()), self.image_shape, pre, device), y
+
+
+def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
+    """Every role's images at the network's input (into the disk cache with --cache); a role left
+    with no readable image is bad input."""
+    roles = {role: files for role, files in plan.files.items() if files}
+    size, channels = plan.input_size, plan.spec.channels
+    if plan.request.cache is not None:
+        every = [f for files in roles.values() for f in files]
+        disk = open_or_build(every, size, channels, plan.resize, plan.request.cache, workers)
+        kept, counts, start = torch.tensor(disk.kept, dtype=torch.int64), {}, 0
+        for role, files in roles.items():  # rows are in file order, so each role's rows are a range
+            counts[role] = int(((kept >= start) & (kept < start + len(files))).sum())
+            start += len(files)
+        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size))
+    else:
+        parts, counts, skipped = [], {}, []
+        for role, files in roles.items():
+            batch = load_images(files, size, channels, workers=workers, resize=plan.resize)
+            skipped += batch.skipped
+            parts.append(batch.images)
+            counts[role] = len(batch.paths)
+        images = torch.cat(parts)
+        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size))
+    for role, n in decoded.counts.items():
+        if n == 0:
+            raise InputError(f"{role}: none of the {len(roles[role])} image files could be read")
+    return decoded
 
 
 def _stage(on_epoch: StageCallback | None, name: str) -> Callable[[EpochInfo], None] | None:

@@ -38,3 +38,4 @@ DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]
 
 
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", envvar="SSD_CACHE", help="Decode the training images once into a disk cache in this folder and train from it, so memory does not grow with the number of images (for sets larger than RAM). Reused while the files and input settings are unchanged.")]

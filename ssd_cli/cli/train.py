@@ -14,6 +14,7 @@ from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import (
     ArchOpt,
     BatchOpt,
+    CacheOpt,
     ChannelsOpt,
     DeviceOpt,
     ForceOpt,
@@ -56,6 +57,7 @@ def pretrain(
     lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, moved with --epochs).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay (default: the preset's, e.g. 0.5e-3 for the grayscale networks).")] = None,
     batch_size: BatchOpt = None,
+    cache: CacheOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -70,7 +72,7 @@ def pretrain(
         unlabeled, device=device, arch=arch, channels=channels, image_size=image_size, resize=resize,
         patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, preprocessing=preprocessing,
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
-        batch_size=batch_size, seed=seed,
+        batch_size=batch_size, seed=seed, cache=cache,
     )  # fmt: skip
     with console.status("looking at the images and timing a few training steps"):
         plan = plan_training(request, pretrain_only=True)
@@ -114,6 +116,7 @@ def train(
     pretrain_lr_milestones: Annotated[Optional[str], typer.Option(help="Learning-rate drops of the pretraining, comma-separated (default: the preset's, moved with --pretrain-epochs).")] = None,
     pretrain_weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay of the pretraining (default: the preset's, e.g. 0.5e-3 for grayscale, 0.5e-6 for cifar10).")] = None,
     threshold_quantile: Annotated[float, typer.Option(help="One-class models: the stored threshold is this quantile of the training scores (soft-boundary models use R).")] = 0.95,
+    cache: CacheOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -132,7 +135,7 @@ def train(
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
         pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
-        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, seed=seed,
+        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, seed=seed, cache=cache,
     )  # fmt: skip
     status = console.status("looking at the images and timing a few training steps")
     status.start()

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -86,8 +87,18 @@ def setup(use_cuda: bool) -> Ranks:
 
 
 def _close() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """At exit: wait until every rank is done with the group, then close it. A rank that leaves
+    while a peer is still reading its last message makes the peer abort (SIGABRT in gloo)."""
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=60))  # a rank that failed is not waited for forever
+        else:
+            dist.barrier()
+    except Exception:  # a failed peer: nothing left to wait for
+        pass
+    dist.destroy_process_group()
 
 
 def rank_device(requested: torch.device) -> torch.device:

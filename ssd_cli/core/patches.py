@@ -123,7 +123,8 @@ def random_crops(x: torch.Tensor, images: torch.Tensor, p: PatchSpec, gen: torch
     ar = torch.arange(size, device=x.device)
     rows, cols = offsets[:, :1] + ar, offsets[:, 1:] + ar  # (B, P) each
     # Advanced indices around a slice: the result is (B, P, P, C); permuted back it is channels_last.
-    crops = x[images[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    chosen = x[images]  # the images first (an ImageSet makes them then), then the crops of each
+    crops = chosen[torch.arange(len(images), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     return crops, offsets
 
 
@@ -253,7 +254,7 @@ def patch_distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, p: Patch
         squared_distances(embed(encoder, grid_patches(chunk, p).flatten(0, 1), size), c).sqrt().view(len(chunk), g, g)
         for chunk in x.split(max(1, size // g**2))
     ]
-    return torch.cat(maps) if maps else x.new_zeros((0, g, g))
+    return torch.cat(maps) if maps else torch.zeros((0, g, g), device=x.device)
 
 
 def image_scores(maps: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from ssd_cli.core.training import (
 )
 
 UNLABELED, NORMAL, ANOMALY = 0, 1, -1
+ROLE_LABELS = {"--unlabeled": UNLABELED, "--normals": NORMAL, "--anomalies": ANOMALY}  # y of each input role
 
 
 @dataclass(frozen=True)

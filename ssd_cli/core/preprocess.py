@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +33,12 @@ class Preprocessor:
     high: float = 1.0
 
     @classmethod
-    def fit(cls, kind: Preprocessing, images: torch.Tensor) -> Preprocessor:
-        """Fit on training images (uint8, N x C x H x W); only GCN has statistics to fit."""
+    def fit(cls, kind: Preprocessing, images: torch.Tensor | Iterable[torch.Tensor]) -> Preprocessor:
+        """Fit on training images (uint8, N x C x H x W, or chunks of them); only GCN has statistics to fit."""
         if kind is Preprocessing.SCALE:
             return cls(kind)
         low, high = float("inf"), float("-inf")
-        for chunk in images.split(_CHUNK):
+        for chunk in images.split(_CHUNK) if isinstance(images, torch.Tensor) else images:
             g = global_contrast_normalize(_scaled(chunk))
             low, high = min(low, g.min().item()), max(high, g.max().item())
         if not high > low:

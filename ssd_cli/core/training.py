@@ -136,7 +136,7 @@ def embed(encoder: Encoder, x: torch.Tensor, batch_size: int | None = None) -> t
     """phi(x) in eval mode (batch norm uses its running statistics)."""
     was_training = encoder.training
     encoder.eval()
-    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size or eval_batch_size(x.device))]) if len(x) else x.new_zeros((0, encoder.spec.rep_dim))
+    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size or eval_batch_size(x.device))]) if len(x) else torch.zeros((0, encoder.spec.rep_dim), device=x.device)
     encoder.train(was_training)
     return out
 
