@@ -143,6 +143,7 @@ def test_write_summary_files(tmp_path: Path, records: list[dict[str, Any]]) -> N
         "level": "0",
         "method": "soft_ss_dsvdd",
         "nu_chosen": "0.1",
+        "by_nu": "0.01: 91.00 +- 1.00 (n=2); 0.1: 95.00 +- 1.00 (n=2)",  # both nus, not only the chosen one
         "n": "2",
         "ours_mean": "95.00",
         "ours_std": "1.00",

@@ -60,7 +60,7 @@ PAPER_NUS = (0.01, 0.1)
 
 
 class Preset(str, Enum):
-    PAPER = "paper"  # Appendix C epochs, 10 classes x 10 seeds
+    PAPER = "paper"  # Appendix C training; the Deep SVDD code's pretraining epochs (the paper gives none); 10 seeds
     QUICK = "quick"  # few epochs, 1 seed: minutes on a 2-core CPU for MNIST / Fashion-MNIST
 
 
