@@ -8,6 +8,7 @@ The CLI renders the plan between the two, so the user sees it before any long wo
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from ssd_cli.core.presets import PATCH_SCHEDULE, customised, schedule_for_spec
 from ssd_cli.data.scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
 from ssd_cli.core.training import EpochInfo
 
+PRELOAD_BYTES = 1 << 30  # training input up to 1 GiB of float32 is preprocessed once; beyond, a batch at a time
 UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE = "--unlabeled", "--normals", "--anomalies"
 
 StageCallback = Callable[[str, EpochInfo], None]  # (stage name, epoch info)
@@ -363,6 +365,7 @@ class _Decoded:
     counts: dict[str, int]  # readable images per role, in row order
     skipped: list[Skipped]
     image_shape: tuple[int, int, int]
+    in_memory: bool  # False: rows of a disk cache (--cache), never loaded whole
 
     def chunks(self, role: str, size: int = 4096) -> Iterator[torch.Tensor]:
         names = list(self.counts)
@@ -376,7 +379,10 @@ class _Decoded:
         from ssd_cli.core.pipeline import ROLE_LABELS
 
         y = torch.cat([torch.full((n,), ROLE_LABELS[role], dtype=torch.int8) for role, n in self.counts.items()]).to(device)
-        return ImageSet(self.rows, sum(self.counts.values()), self.image_shape, pre, device), y
+        n = sum(self.counts.values())
+        if self.in_memory and n * math.prod(self.image_shape) * 4 <= PRELOAD_BYTES:
+            return ImageSet.preprocessed(self.rows(torch.arange(n)), pre, device), y
+        return ImageSet(self.rows, n, self.image_shape, pre, device), y
 
 
 def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
@@ -391,7 +397,7 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
         for role, files in roles.items():  # rows are in file order, so each role's rows are a range
             counts[role] = int(((kept >= start) & (kept < start + len(files))).sum())
             start += len(files)
-        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size))
+        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size), in_memory=False)
     else:
         parts, counts, skipped = [], {}, []
         for role, files in roles.items():
@@ -400,7 +406,7 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
             parts.append(batch.images)
             counts[role] = len(batch.paths)
         images = torch.cat(parts)
-        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size))
+        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size), in_memory=True)
     for role, n in decoded.counts.items():
         if n == 0:
             raise InputError(f"{role}: none of the {len(roles[role])} image files could be read")
