@@ -30,7 +30,6 @@ from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainReques
 from ssd_cli.errors import InputError, UsageError
 from ssd_cli.data.images import Skipped, fit_image, list_images
 from ssd_cli.data.inputs import Images, segments, save_pngs
-from ssd_cli.metrics import compute_metrics
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.io.results import Evaluation, Scores
 from ssd_cli.core.scoring import Scorer
@@ -202,8 +201,8 @@ class Detector:
         saved = self._model()
         chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
         scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps)
-        metrics = compute_metrics(raw, truth, chosen.value)
-        return Evaluation(scores, truth, metrics, operating_points(raw, truth, chosen, recall))
+        points = operating_points(raw, truth, chosen, recall)  # the first is the threshold in use
+        return Evaluation(scores, truth, points[0].metrics, points)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -243,7 +242,7 @@ class Detector:
         # Under torchrun each rank scores its contiguous share of every part; the shares, gathered in
         # rank order, give every rank the same results in the same order as one process would.
         r = distributed.ranks()
-        mine = [(kind, items[r.share(len(items)).start : r.share(len(items)).stop]) for kind, items in plan]
+        mine = [(kind, r.mine(items)) for kind, items in plan]
         total, done = sum(len(items) for _, items in mine), 0
         parts: list[_Part] = []
         for kind, items in mine:

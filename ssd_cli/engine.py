@@ -8,7 +8,6 @@ The CLI renders the plan between the two, so the user sees it before any long wo
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -365,7 +364,7 @@ class _Decoded:
     counts: dict[str, int]  # readable images per role, in row order
     skipped: list[Skipped]
     image_shape: tuple[int, int, int]
-    in_memory: bool  # False: rows of a disk cache (--cache), never loaded whole
+    images: torch.Tensor | None  # all rows, when they are in memory (None: a disk cache, --cache)
 
     def chunks(self, role: str, size: int = 4096) -> Iterator[torch.Tensor]:
         names = list(self.counts)
@@ -375,13 +374,14 @@ class _Decoded:
             yield self.rows(torch.arange(a, min(a + size, stop)))
 
     def training_set(self, pre: Preprocessor, device: torch.device) -> tuple[ImageSet, torch.Tensor]:
-        """x, preprocessed a mini-batch at a time, and the label vector y on the device."""
+        """x and the label vector y on the device; x is preprocessed once when it is in memory and
+        small (PRELOAD_BYTES), else a mini-batch at a time."""
         from ssd_cli.core.pipeline import ROLE_LABELS
 
         y = torch.cat([torch.full((n,), ROLE_LABELS[role], dtype=torch.int8) for role, n in self.counts.items()]).to(device)
         n = sum(self.counts.values())
-        if self.in_memory and n * math.prod(self.image_shape) * 4 <= PRELOAD_BYTES:
-            return ImageSet.preprocessed(self.rows(torch.arange(n)), pre, device), y
+        if self.images is not None and self.images.numel() * 4 <= PRELOAD_BYTES:
+            return ImageSet.preprocessed(self.images, pre, device), y
         return ImageSet(self.rows, n, self.image_shape, pre, device), y
 
 
@@ -397,7 +397,7 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
         for role, files in roles.items():  # rows are in file order, so each role's rows are a range
             counts[role] = int(((kept >= start) & (kept < start + len(files))).sum())
             start += len(files)
-        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size), in_memory=False)
+        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size), images=None)
     else:
         parts, counts, skipped = [], {}, []
         for role, files in roles.items():
@@ -406,7 +406,7 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
             parts.append(batch.images)
             counts[role] = len(batch.paths)
         images = torch.cat(parts)
-        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size), in_memory=True)
+        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size), images=images)
     for role, n in decoded.counts.items():
         if n == 0:
             raise InputError(f"{role}: none of the {len(roles[role])} image files could be read")

@@ -18,8 +18,8 @@ from ssd_cli.core.training import reconstruction_loss
 def gradients(model: torch.nn.Module, loss_of, x: torch.Tensor, together: bool) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
     if together:
-        share = distributed.ranks().share(len(x))
-        (loss_of(model, x[share.start : share.stop]) * (len(share) / len(x))).backward()
+        mine = distributed.ranks().mine(x)
+        (loss_of(model, mine) * (len(mine) / len(x))).backward()
         distributed.sum_gradients([p for p in model.parameters()])
     else:
         loss_of(model, x).backward()

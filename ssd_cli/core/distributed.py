@@ -47,6 +47,11 @@ class Ranks:
         start = self.rank * n // self.world_size
         return range(start, (self.rank + 1) * n // self.world_size)
 
+    def mine(self, items: T) -> T:
+        """This rank's share of a sequence, tensor or ImageSet (a slice of it)."""
+        share = self.share(len(items))
+        return items[share.start : share.stop]
+
 
 def _env_int(name: str, default: int) -> int:
     try:

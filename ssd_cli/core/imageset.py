@@ -77,8 +77,3 @@ class ImageSet:
         """Consecutive float chunks of at most size images, in order."""
         for start in range(0, len(self), size):
             yield self[torch.arange(start, min(start + size, len(self)))]
-
-    def uint8_chunks(self, size: int) -> Iterator[torch.Tensor]:
-        """The raw images in chunks (for fitting the preprocessing)."""
-        for start in range(0, len(self), size):
-            yield self.rows(self._rows_of(torch.arange(start, min(start + size, len(self)))))

@@ -1,7 +1,8 @@
 """The training story of the paper, top to bottom: pretrain an autoencoder, fix c, run Algorithm 1.
 
-Data arrive as preprocessed float tensors already on the training device; mini-batches are drawn by
-shuffled index, so an epoch costs only arithmetic. Nothing here prints: progress goes to a callback.
+Data arrive as preprocessed float tensors on the training device, or as an ImageSet that
+preprocesses the mini-batch it is indexed with (core/imageset.py); mini-batches are drawn by
+shuffled index. Nothing here prints: progress goes to a callback.
 """
 
 from __future__ import annotations
@@ -77,8 +78,11 @@ def fit(
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
         total = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
         for idx in minibatches(perm, optim.batch_size):
-            share = r.share(len(idx))
-            loss = batch_loss(idx[share.start : share.stop]) * (len(share) / len(idx)) if together else batch_loss(idx)
+            if together:
+                mine = r.mine(idx)
+                loss = batch_loss(mine) * (len(mine) / len(idx))
+            else:
+                loss = batch_loss(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if together:
@@ -122,7 +126,12 @@ def pretrain_autoencoder(
     ae: AutoEncoder, x: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
 ) -> list[float]:
     """Train the autoencoder on unlabeled data only (Appendix A); its encoder then initialises phi."""
-    return fit(ae, len(x), lambda idx: reconstruction_loss(ae(x[idx]), x[idx]), optim, seed=seed, device=x.device, on_epoch=on_epoch)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        batch = x[idx]  # once: for an ImageSet, indexing preprocesses
+        return reconstruction_loss(ae(batch), batch)
+
+    return fit(ae, len(x), batch_loss, optim, seed=seed, device=x.device, on_epoch=on_epoch)
 
 
 def eval_batch_size(device: torch.device) -> int:
@@ -149,8 +158,7 @@ def embed_shared(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
     """embed(), with the work split over the ranks when training together (results gathered in order)."""
     if not distributed.training_together():
         return embed(encoder, x)
-    share = distributed.ranks().share(len(x))
-    return distributed.gather_tensor(embed(encoder, x[share.start : share.stop]))
+    return distributed.gather_tensor(embed(encoder, distributed.ranks().mine(x)))
 
 
 def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
@@ -162,9 +170,7 @@ def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float =
     if not bool(keep.any()):
         raise CenterError("no unlabeled or labeled-normal samples to place the center c")
     if distributed.training_together():  # each rank embeds its share; sums and counts are all-reduced
-        kept = x[keep]
-        share = distributed.ranks().share(len(kept))
-        mine = embed(encoder, kept[share.start : share.stop])
+        mine = embed(encoder, distributed.ranks().mine(x[keep]))
         sums = distributed.all_sum(torch.cat([mine.sum(dim=0), mine.new_tensor([len(mine)])]))
         c = sums[:-1] / sums[-1]
     else:

@@ -9,7 +9,6 @@ plan and asks; `run_plan` carries it out.
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,7 @@ from ssd_cli.core.config import Preprocessing
 from ssd_cli.core import distributed
 from ssd_cli.device import resolve_device
 from ssd_cli.errors import OutputExistsError, UsageError
-from ssd_cli.core.estimate import step_cost
+from ssd_cli.core.estimate import StepCost, step_cost
 from ssd_cli.experiments.protocol import Method, Scenario
 
 LONG_PLAN_SECONDS = 3600.0  # plans longer than this are confirmed before they start
@@ -62,6 +61,7 @@ class BenchmarkPlan:
     estimate_seconds: float
     device: torch.device
     stack: bool
+    cost: StepCost  # timed training steps here, for estimating other plans too
 
     @property
     def is_long(self) -> bool:
@@ -99,9 +99,10 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     runs = bench.plan_runs(scenarios, classes, settings.seeds, methods, settings.nus, None if req.levels is None else list(req.levels))
     done = bench.completed_keys(req.out, data.name, settings)
     todo = [r for r in runs if r.key() not in done]
-    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device))  # every rank decides alike
+    cost = step_cost(data.spec, device, settings.train.batch_size)
+    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device, cost))  # every rank decides alike
     stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
-    return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack)
+    return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack, cost)
 
 
 def _settings(req: BenchmarkRequest, preset: bench.Preset, data: bench.BenchmarkData) -> bench.BenchmarkSettings:
@@ -116,14 +117,13 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
     """Smaller plans and their estimated time here (None: not estimated), for the user to choose
     from when a plan is long: the quick preset, one seed, one normal class, a GPU."""
     req, data = plan.request, plan.data
-    cost = step_cost(data.spec, plan.device, plan.settings.train.batch_size)
     scenarios, methods, _ = _parsed(req)
     classes = list(range(data.n_classes)) if req.classes is None else list(req.classes)
     levels = None if req.levels is None else list(req.levels)
 
     def estimate(settings: bench.BenchmarkSettings, some_classes: list[int]) -> float:
         runs = bench.plan_runs(scenarios, some_classes, settings.seeds, methods, settings.nus, levels)
-        return bench.estimate_seconds(runs, data, settings, plan.device, cost)
+        return bench.estimate_seconds(runs, data, settings, plan.device, plan.cost)
 
     out: list[tuple[str, float | None]] = []
     if req.preset != bench.Preset.QUICK.value:
@@ -135,7 +135,7 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
         out.append((f"--classes {classes[0]} (one normal class of {len(classes)})", estimate(plan.settings, classes[:1])))
     if plan.device.type == "cpu":
         out.append(("a GPU (--device cuda; runs are stacked there)", None))
-    return [(what, None if t is None else (t if math.isfinite(t) else None)) for what, t in out]
+    return out
 
 
 def run_plan(

@@ -24,10 +24,7 @@ PLACE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 def check_writable(path: Path, force: bool) -> None:
     """Refuse to overwrite unless asked, and make sure the file can be created there; called
     before any long work starts, so a training run never ends on an unwritable output."""
-    if path.is_dir():
-        raise OutputExistsError(f"'{path}' is a folder, not a file")
-    if path.exists() and not force:
-        raise OutputExistsError(f"'{path}' already exists; pass --force to overwrite it")
+    _refuse_existing(path, force)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write '{path}': folder '{path.parent}' does not exist")
     try:
@@ -38,16 +35,20 @@ def check_writable(path: Path, force: bool) -> None:
     os.unlink(probe)
 
 
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise OutputExistsError(f"'{path}' is a folder, not a file")
+    if path.exists() and not force:
+        raise OutputExistsError(f"'{path}' already exists; pass --force to overwrite it")
+
+
 def cannot_write(path: Path, exc: OSError) -> CannotWriteError:
     return CannotWriteError(f"cannot write '{path}': {exc.strerror or exc}")
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write all bytes or nothing: a stopped or failed write never leaves a half file at `path`."""
-    if path.is_dir():
-        raise OutputExistsError(f"'{path}' is a folder, not a file")
-    if not force and path.exists():
-        raise OutputExistsError(f"'{path}' already exists; pass --force to overwrite it")
+    _refuse_existing(path, force)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except FileNotFoundError:
