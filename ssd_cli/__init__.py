@@ -4,7 +4,7 @@ The public Python API (docs/python-api.md); everything else is internal. Names a
 first use, so `import ssd_cli` and `ssd --help` stay fast (torch loads only when it is needed).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["Detector", "Evaluation", "Scores", "ScoreResult", "SsdError", "FIT_SETTINGS", "__version__"]
 

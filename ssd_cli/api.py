@@ -40,7 +40,7 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 # Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective}
-_REQUEST = ("arch", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
+_REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
             "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 

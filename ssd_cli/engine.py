@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ class TrainRequest:
     normals: tuple[Path, ...] = ()
     anomalies: tuple[Path, ...] = ()
     arch: str | None = None
+    decoder: str | None = None  # the autoencoder's decoder; None: the network's own
     channels: int | None = None
     image_size: int | None = None
     resize: Resize | None = None
@@ -198,11 +199,11 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     patch_size = req.patch_size if req.patch_size is not None else default_patch_size(whole.image_size, req.arch, req.objective)
     if patch_size == 0:
         choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
-        return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size), None
+        return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size, req.decoder), None
     if patch_size > whole.image_size:
         raise UsageError(f"--patch-size {patch_size} is larger than the {whole.image_size} px input; give a smaller patch or --patch-size 0")
     arch = req.arch or network_for_size(patch_size)
-    spec = _spec_or_usage(arch, whole.channels, patch_size)
+    spec = _spec_or_usage(arch, whole.channels, patch_size, req.decoder)
     stride = req.patch_stride or max(1, patch_size // 2)
     try:
         patch = PatchSpec(whole.image_size, patch_size, stride)
@@ -236,9 +237,10 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | N
     return PatchTraining(saved.patch, req.patches_per_image)
 
 
-def _spec_or_usage(arch: str, channels: int | None, image_size: int | None) -> LeNetSpec:
+def _spec_or_usage(arch: str, channels: int | None, image_size: int | None, decoder: str | None = None) -> LeNetSpec:
     try:
-        return get_spec(arch, channels, image_size)
+        spec = get_spec(arch, channels, image_size)
+        return spec if decoder is None else replace(spec, decoder=decoder)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -252,6 +254,8 @@ def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetS
             f"--pretrained {req.pretrained} is a {spec.name} {spec.channels}x{side}x{side} network, "
             "which does not match --arch/--channels/--image-size"
         )
+    if req.decoder is not None and req.decoder != spec.decoder:
+        raise UsageError(f"--pretrained {req.pretrained} was pretrained with the {spec.decoder} decoder, not {req.decoder}")
     if req.preprocessing is not None and req.preprocessing is not saved.preprocessor.kind:
         raise UsageError(f"--pretrained {req.pretrained} was trained with --preprocessing {saved.preprocessor.kind.value}; training must use the same")
     reason = f"from --pretrained {req.pretrained}"

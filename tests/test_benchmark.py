@@ -140,3 +140,31 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
         b = by_run[a.run]
         assert b.record["stacked_runs"] > 1
         assert a.record["auc"] == pytest.approx(b.record["auc"], abs=0.01), a.run
+
+
+def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path) -> None:
+    """Runs pretrained with another decoder are other runs; records from before the decoder was
+    recorded were pretrained with the upsample one and still count as such on resume."""
+    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    out = tmp_path / "bench"
+    args = ["benchmark", str(dataset), "--levels", "0", "--methods", "one_class_dsvdd", "--epochs", "1",
+            "--pretrain-epochs", "1", "--preset", "quick", "--out", str(out), "--device", "cpu"]
+    first = runner.invoke(app, [*args, "--decoder", "transposed"], env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "(transposed decoder)" in first.output
+    results = out / "results.jsonl"
+    assert [r["decoder"] for r in _lines(results)] == ["transposed"] * 3
+
+    default = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert default.exit_code == 0 and "3 to do" in default.output, default.output
+    records = _lines(results)
+    assert sorted(r["decoder"] for r in records) == ["transposed"] * 3 + ["upsample"] * 3
+    assert "autoencoder decoder: transposed, upsample" in (out / "summary.md").read_text()
+
+    legacy = [{k: v for k, v in r.items() if k != "decoder"} for r in records if r["decoder"] == "upsample"]
+    results.write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "0 to do" in again.output, again.output
+
+    bad = runner.invoke(app, [*args, "--decoder", "deconv"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "decoder must be one of" in bad.output

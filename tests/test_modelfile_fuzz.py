@@ -105,3 +105,22 @@ def test_mutated_model_files_load_or_are_refused(valid_files: list[bytes], tmp_p
             assert result.exit_code in (ExitCode.OK, ExitCode.BAD_MODEL), f"mutation {i}: exit {result.exit_code}\n{result.output}"
             assert "Traceback" not in result.output and "internal error" not in result.output
     assert outcomes["refused"] > N_MUTATIONS // 2  # most mutations break the file; the test must see them
+
+
+@pytest.mark.parametrize(
+    "training",
+    [
+        {"labeled_at_threshold": {"n_anomalous": 3}, "final_loss": "x"},  # found by the fuzz test: a part of the record
+        {"labeled_at_threshold": [1, 2], "final_loss": [1]},
+        {"labeled_at_threshold": {"n_anomalous": "3", "anomalous_above": 1, "n_normal": 0, "normal_below": 0}},
+    ],
+)
+def test_info_shows_a_model_whose_training_record_is_odd(training: dict, valid_files: list[bytes], tmp_path: Path) -> None:
+    """The training record is free-form information: odd entries are left out of `ssd info`, never a crash."""
+    header, body = split(valid_files[0])
+    header["__metadata__"]["training"] = json.dumps(training)
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(join(header, body))
+    result = ssd("info", path)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "labeled at threshold" not in result.output and "final loss" in result.output

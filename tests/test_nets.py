@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
@@ -176,9 +177,10 @@ def test_leaky_relu_slope_is_0_1(arch: str) -> None:
     assert "relu" not in rec.names()
 
 
+@pytest.mark.parametrize("decoder", nets.DECODERS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_autoencoder_reconstructs_input_shape(arch: str) -> None:
-    spec = get_spec(arch)
+def test_autoencoder_reconstructs_input_shape(arch: str, decoder: str) -> None:
+    spec = replace(get_spec(arch), decoder=decoder)
     torch.manual_seed(0)
     ae = AutoEncoder(spec)
     x = torch.rand(2, spec.channels, spec.image_size, spec.image_size)
@@ -187,6 +189,45 @@ def test_autoencoder_reconstructs_input_shape(arch: str) -> None:
     assert ae.encoder(x).shape == (2, spec.rep_dim)
     # the autoencoder's encoder is exactly phi, so its weights can initialise phi
     assert Encoder(spec).load_state_dict(ae.encoder.state_dict()) is not None
+
+
+def test_every_decoder_has_a_builder() -> None:
+    assert tuple(nets.DECODER_BUILDERS) == nets.DECODERS
+
+
+@pytest.mark.parametrize("size", [8, 12, 16, 20, 28, 32, 36, 48, 56, 100, 128])
+@pytest.mark.parametrize("decoder", ["transposed", "transposed-bn"])
+def test_transposed_decoder_reaches_any_input_size(size: int, decoder: str) -> None:
+    spec = LeNetSpec("x", channels=1, image_size=size, conv_filters=(8, 4), dense_units=(32,), decoder=decoder)
+    assert AutoEncoder(spec)(torch.rand(2, 1, size, size)).shape == (2, 1, size, size)
+
+
+def test_transposed_decoder_is_the_original_codes() -> None:
+    """The Deep SVDD code's MNIST autoencoder: (2, 4, 4) grid, upsample, deconv 2->4 (pad 2), upsample
+    to 16, deconv 4->8 with pad 3 (16 -> 14), upsample, deconv 8->1; CIFAR-10: (8, 4, 4) grid, deconv
+    8->128 at 4x4, then upsample and deconv to 64, 32 and 3 channels; no bias; Xavier-uniform with the
+    leaky-ReLU gain; the CIFAR-10 one batch-normalises the code."""
+    mnist = replace(get_spec("mnist"), decoder="transposed")
+    steps = [(st.in_channels, st.out_channels, st.size, st.padding) for st in nets.deconv_steps(mnist)]
+    assert steps == [(2, 4, 8, 2), (4, 8, 16, 3), (8, 1, 28, 2)]
+    cifar = replace(get_spec("cifar10"), decoder="transposed-bn")
+    steps = [(st.in_channels, st.out_channels, st.size, st.padding) for st in nets.deconv_steps(cifar)]
+    assert steps == [(8, 128, 4, 2), (128, 64, 8, 2), (64, 32, 16, 2), (32, 3, 32, 2)]
+    torch.manual_seed(0)
+    dec = AutoEncoder(cifar).decoder
+    assert isinstance(dec.code_bn, nn.BatchNorm1d) and not dec.code_bn.affine
+    assert all(isinstance(c, nn.ConvTranspose2d) and c.bias is None for c in dec.convs)
+    w = dec.convs[1].weight  # (128, 64, 5, 5): Xavier bound gain * sqrt(6 / (fan_in + fan_out))
+    bound = nn.init.calculate_gain("leaky_relu") * (6 / (64 * 25 + 128 * 25)) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert AutoEncoder(mnist).decoder.code_bn is None
+
+
+def test_decoder_is_recorded_and_old_descriptions_load_with_upsample() -> None:
+    spec = replace(get_spec("cifar10"), decoder="transposed-bn")
+    assert LeNetSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old = {k: v for k, v in get_spec("mnist").to_dict().items() if k != "decoder"}
+    assert LeNetSpec.from_dict(old).decoder == "upsample"
 
 
 @pytest.mark.parametrize(
@@ -322,7 +363,7 @@ def test_parameter_count_is_the_encoders(arch: str) -> None:
 def test_to_dict_from_dict_round_trip(arch: str) -> None:
     spec = get_spec(arch)
     d = json.loads(json.dumps(spec.to_dict()))  # as a model file stores it
-    assert set(d) == {"name", "channels", "image_size", "conv_filters", "dense_units", "kernel_size", "layers"}
+    assert set(d) == {"name", "channels", "image_size", "conv_filters", "dense_units", "kernel_size", "decoder", "layers"}
     assert (d["name"], d["channels"], d["image_size"], d["kernel_size"]) == (arch, spec.channels, spec.image_size, 5)
     assert d["conv_filters"] == list(spec.conv_filters) and d["dense_units"] == list(spec.dense_units)
     assert LeNetSpec.from_dict(d) == spec
@@ -387,6 +428,9 @@ def with_layer(index: int, **changes) -> dict:
         (changed(name=7), "name"),
         (changed(channels=None), "channels"),
         (changed(extra=1), "extra"),
+        (changed(decoder="deconv"), "decoder"),
+        (changed(decoder=1), "decoder"),
+        (changed(decoder="transposed", dense_units=[40], layers=None), "multiple of 16"),
         (changed(layers=[]), "inconsistent"),
         (changed(layers="conv"), "inconsistent"),
         (with_layer(0, bias=True), "inconsistent"),

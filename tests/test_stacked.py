@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder, get_spec
+from ssd_cli.core.nets import DECODERS, AutoEncoder, Classifier, Encoder, get_spec
 from ssd_cli.core.stacked import (
     pretrain_autoencoders_stacked,
     stack_is_faster,
@@ -139,9 +139,11 @@ def test_deep_svdd_stack_with_given_centers_and_shared_data() -> None:
         torch.testing.assert_close(got[k].losses, ref[k].losses, **TIGHT)
 
 
-def test_autoencoder_pretraining_stack_equals_single_runs() -> None:
-    """The mnist autoencoder on 16x16 images (float64 convolutions are slow on a CPU)."""
-    dtype, spec, seeds = torch.float64, get_spec("mnist", image_size=16), SEEDS[:3]
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_autoencoder_pretraining_stack_equals_single_runs(decoder: str) -> None:
+    """The mnist autoencoder on 16x16 images (float64 convolutions are slow on a CPU), each decoder."""
+    dtype, seeds = torch.float64, SEEDS[:3]
+    spec = replace(get_spec("mnist", image_size=16), decoder=decoder)
     optim = replace(OPTIM, weight_decay=0.5e-3)
     xs = _images(len(seeds), N, dtype, spec=spec)
     single, stacked = _nets(lambda: AutoEncoder(spec), seeds, dtype)

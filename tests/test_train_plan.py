@@ -217,6 +217,20 @@ def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path:
     assert load_model(out).patch == load_autoencoder(ae).patch
 
 
+def test_decoder_option_reaches_the_files_and_must_match_a_pretrained_one(sample_dir: Path, tmp_path: Path) -> None:
+    ae = tmp_path / "ae.safetensors"
+    ok(ssd("pretrain", "-u", sample_dir / "normal", "--decoder", "transposed", "--epochs", "1", "--out", ae, "--device", "cpu"))
+    assert load_autoencoder(ae).spec.decoder == "transposed"
+    out = tmp_path / "m.safetensors"
+    ok(ssd("train", "-u", sample_dir / "normal", "--pretrained", ae, "--epochs", "1", "--out", out, "--device", "cpu"))
+    assert load_model(out).spec.decoder == "transposed"
+    clash = ssd("train", "-u", sample_dir / "normal", "--pretrained", ae, "--decoder", "upsample", "--out", tmp_path / "x.safetensors")
+    assert clash.exit_code == 2 and "pretrained with the transposed decoder" in clash.output
+    bad = ssd("train", "-u", sample_dir / "normal", "--decoder", "deconv", "--out", tmp_path / "y.safetensors")
+    assert bad.exit_code == 2 and "decoder must be one of" in bad.output
+    assert plan_training(TrainRequest(unlabeled=(sample_dir / "normal",), device="cpu"), estimate=False).spec.decoder == "upsample"
+
+
 def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     big = photos(tmp_path / "big", 6, (140, 130), colour=False)
     plan = plan_training(TrainRequest(unlabeled=(big,), device="cpu"), estimate=False)

@@ -12,7 +12,7 @@ from ssd_cli.core import distributed
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.errors import ExitCode, SsdError, UsageError
 from ssd_cli.cli import app, handle_errors
-from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, parse_ints
+from ssd_cli.cli.options import DataRootOpt, DecoderOpt, DeviceOpt, DownloadOpt, parse_ints
 from ssd_cli.cli.render import console, describe_runs, duration, render_plan, render_summary, run_progress, warn
 
 
@@ -44,6 +44,7 @@ def benchmark(
     nus: Annotated[str, typer.Option(help="nu values for the soft-boundary methods (the paper runs 0.01 and 0.1); each table cell reports the nu with the better mean test AUC (the paper does not say how it chose; summary.csv lists every nu).")] = "0.01,0.1",
     preprocessing: Annotated[Preprocessing, typer.Option(help="gcn (the paper's: GCN l1 + min-max from the normal class's training data) or scale.")] = Preprocessing.GCN,
     arch: Annotated[Optional[str], typer.Option(help="Network (default: the dataset's own; for image folders chosen from the training images as `ssd train` does).")] = None,
+    decoder: DecoderOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder: results.jsonl (resumable), summary.csv/.md and figures.")] = Path("benchmark-results"),
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -70,7 +71,7 @@ def benchmark(
         levels=None if levels is None else _floats(levels, "--levels"),
         methods=None if methods is None else tuple(m for m in methods.replace(" ", "").split(",") if m),
         preset=preset, epochs=epochs, pretrain_epochs=pretrain_epochs, nus=_floats(nus, "--nus"),
-        preprocessing=preprocessing, arch=arch, data_root=data_root, download=download, device=device, stack=stack,
+        preprocessing=preprocessing, arch=arch, decoder=decoder, data_root=data_root, download=download, device=device, stack=stack,
     )  # fmt: skip
     with console.status("loading data and timing a few training steps for the estimate"):
         plan = plan_benchmark(request)

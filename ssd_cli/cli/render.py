@@ -219,7 +219,7 @@ def info_table(d: dict) -> Table:
     table.add_column("", overflow="fold")
     patch = f"; patches {inp['patch']['patch_size']} px, stride {inp['patch']['stride']} ({inp['patch']['grid']}x{inp['patch']['grid']} grid)" if inp["patch"] else ""
     rows = [
-        ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias"),
+        ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias; {net.get('decoder', 'upsample')} decoder in pretraining"),
         ("input", f"{inp['channels']}x{inp['size']}x{inp['size']}, resize {inp['resize']}{patch}"),
         ("preprocessing", pre["kind"] + (f" (min-max [{pre['low']:.5g}, {pre['high']:.5g}])" if pre["kind"] == "gcn" else "")),
     ]
@@ -270,7 +270,7 @@ def render_plan(plan: BenchmarkPlan) -> None:
         f"[bold]benchmark[/] {data.name} ({data.source}); network {data.spec.name} "
         f"{data.spec.channels}x{data.spec.image_size}x{data.spec.image_size}{' (' + '; '.join(data.choice) + ')' if data.choice else ''}; device {plan.device}\n"
         f"settings: {s.label}: train {s.train.epochs} epochs (lr {s.train.lr:g}, x0.1 at {list(s.train.lr_milestones)}), "
-        f"autoencoder {s.pretrain.epochs} epochs, batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
+        f"autoencoder {s.pretrain.epochs} epochs ({data.spec.decoder} decoder), batch {s.train.batch_size}, preprocessing {s.preprocessing.value}, "
         f"soft-boundary nu in {list(s.nus)} (the better reported), {s.seeds} seed(s)\n"
         f"plan: {len(runs)} runs, {len(runs) - len(todo)} already in {plan.request.out}, {len(todo)} to do; "
         f"estimated {duration(plan.estimate_seconds)} here, {'runs of one setup stacked' if plan.stack else 'one run at a time'}",

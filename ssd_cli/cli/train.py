@@ -16,6 +16,7 @@ from ssd_cli.cli.options import (
     BatchOpt,
     CacheOpt,
     ChannelsOpt,
+    DecoderOpt,
     DeviceOpt,
     ForceOpt,
     PatchesPerImageOpt,
@@ -45,6 +46,7 @@ def pretrain(
     unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled training images, read recursively; repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Autoencoder file to write (safetensors).")] = Path("ae.safetensors"),
     arch: ArchOpt = None,
+    decoder: DecoderOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
     resize: ResizeOpt = None,
@@ -69,7 +71,7 @@ def pretrain(
 
     check_writable(out, force)
     request = train_request(
-        unlabeled, device=device, arch=arch, channels=channels, image_size=image_size, resize=resize,
+        unlabeled, device=device, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
         patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, preprocessing=preprocessing,
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, seed=seed, cache=cache,
@@ -98,6 +100,7 @@ def train(
     nu: Annotated[float, typer.Option(help="Soft-boundary trade-off nu in (0, 1]: roughly the fraction of training data allowed outside the sphere.")] = 0.1,
     eta: Annotated[float, typer.Option(help="Weight eta > 0 of the labeled samples against the unlabeled ones.")] = 1.0,
     arch: ArchOpt = None,
+    decoder: DecoderOpt = None,
     channels: ChannelsOpt = None,
     image_size: SizeOpt = None,
     resize: ResizeOpt = None,
@@ -130,7 +133,7 @@ def train(
 
     check_writable(out, force)
     settings = dict(
-        objective=objective, nu=nu, eta=eta, arch=arch, channels=channels, image_size=image_size, resize=resize,
+        objective=objective, nu=nu, eta=eta, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
         preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image,
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,

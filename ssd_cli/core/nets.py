@@ -33,6 +33,8 @@ MAX_DENSE_LAYERS = 8
 MAX_DENSE_UNITS = 65536
 MAX_KERNEL_SIZE = 15
 MAX_PARAMETERS = 100_000_000  # weights of phi (the autoencoder has about twice as many)
+# Autoencoder decoders for pretraining, by name (builders: DECODER_BUILDERS below).
+DECODERS = ("upsample", "transposed", "transposed-bn")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # names are shown in terminals: no markup, no spaces
 
 
@@ -68,6 +70,7 @@ class LeNetSpec:
     conv_filters: tuple[int, ...]
     dense_units: tuple[int, ...]  # the last one is the output dimension of phi
     kernel_size: int = 5
+    decoder: str = "upsample"  # the autoencoder's decoder for pretraining (DECODERS); not part of phi
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -83,6 +86,10 @@ class LeNetSpec:
         step = 2 ** len(self.conv_filters)
         if self.image_size % step:
             raise ValueError(f"image size for '{self.name}' must be a positive multiple of {step}, got {self.image_size}")
+        if not isinstance(self.decoder, str) or self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {_show(self.decoder)}")
+        if self.decoder != "upsample" and self.dense_units[0] % 16:
+            raise ValueError(f"the '{self.decoder}' decoder reshapes {self.dense_units[0]} units to a 4x4 grid: they must be a multiple of 16")
         if self.parameter_count > MAX_PARAMETERS:
             raise ValueError(f"network '{self.name}' has {self.parameter_count:,} weights, more than the {MAX_PARAMETERS:,} allowed")
 
@@ -133,16 +140,19 @@ class LeNetSpec:
             "conv_filters": list(self.conv_filters),
             "dense_units": list(self.dense_units),
             "kernel_size": self.kernel_size,
+            "decoder": self.decoder,
             "layers": self.layers(),
         }
 
     @classmethod
     def from_dict(cls, d: object) -> LeNetSpec:
-        """A spec from `to_dict` output, fully validated (ValueError); `layers`, if given, must match."""
+        """A spec from `to_dict` output, fully validated (ValueError); `layers`, if given, must match.
+
+        Files from before ssd 0.4 have no `decoder`: theirs was the "upsample" one, the default."""
         if not isinstance(d, dict):
             raise ValueError(f"a network description must be a JSON object, got {_show(d)}")
         known = {f.name for f in fields(cls)}
-        missing, unknown = sorted(known - {"kernel_size"} - set(d)), sorted(map(str, set(d) - known - {"layers"}))
+        missing, unknown = sorted(known - {"kernel_size", "decoder"} - set(d)), sorted(map(str, set(d) - known - {"layers"}))
         if missing or unknown:
             problems = [f"lacks {missing}"] * bool(missing) + [f"has unknown keys {_show(unknown)}"] * bool(unknown)
             raise ValueError(f"the network description {' and '.join(problems)}")
@@ -296,7 +306,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """The encoder mirrored, with nearest-neighbour upsampling where the encoder pools."""
+    """"upsample": the encoder mirrored, a dense layer back to the last feature map, then nearest
+    upsampling and a convolution where the encoder has a convolution and a pooling."""
 
     def __init__(self, spec: LeNetSpec) -> None:
         super().__init__()
@@ -325,10 +336,99 @@ class Decoder(nn.Module):
         return torch.sigmoid(x)
 
 
+@dataclass(frozen=True)
+class DeconvStep:
+    """One transposed convolution of the "transposed" decoder: its input is first brought to
+    `size` x `size` by nearest upsampling (if it is not that size already)."""
+
+    in_channels: int
+    out_channels: int
+    size: int
+    padding: int
+
+
+def deconv_steps(spec: LeNetSpec) -> list[DeconvStep]:
+    """The original Deep SVDD code's decoder layout, for any spec.
+
+    The code vector becomes a (units/16, 4, 4) grid; one transposed convolution (stride 1) per conv
+    module plus one, through the channels of phi reversed. The first works on the grid upsampled
+    to 4*2^j, the least that j doublings per conv module reach the image from; every later one on
+    its input doubled, with the padding that lands on the encoder's size at that depth. For the
+    paper's networks this is that code: MNIST 4 -> 8 -> 16 -> (pad 3) 14 -> 28, CIFAR-10
+    4 -> 8 -> 16 -> 32. Where no padding of 0..k-1 lands there, the input is upsampled to the size
+    itself.
+    """
+    k, n = spec.kernel_size, len(spec.conv_filters)
+    chans = (spec.dense_units[0] // 16, *reversed(spec.conv_filters), spec.channels)
+    j = 0
+    while 4 * 2 ** (j + n) < spec.image_size:
+        j += 1
+    size = 4 * 2**j
+    steps = [DeconvStep(chans[0], chans[1], size, k // 2)]
+    for i in range(1, n + 1):
+        target, doubled = spec.image_size >> (n - i), 2 * size
+        shrink = doubled + k - 1 - target  # a stride-1 transposed conv adds k-1, its padding takes 2p
+        if shrink % 2 == 0 and 0 <= shrink // 2 <= k - 1:
+            steps.append(DeconvStep(chans[i], chans[i + 1], doubled, shrink // 2))
+        else:
+            steps.append(DeconvStep(chans[i], chans[i + 1], target, k // 2))
+        size = target
+    return steps
+
+
+class TransposedDecoder(nn.Module):
+    """"transposed" / "transposed-bn": the original Deep SVDD code's decoder (its MNIST and
+    CIFAR-10 autoencoders), generalised by `deconv_steps`.
+
+    Hidden dense layers of phi are mirrored (linear, batch norm, leaky ReLU), the code vector is
+    reshaped to a 4x4 grid and goes through leaky ReLU, then transposed convolutions with batch norm
+    and leaky ReLU between them, initialised Xavier-uniform with the leaky-ReLU gain as in that
+    code. "transposed-bn" first batch-normalises the representation, as that code's CIFAR-10
+    autoencoder does.
+    """
+
+    def __init__(self, spec: LeNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.code_bn = _bn(spec.rep_dim, 1) if spec.decoder == "transposed-bn" else None
+        units = tuple(reversed(spec.dense_units))
+        self.dense = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(units[:-1], units[1:]))
+        self.dense_bns = nn.ModuleList(_bn(u, 1) for u in units[1:])
+        self.steps = deconv_steps(spec)
+        self.convs = nn.ModuleList(
+            nn.ConvTranspose2d(st.in_channels, st.out_channels, spec.kernel_size, padding=st.padding, bias=False) for st in self.steps
+        )
+        for conv in self.convs:
+            nn.init.xavier_uniform_(conv.weight, gain=nn.init.calculate_gain("leaky_relu"))
+        self.conv_bns = nn.ModuleList(_bn(st.out_channels, 2) for st in self.steps[:-1])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.code_bn is not None:
+            z = self.code_bn(z)
+        for layer, bn in zip(self.dense, self.dense_bns):
+            z = bn(layer(z))
+        x = F.leaky_relu(z.view(z.shape[0], -1, 4, 4), LEAKY_SLOPE)
+        for i, (conv, st) in enumerate(zip(self.convs, self.steps)):
+            if x.shape[-1] != st.size:
+                x = F.interpolate(x, size=(st.size, st.size), mode="nearest")
+            x = conv(x)
+            if i < len(self.conv_bns):
+                x = F.leaky_relu(self.conv_bns[i](x), LEAKY_SLOPE)
+        return torch.sigmoid(x)
+
+
+# The decoders by name (LeNetSpec.decoder); the model file records which one pretrained a model.
+DECODER_BUILDERS: dict[str, Callable[[LeNetSpec], nn.Module]] = {
+    "upsample": Decoder,
+    "transposed": TransposedDecoder,
+    "transposed-bn": TransposedDecoder,
+}
+
+
 class AutoEncoder(nn.Module):
     def __init__(self, spec: LeNetSpec) -> None:
         super().__init__()
-        self.encoder, self.decoder = Encoder(spec), Decoder(spec)
+        self.encoder, self.decoder = Encoder(spec), DECODER_BUILDERS[spec.decoder](spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

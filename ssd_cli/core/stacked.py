@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import stack_module_state
 
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.core.nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder
+from ssd_cli.core.nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder, TransposedDecoder
 from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
 from ssd_cli.core.training import DeepSVDDResult, EpochInfo, check_finite_loss, embed, init_center, minibatches
 
@@ -121,14 +121,33 @@ class _Stack:
                 h = F.leaky_relu(self._bn_dense(f"{prefix}dense_bns.{i}", enc.dense_bns[i], h), LEAKY_SLOPE)
         return h
 
-    def _decode(self, dec: Decoder, prefix: str, z: torch.Tensor) -> torch.Tensor:
-        """(K, B, rep_dim) -> (B, K*C, H, W), as Decoder.forward."""
+    def _decode(self, dec: nn.Module, prefix: str, z: torch.Tensor) -> torch.Tensor:
+        """(K, B, rep_dim) -> (B, K*C, H, W), as the decoder's forward."""
+        if isinstance(dec, TransposedDecoder):
+            return self._decode_transposed(dec, prefix, z)
+        assert isinstance(dec, Decoder)
         for i, bn in enumerate(dec.dense_bns):
             z = F.leaky_relu(self._bn_dense(f"{prefix}dense_bns.{i}", bn, self._dense(f"{prefix}dense.{i}", z)), LEAKY_SLOPE)
         s = dec.spec
         x = z.transpose(0, 1).reshape(z.shape[1], self.k * s.conv_filters[-1], s.feature_size, s.feature_size)
         for i, conv in enumerate(dec.convs):
             x = self._conv(f"{prefix}convs.{i}", conv, F.interpolate(x, scale_factor=2, mode="nearest"))
+            if i < len(dec.conv_bns):
+                x = F.leaky_relu(self._bn(f"{prefix}conv_bns.{i}", dec.conv_bns[i], x), LEAKY_SLOPE)
+        return torch.sigmoid(x)
+
+    def _decode_transposed(self, dec: TransposedDecoder, prefix: str, z: torch.Tensor) -> torch.Tensor:
+        """As TransposedDecoder.forward; a transposed convolution of K runs is one with groups=K."""
+        if dec.code_bn is not None:
+            z = self._bn_dense(f"{prefix}code_bn", dec.code_bn, z)
+        for i, bn in enumerate(dec.dense_bns):
+            z = self._bn_dense(f"{prefix}dense_bns.{i}", bn, self._dense(f"{prefix}dense.{i}", z))
+        x = F.leaky_relu(z.transpose(0, 1).reshape(z.shape[1], -1, 4, 4), LEAKY_SLOPE)
+        for i, (conv, st) in enumerate(zip(dec.convs, dec.steps)):
+            if x.shape[-1] != st.size:
+                x = F.interpolate(x, size=(st.size, st.size), mode="nearest")
+            w = self.params[f"{prefix}convs.{i}.weight"].flatten(0, 1)  # (K*in, out, kh, kw)
+            x = F.conv_transpose2d(x, w, None, conv.stride, conv.padding, conv.output_padding, self.k, conv.dilation)
             if i < len(dec.conv_bns):
                 x = F.leaky_relu(self._bn(f"{prefix}conv_bns.{i}", dec.conv_bns[i], x), LEAKY_SLOPE)
         return torch.sigmoid(x)

@@ -26,7 +26,7 @@ from ssd_cli.core.config import (
     TrainConfig,
 )
 from ssd_cli.data.datasets import LabeledImages
-from ssd_cli.errors import InputError
+from ssd_cli.errors import InputError, UsageError
 from ssd_cli.core.estimate import StepCost, step_cost
 from ssd_cli.metrics import auroc
 from ssd_cli.core.nets import AutoEncoder, Classifier, LeNetSpec
@@ -34,6 +34,7 @@ from ssd_cli.core.pipeline import initial_encoder, pretrain, training_tensors
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.presets import schedule_for
 from ssd_cli.core.presets import with_epochs as scale_epochs
+from ssd_cli.experiments.report import record_decoder
 from ssd_cli.experiments.protocol import (
     Method,
     Scenario,
@@ -159,8 +160,8 @@ def results_files(out_dir: Path) -> list[Path]:
 
 
 def record_identity(r: dict) -> tuple:
-    """What makes a run the same run: dataset, settings and the run's key."""
-    return (r["dataset"], r["preset"], r["preprocessing"], r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"])
+    """What makes a run the same run: dataset, settings (the pretraining decoder too) and the run's key."""
+    return (r["dataset"], r["preset"], r["preprocessing"], record_decoder(r), r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"])
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict]]:
@@ -173,12 +174,13 @@ def _records(path: Path) -> Iterator[tuple[str, dict]]:
         yield line, r
 
 
-def completed_keys(out_dir: Path, dataset: str, settings: BenchmarkSettings) -> set[tuple]:
-    """Keys of the runs the results files already hold for this dataset and settings (resume)."""
+def completed_keys(out_dir: Path, data: BenchmarkData, settings: BenchmarkSettings) -> set[tuple]:
+    """Keys of the runs the results files already hold for this dataset, network and settings (resume)."""
     done: set[tuple] = set()
     for path in results_files(out_dir):
         for _, r in _records(path):
-            if r["dataset"] == dataset and r["preset"] == settings.label and r["preprocessing"] == settings.preprocessing.value:
+            same_settings = r["preset"] == settings.label and r["preprocessing"] == settings.preprocessing.value
+            if r["dataset"] == data.name and same_settings and record_decoder(r) == data.spec.decoder:
                 done.add((r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"]))
     return done
 
@@ -317,6 +319,8 @@ def _record(data: BenchmarkData, p: _Prepared, auc: float, seconds: float, s: Be
         "tool_version": __version__,
         "preset": s.label,
         "preprocessing": s.preprocessing.value,
+        "network": data.spec.name,
+        "decoder": data.spec.decoder,
         "n_unlabeled": len(ts.unlabeled_idx),
         "n_polluted": len(ts.polluted_idx),
         "n_labeled": len(ts.labeled_idx) if run.method.uses_labels else 0,
@@ -392,8 +396,19 @@ def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSe
     return total
 
 
-def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None) -> BenchmarkData:
-    """A built-in dataset by name, or a folder with train/<class>/ and test/<class>/ image folders."""
+def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None, decoder: str | None = None) -> BenchmarkData:
+    """A built-in dataset by name, or a folder with train/<class>/ and test/<class>/ image folders;
+    `decoder` replaces the network's own pretraining decoder."""
+    data = _load_benchmark_data(dataset, root, download, arch)
+    if decoder is None or decoder == data.spec.decoder:
+        return data
+    try:
+        return replace(data, spec=replace(data.spec, decoder=decoder))
+    except ValueError as exc:
+        raise UsageError(f"--decoder: {exc}") from None
+
+
+def _load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | None) -> BenchmarkData:
     from ssd_cli.data.datasets import BUILTIN_DATASETS, load_builtin, load_class_folders
     from ssd_cli.core.nets import get_spec
 
@@ -416,7 +431,6 @@ def load_benchmark_data(dataset: str, root: Path, download: bool, arch: str | No
 
 def _folder_network(path: Path, arch: str | None) -> tuple[LeNetSpec, tuple[str, ...]]:
     """For a folder dataset the network is chosen from its training images, as `ssd train` does."""
-    from ssd_cli.errors import UsageError
     from ssd_cli.core.nets import get_spec
     from ssd_cli.data.scan import choose_input, scan_inputs
 

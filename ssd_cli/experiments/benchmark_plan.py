@@ -45,6 +45,7 @@ class BenchmarkRequest:
     nus: tuple[float, ...] = bench.PAPER_NUS
     preprocessing: Preprocessing = Preprocessing.GCN
     arch: str | None = None
+    decoder: str | None = None  # the autoencoder's decoder; None: the network's own
     data_root: Path | None = None
     download: bool = False
     device: str = "auto"
@@ -91,13 +92,13 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
 
     scenarios, methods, preset = _parsed(req)
     device = resolve_device(req.device)
-    data = bench.load_benchmark_data(req.dataset, resolve_data_root(req.data_root), req.download, req.arch)
+    data = bench.load_benchmark_data(req.dataset, resolve_data_root(req.data_root), req.download, req.arch, req.decoder)
     classes = list(range(data.n_classes)) if req.classes is None else list(req.classes)
     if any(not 0 <= c < data.n_classes for c in classes):
         raise UsageError(f"--classes must be between 0 and {data.n_classes - 1}")
     settings = _settings(req, preset, data)
     runs = bench.plan_runs(scenarios, classes, settings.seeds, methods, settings.nus, None if req.levels is None else list(req.levels))
-    done = bench.completed_keys(req.out, data.name, settings)
+    done = bench.completed_keys(req.out, data, settings)
     todo = [r for r in runs if r.key() not in done]
     cost = step_cost(data.spec, device, settings.train.batch_size)
     estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device, cost))  # every rank decides alike
@@ -164,7 +165,7 @@ def run_plan(
         problem = distributed.broadcast(problem)
         if problem:
             raise OutputExistsError(problem)
-        done = bench.completed_keys(out, plan.data.name, plan.settings)
+        done = bench.completed_keys(out, plan.data, plan.settings)
         todo = shard([run for run in plan.todo if run.key() not in done], plan, r) if r.active else [run for run in plan.todo if run.key() not in done]
         if on_assigned is not None:
             on_assigned(len(todo))

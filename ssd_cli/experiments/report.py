@@ -41,6 +41,14 @@ _REQUIRED_KEYS = (
     "preprocessing",
 )
 
+LEGACY_DECODER = "upsample"  # the decoder of records written before ssd 0.4, which did not name it
+
+
+def record_decoder(record: Mapping[str, Any]) -> str:
+    """The autoencoder decoder a run was pretrained with."""
+    return record.get("decoder", LEGACY_DECODER)
+
+
 _CSV_COLUMNS = (
     "dataset",
     "scenario",
@@ -107,6 +115,7 @@ class Summary:
     presets: tuple[str, ...]
     preprocessings: tuple[str, ...]
     tool_versions: tuple[str, ...]
+    decoders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,7 @@ class _Run:
     preset: str
     preprocessing: str
     tool_version: str
+    decoder: str
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -132,6 +142,7 @@ class _Run:
             self.data_source,
             self.preset,
             self.preprocessing,
+            self.decoder,
             self.scenario,
             self.level,
             self.normal_class,
@@ -182,6 +193,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> Summary:
         presets=_distinct(run.preset for run in runs),
         preprocessings=_distinct(run.preprocessing for run in runs),
         tool_versions=_distinct(run.tool_version for run in runs),
+        decoders=_distinct(run.decoder for run in runs),
     )
 
 
@@ -234,6 +246,7 @@ def _parse(record: Mapping[str, Any], position: int) -> _Run:
             preset=str(record["preset"]),
             preprocessing=str(record["preprocessing"]),
             tool_version=str(record["tool_version"]),
+            decoder=str(record_decoder(record)),
         )
         run.scenario.settings(run.level)
     except (TypeError, ValueError, InputError) as error:
@@ -348,7 +361,7 @@ def _markdown(summary: Summary) -> str:
         "# SS-DSVDD benchmark summary",
         "",
         f"Data source: {listed(summary.data_sources)}; preset: {listed(summary.presets)}; "
-        f"preprocessing: {listed(summary.preprocessings)}; tool version: {listed(summary.tool_versions)}; "
+        f"preprocessing: {listed(summary.preprocessings)}; autoencoder decoder: {listed(summary.decoders)}; tool version: {listed(summary.tool_versions)}; "
         f"{summary.n_runs} runs. AUC in %, mean±std over all runs (normal classes × seeds). "
         "Soft-boundary cells are the better of ν ∈ {0.01, 0.1} (the chosen ν is in summary.csv). "
         "Paper values: Ruff et al., Appendix D.",

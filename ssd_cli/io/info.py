@@ -38,6 +38,21 @@ def _common(kind: str, saved: SavedModel | SavedAutoencoder) -> dict:
     }
 
 
+def _number(value: object) -> float | int | None:
+    """A number from the free-form training record, else None: a file may carry anything there."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_SEPARATION_KEYS = ("n_anomalous", "anomalous_above", "n_normal", "normal_below")
+
+
+def _separation(value: object) -> dict | None:
+    """The labeled separation at the threshold, only if the record holds it whole."""
+    if isinstance(value, dict) and all(type(value.get(k)) is int for k in _SEPARATION_KEYS):
+        return {k: value[k] for k in _SEPARATION_KEYS}
+    return None
+
+
 def describe_model(saved: SavedModel) -> dict:
     t = saved.training
     return {
@@ -59,8 +74,8 @@ def describe_model(saved: SavedModel) -> dict:
             "pretrain_seconds": t.get("pretrain_seconds"),
             "device": t.get("device"),
             "seed": t.get("seed"),
-            "final_loss": t.get("final_loss"),
-            "labeled_at_threshold": t.get("labeled_at_threshold"),
+            "final_loss": _number(t.get("final_loss")),
+            "labeled_at_threshold": _separation(t.get("labeled_at_threshold")),
             "world_size": t.get("world_size", 1),
         },
         "training_record": t,
@@ -77,7 +92,7 @@ def describe_autoencoder(saved: SavedAutoencoder) -> dict:
             "seconds": t.get("seconds"),
             "device": t.get("device"),
             "seed": t.get("seed"),
-            "final_loss": t.get("final_loss"),
+            "final_loss": _number(t.get("final_loss")),
         },
         "training_record": t,
     }

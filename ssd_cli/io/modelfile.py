@@ -28,7 +28,7 @@ from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
 from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.preprocess import Preprocessor
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODEL_FORMAT = "ssd-model"
 AUTOENCODER_FORMAT = "ssd-autoencoder"
 
@@ -158,7 +158,7 @@ def _network_v2(meta: dict[str, str]) -> tuple[LeNetSpec, Resize]:
     return spec, Resize(meta["resize"])
 
 
-_NETWORK_READERS = {"1": _network_v1, "2": _network_v2}
+_NETWORK_READERS = {"1": _network_v1, "2": _network_v2, "3": _network_v2}  # 3: the network names its decoder
 
 
 def _patch(meta: dict[str, str], spec: LeNetSpec) -> PatchSpec | None:
