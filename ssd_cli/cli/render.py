@@ -304,7 +304,7 @@ def render_summary(summary: Summary) -> None:
         console.print(table)
     console.print(
         f"{summary.n_runs} runs; data: {'; '.join(summary.data_sources)}; settings: {', '.join(summary.presets)}; "
-        f"preprocessing: {', '.join(summary.preprocessings)}. Soft-boundary cells are the better of nu in {{0.01, 0.1}} "
+        f"preprocessing: {', '.join(summary.preprocessings)}; autoencoder decoder: {', '.join(summary.decoders)}. Soft-boundary cells are the better of nu in {{0.01, 0.1}} "
         "(chosen nu shown; chosen on the test AUC, which the paper does not specify: optimistic; summary.csv lists both); † = SS-DSVDD with no labels is the unsupervised method (same runs).",
         highlight=False,
     )
