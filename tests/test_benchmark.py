@@ -143,8 +143,8 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
 
 
 def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path) -> None:
-    """Runs pretrained with another decoder are other runs; records from before the decoder was
-    recorded were pretrained with the upsample one and still count as such on resume."""
+    """Runs pretrained with another decoder, or of another network, are other runs; records from
+    before these were recorded were pretrained with the upsample one and still count as such."""
     dataset = _folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     args = ["benchmark", str(dataset), "--levels", "0", "--methods", "one_class_dsvdd", "--epochs", "1",
@@ -161,7 +161,11 @@ def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path)
     assert sorted(r["decoder"] for r in records) == ["transposed"] * 3 + ["upsample"] * 3
     assert "autoencoder decoder: transposed, upsample" in (out / "summary.md").read_text()
 
-    legacy = [{k: v for k, v in r.items() if k != "decoder"} for r in records if r["decoder"] == "upsample"]
+    other_net = runner.invoke(app, [*args, "--arch", "fashion-mnist"], env={"COLUMNS": "200"})
+    assert other_net.exit_code == 0 and "3 to do" in other_net.output, other_net.output
+    assert sorted(r["network"] for r in _lines(results)) == ["fashion-mnist"] * 3 + ["mnist"] * 6
+
+    legacy = [{k: v for k, v in r.items() if k not in ("decoder", "network")} for r in records if r["decoder"] == "upsample"]
     results.write_text("".join(json.dumps(r) + "\n" for r in legacy))
     again = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "0 to do" in again.output, again.output

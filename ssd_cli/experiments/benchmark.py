@@ -160,8 +160,9 @@ def results_files(out_dir: Path) -> list[Path]:
 
 
 def record_identity(r: dict) -> tuple:
-    """What makes a run the same run: dataset, settings (the pretraining decoder too) and the run's key."""
-    return (r["dataset"], r["preset"], r["preprocessing"], record_decoder(r), r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"])
+    """What makes a run the same run: dataset, network and settings (the pretraining decoder too) and
+    the run's key. Records from before ssd 0.4 name no network (None)."""
+    return (r["dataset"], r.get("network"), r["preset"], r["preprocessing"], record_decoder(r), r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"])
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict]]:
@@ -180,7 +181,8 @@ def completed_keys(out_dir: Path, data: BenchmarkData, settings: BenchmarkSettin
     for path in results_files(out_dir):
         for _, r in _records(path):
             same_settings = r["preset"] == settings.label and r["preprocessing"] == settings.preprocessing.value
-            if r["dataset"] == data.name and same_settings and record_decoder(r) == data.spec.decoder:
+            same_network = r.get("network", data.spec.name) == data.spec.name and record_decoder(r) == data.spec.decoder
+            if r["dataset"] == data.name and same_settings and same_network:
                 done.add((r["scenario"], float(r["level"]), r["normal_class"], r["seed"], r["method"], r["nu"]))
     return done
 
