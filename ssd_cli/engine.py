@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -239,8 +239,7 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | N
 
 def _spec_or_usage(arch: str, channels: int | None, image_size: int | None, decoder: str | None = None) -> LeNetSpec:
     try:
-        spec = get_spec(arch, channels, image_size)
-        return spec if decoder is None else replace(spec, decoder=decoder)
+        return get_spec(arch, channels, image_size, decoder)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

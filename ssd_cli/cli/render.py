@@ -219,7 +219,7 @@ def info_table(d: dict) -> Table:
     table.add_column("", overflow="fold")
     patch = f"; patches {inp['patch']['patch_size']} px, stride {inp['patch']['stride']} ({inp['patch']['grid']}x{inp['patch']['grid']} grid)" if inp["patch"] else ""
     rows = [
-        ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias; {net.get('decoder', 'upsample')} decoder in pretraining"),
+        ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias; {net['decoder']} decoder in pretraining"),
         ("input", f"{inp['channels']}x{inp['size']}x{inp['size']}, resize {inp['resize']}{patch}"),
         ("preprocessing", pre["kind"] + (f" (min-max [{pre['low']:.5g}, {pre['high']:.5g}])" if pre["kind"] == "gcn" else "")),
     ]

@@ -235,8 +235,9 @@ def architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_spec(name: str, channels: int | None = None, image_size: int | None = None) -> LeNetSpec:
-    """The registered network, optionally for another input size or channel count (validated: ValueError)."""
+def get_spec(name: str, channels: int | None = None, image_size: int | None = None, decoder: str | None = None) -> LeNetSpec:
+    """The registered network, optionally for another input size, channel count or pretraining
+    decoder (validated: ValueError)."""
     try:
         spec = _REGISTRY[name]()
     except KeyError:
@@ -245,6 +246,7 @@ def get_spec(name: str, channels: int | None = None, image_size: int | None = No
         spec,
         channels=spec.channels if channels is None else channels,
         image_size=spec.image_size if image_size is None else image_size,
+        decoder=spec.decoder if decoder is None else decoder,
     )
 
 
