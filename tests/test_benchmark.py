@@ -172,3 +172,43 @@ def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path)
 
     bad = runner.invoke(app, [*args, "--decoder", "deconv"], env={"COLUMNS": "200"})
     assert bad.exit_code == 2 and "decoder must be one of" in bad.output
+
+
+def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop after hours of pretraining loses no pretraining: the autoencoders are saved as they
+    finish, a resumed run reads them instead of pretraining (with the same results), the plan's
+    estimate leaves them out, and they are removed once the whole plan is done."""
+    import torch
+
+    from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, plan_benchmark
+
+    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    out = tmp_path / "bench"
+    data = bench.load_benchmark_data(str(dataset), data_root, False, None)
+    settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 1, 2)
+    runs = bench.plan_runs([Scenario.LABELED], [0, 1], 1, [Method.ONE_CLASS_DSVDD, Method.ONE_CLASS_SS_DSVDD], (0.1,), levels=[0, 5])
+    first = list(bench.run_benchmark(data, runs[:1], settings, out, torch.device("cpu")))  # class 0 at 0%, then a stop
+    saved = sorted((out / bench.AUTOENCODER_DIR).iterdir())
+    assert [p.name.split("-")[:2] for p in saved] == [["class0", "seed0"]]
+
+    req = BenchmarkRequest(str(dataset), out, levels=(0, 5), methods=("one_class_dsvdd", "one_class_ss_dsvdd"), preset="quick",
+                           epochs=1, pretrain_epochs=2, data_root=data_root, device="cpu", seeds=1)
+    plan = plan_benchmark(req)
+    assert len(plan.todo) == 5 and bench.saved_autoencoders(out, data, settings, plan.todo) != {}
+    assert plan.estimate_seconds < bench.estimate_seconds(plan.todo, data, settings, plan.device, plan.cost)
+
+    (out / bench.RESULTS_FILE).unlink()  # class 0 at 0% again: from the saved autoencoder, not pretrained
+    pretrained: list[int] = []
+    real_pretrain = bench.pretrain
+    monkeypatch.setattr(bench, "pretrain", lambda spec, x, *a, **k: pretrained.append(len(x)) or real_pretrain(spec, x, *a, **k))
+    again = list(bench.run_benchmark(data, runs, settings, out, torch.device("cpu")))
+    assert again[0].record["auc"] == first[0].record["auc"]
+    assert len(pretrained) == 1  # class 1 only: class 0's levels 0 and 5 share the saved one
+    assert len(list((out / bench.AUTOENCODER_DIR).iterdir())) == 2
+
+    (out / bench.AUTOENCODER_DIR / "notes.txt").write_text("not ours")
+    args = ["benchmark", str(dataset), "--levels", "0,5", "--methods", "one_class_dsvdd,one_class_ss_dsvdd", "--epochs", "1",
+            "--pretrain-epochs", "2", "--preset", "quick", "--out", str(out), "--device", "cpu", "--seeds", "1"]
+    done = runner.invoke(app, args, env={"COLUMNS": "200"})  # the plan has a third class (digit 7): pretrained, then all removed
+    assert done.exit_code == 0 and "2 to do" in done.output, done.output
+    assert [p.name for p in (out / bench.AUTOENCODER_DIR).iterdir()] == ["notes.txt"]

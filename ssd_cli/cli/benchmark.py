@@ -45,7 +45,7 @@ def benchmark(
     preprocessing: Annotated[Preprocessing, typer.Option(help="gcn (the paper's: GCN l1 + min-max from the normal class's training data) or scale.")] = Preprocessing.GCN,
     arch: Annotated[Optional[str], typer.Option(help="Network (default: the dataset's own; for image folders chosen from the training images as `ssd train` does).")] = None,
     decoder: DecoderOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder: results.jsonl (resumable), summary.csv/.md and figures.")] = Path("benchmark-results"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results folder: results.jsonl (resumable), autoencoders/ (until the plan is done), summary.csv/.md and figures.")] = Path("benchmark-results"),
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
@@ -54,7 +54,8 @@ def benchmark(
 ) -> None:
     """Rerun the paper's experiments (Tables 1-3) with this engine and print them beside the paper's.
 
-    Each finished run is appended to OUT/results.jsonl; rerunning the same command resumes. A plan
+    Each finished run is appended to OUT/results.jsonl, and each pretrained autoencoder is kept in
+    OUT/autoencoders/ until the plan is done; rerunning the same command resumes. A plan
     estimated at over an hour is shown with cheaper alternatives and asked about (default: no).
     At the end (or with `ssd benchmark report DIR`) a table per scenario is printed and written to OUT.
     """

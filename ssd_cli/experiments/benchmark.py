@@ -2,16 +2,19 @@
 
 A plan is a list of runs (scenario, level, normal class, seed, method, nu). Runs that share a
 training set share its data and its autoencoder pretraining; each finished run is appended to
-results.jsonl at once, so a stopped benchmark resumes where it left off. Nothing here prints.
+results.jsonl at once, and each pretrained autoencoder is saved in autoencoders/ until the plan is
+complete, so a stopped benchmark resumes where it left off without pretraining again. Nothing here
+prints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -26,7 +29,8 @@ from ssd_cli.core.config import (
     TrainConfig,
 )
 from ssd_cli.data.datasets import LabeledImages
-from ssd_cli.errors import InputError, UsageError
+from ssd_cli.errors import InputError, ModelFileError, UsageError
+from ssd_cli.io.modelfile import SavedAutoencoder, load_autoencoder, save_autoencoder
 from ssd_cli.core.estimate import StepCost, step_cost
 from ssd_cli.metrics import auroc
 from ssd_cli.core.nets import AutoEncoder, Classifier, LeNetSpec
@@ -57,6 +61,7 @@ from ssd_cli.core.training import (
 )
 
 RESULTS_FILE = "results.jsonl"
+AUTOENCODER_DIR = "autoencoders"  # pretrained autoencoders of an unfinished plan, for resume
 PAPER_NUS = (0.01, 0.1)
 
 
@@ -238,12 +243,25 @@ class _Prepared:
     ts: TrainingSet
     x: torch.Tensor
     y: torch.Tensor
+    # The autoencoder sees the unlabeled part only, so every method and level with the same
+    # unlabeled samples and seed shares one pretraining (all levels of scenario (i), say).
+    ae_key: str
 
-    @property
-    def ae_key(self) -> tuple:
-        # The autoencoder sees the unlabeled part only, so every method and level with the same
-        # unlabeled samples and seed shares one pretraining (all levels of scenario (i), say).
-        return (self.run.normal_class, self.run.seed, hash(self.ts.unlabeled_idx.tobytes()))
+
+def autoencoder_key(data: BenchmarkData, settings: BenchmarkSettings, run: Run, ts: TrainingSet) -> str:
+    """Names one pretraining: everything it depends on, hashed, so a saved autoencoder is only ever
+    reused for the same network, decoder, schedule, preprocessing, class, seed and unlabeled samples."""
+    about = {
+        "dataset": data.name,
+        "network": data.spec.to_dict(),
+        "pretrain": asdict(settings.pretrain),
+        "preprocessing": settings.preprocessing.value,
+        "normal_class": run.normal_class,
+        "seed": run.seed,
+    }
+    digest = hashlib.sha256(json.dumps(about, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(ts.unlabeled_idx, dtype=np.int64).tobytes())
+    return f"class{run.normal_class}-seed{run.seed}-{digest.hexdigest()[:20]}"
 
 
 MAX_STACK = 32  # runs trained at once; bounds the memory of the stacked data
@@ -287,8 +305,8 @@ def run_benchmark(
         pre = _preprocessor(cache, data, group[0].normal_class, settings.preprocessing)
         x_test = _test_tensor(cache, data, group[0].normal_class, pre, device)
         is_anomaly = test_targets(data.test.labels.numpy(), group[0].normal_class)
-        prepared = [_prepare(data, run, train_labels, pre, device) for run in group]
-        all_scores = _train_and_score(data.spec, prepared, x_test, settings, cache)
+        prepared = [_prepare(data, settings, run, train_labels, pre, device) for run in group]
+        all_scores = _train_and_score(data.spec, prepared, x_test, settings, cache, _AutoencoderStore(out_dir / AUTOENCODER_DIR, pre))
         seconds = (time.perf_counter() - start) / len(group)
         for p, scores in zip(prepared, all_scores):
             record = _record(data, p, auroc(scores, is_anomaly), seconds, settings, device, len(group))
@@ -296,12 +314,16 @@ def run_benchmark(
             yield RunResult(p.run, record)
 
 
-def _prepare(data: BenchmarkData, run: Run, train_labels: np.ndarray, pre: Preprocessor, device: torch.device) -> _Prepared:
-    ts = draw_training_set(train_labels, run.normal_class, run.scenario, run.level, run.seed, data.n_classes)
+def _draw(data: BenchmarkData, run: Run, train_labels: np.ndarray) -> TrainingSet:
+    return draw_training_set(train_labels, run.normal_class, run.scenario, run.level, run.seed, data.n_classes)
+
+
+def _prepare(data: BenchmarkData, settings: BenchmarkSettings, run: Run, train_labels: np.ndarray, pre: Preprocessor, device: torch.device) -> _Prepared:
+    ts = _draw(data, run, train_labels)
     unlabeled = data.train.images[torch.tensor(ts.unlabeled_idx)]
     labeled = data.train.images[torch.tensor(ts.labeled_idx)] if run.method.uses_labels else None
     x, y = training_tensors(pre, device, unlabeled, None, labeled)
-    return _Prepared(run, ts, x, y)
+    return _Prepared(run, ts, x, y, autoencoder_key(data, settings, run, ts))
 
 
 def _record(data: BenchmarkData, p: _Prepared, auc: float, seconds: float, s: BenchmarkSettings, device: torch.device, stacked: int) -> dict:
@@ -347,7 +369,33 @@ def _test_tensor(cache: _Cache, data: BenchmarkData, normal_class: int, pre: Pre
     return cache.test[normal_class]
 
 
-def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.Tensor, s: BenchmarkSettings, cache: _Cache) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class _AutoencoderStore:
+    """Pretrained autoencoders on disk, as `ssd pretrain` writes them: a benchmark stopped after
+    hours of pretraining takes them up again instead of pretraining once more."""
+
+    folder: Path
+    pre: Preprocessor
+
+    def load(self, key: str, spec: LeNetSpec, device: torch.device) -> AutoEncoder | None:
+        path = self.folder / f"{key}.safetensors"
+        if not path.is_file():
+            return None
+        try:
+            saved = load_autoencoder(path)
+        except ModelFileError:
+            return None  # not ours, or damaged: pretrain again and replace it
+        return saved.autoencoder().to(device) if saved.spec == spec else None
+
+    def save(self, key: str, spec: LeNetSpec, ae: AutoEncoder, s: BenchmarkSettings) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        training = {"benchmark_pretraining": key, "epochs": s.pretrain.epochs}
+        save_autoencoder(self.folder / f"{key}.safetensors", SavedAutoencoder(spec, self.pre, ae.state_dict(), training), force=True)
+
+
+def _train_and_score(
+    spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.Tensor, s: BenchmarkSettings, cache: _Cache, store: _AutoencoderStore
+) -> list[np.ndarray]:
     """Train every run of a group (one by one, or stacked when there are several) and score the test set."""
     runs = [p.run for p in prepared]
     seeds = [r.seed for r in runs]
@@ -364,13 +412,17 @@ def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.T
     if missing:
         if len(cache.ae) + len(missing) > 64:  # keep memory bounded: drop what this group does not use
             cache.ae = {k: v for k, v in cache.ae.items() if k in {p.ae_key for p in prepared}}
-        todo = list(missing.values())
+        loaded = {k: store.load(k, spec, device) for k in missing}
+        cache.ae.update({k: ae for k, ae in loaded.items() if ae is not None})
+        todo = [p for k, p in missing.items() if loaded[k] is None]
         if len(todo) == 1:
             cache.ae[todo[0].ae_key], _ = pretrain(spec, todo[0].x[todo[0].y == 0], s.pretrain, seed=todo[0].run.seed)
-        else:
+        elif todo:
             aes = [seeded_init(lambda: AutoEncoder(spec), p.run.seed).to(device) for p in todo]
             pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
             cache.ae.update({p.ae_key: ae for p, ae in zip(todo, aes)})
+        for p in todo:
+            store.save(p.ae_key, spec, cache.ae[p.ae_key], s)
     encoders = [initial_encoder(spec, cache.ae[p.ae_key], p.run.seed, device) for p in prepared]
     cfgs = [
         TrainConfig(
@@ -387,12 +439,43 @@ def _train_and_score(spec: LeNetSpec, prepared: list[_Prepared], x_test: torch.T
     return [distances(e, r.c, x_test).float().cpu().numpy() for e, r in zip(encoders, results)]
 
 
-def estimate_seconds(runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device, cost: StepCost | None = None) -> float:
+def _pretraining(run: Run) -> tuple:
+    """Runs with the same value share one pretraining: in scenario (i) the labeled level leaves
+    the unlabeled samples alone, so every level of a class and seed shares it."""
+    return (run.scenario, run.level if run.scenario is not Scenario.LABELED else 0, run.normal_class, run.seed)
+
+
+def saved_autoencoders(out_dir: Path, data: BenchmarkData, settings: BenchmarkSettings, runs: list[Run]) -> dict[tuple, Path]:
+    """The pretrainings these runs need, by setup, whose autoencoder a stopped run saved."""
+    labels = data.train.labels.numpy()
+    firsts = {_pretraining(r): r for r in reversed(runs) if r.method.is_deep_svdd}
+    paths = {k: out_dir / AUTOENCODER_DIR / f"{autoencoder_key(data, settings, r, _draw(data, r, labels))}.safetensors" for k, r in firsts.items()}
+    return {k: path for k, path in paths.items() if path.is_file()}
+
+
+def forget_autoencoders(out_dir: Path, data: BenchmarkData, settings: BenchmarkSettings, runs: list[Run]) -> int:
+    """Once every run of the plan is in the results, remove the autoencoders it saved (a CIFAR-10
+    one is megabytes, and a plan has hundreds); returns how many were removed."""
+    done = completed_keys(out_dir, data, settings)
+    if any(r.key() not in done for r in runs):
+        return 0
+    paths = saved_autoencoders(out_dir, data, settings, runs).values()
+    for path in paths:
+        path.unlink(missing_ok=True)
+    folder = out_dir / AUTOENCODER_DIR
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return len(paths)
+
+
+def estimate_seconds(
+    runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device, cost: StepCost | None = None, saved: Collection[tuple] = ()
+) -> float:
     """A rough time for the plan from a few timed training steps of this architecture here (or
-    from `cost`, timed before)."""
+    from `cost`, timed before); the pretrainings in `saved` (see saved_autoencoders) cost nothing."""
     cost = cost or step_cost(data.spec, device, settings.train.batch_size)
     n_class = {c: int((data.train.labels == c).sum()) for c in range(data.n_classes)}
-    pretrainings = {(r.scenario, r.level if r.scenario is not Scenario.LABELED else 0, r.normal_class, r.seed) for r in runs if r.method.is_deep_svdd}
+    pretrainings = {_pretraining(r) for r in runs if r.method.is_deep_svdd} - set(saved)
     total = sum(n_class[r.normal_class] * settings.train.epochs * cost.encoder for r in runs)
     total += sum(n_class[c] * settings.pretrain.epochs * cost.autoencoder for _, _, c, _ in pretrainings)
     return total

@@ -101,7 +101,8 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     done = bench.completed_keys(req.out, data, settings)
     todo = [r for r in runs if r.key() not in done]
     cost = step_cost(data.spec, device, settings.train.batch_size)
-    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device, cost))  # every rank decides alike
+    saved = bench.saved_autoencoders(req.out, data, settings, todo)
+    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device, cost, saved))  # every rank decides alike
     stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
     return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack, cost)
 
@@ -174,6 +175,7 @@ def run_plan(
         distributed.barrier()
         if r.is_main:
             bench.merge_rank_files(out)
+            bench.forget_autoencoders(out, plan.data, plan.settings, plan.runs)
 
 
 def shard(runs: list[bench.Run], plan: BenchmarkPlan, r: distributed.Ranks) -> list[bench.Run]:
