@@ -151,6 +151,7 @@ def test_write_summary_files(tmp_path: Path, records: list[dict[str, Any]]) -> N
         "paper_std": "1.00",
         "diff": "0.90",
         "filled_from": "soft_dsvdd",
+        "setting": "",  # one setting: the tables are not split
     }
     assert rows[("pollution", "10", "supervised")]["n"] == "0"
 
@@ -166,3 +167,29 @@ def test_png_skipped_without_matplotlib(
     monkeypatch.setattr(report, "MATPLOTLIB_AVAILABLE", False)
     written = write_summary(summarize(records), tmp_path)
     assert [p.name for p in written] == ["summary.csv", "summary.md"]
+
+
+def test_runs_of_other_settings_are_never_pooled(tmp_path: Path) -> None:
+    """A folder holding runs of two decoders (or presets, networks) gets one table per setting;
+    records from before ssd 0.4 name no network and join the one network the others name."""
+    legacy = record("labeled", 0, "one_class_dsvdd", 0.90)  # no network, no decoder: upsample
+    new = {**record("labeled", 0, "one_class_dsvdd", 0.94, seed=1), "network": "mnist", "decoder": "upsample"}
+    other = {**record("labeled", 0, "one_class_dsvdd", 0.80), "network": "mnist", "decoder": "transposed"}
+    one = summarize([legacy, new])
+    assert len(one.tables) == 1 and one.tables[0].setting == "" and one.n_runs == 2
+    assert one.tables[0].cells[(0.0, Method.ONE_CLASS_DSVDD)].mean == pytest.approx(92.0)
+
+    two = summarize([legacy, new, other])
+    assert [(t.setting, t.cells[(0.0, Method.ONE_CLASS_DSVDD)].n) for t in two.tables] == [
+        ("network mnist, preset quick, preprocessing gcn-minmax, decoder transposed", 1),
+        ("network mnist, preset quick, preprocessing gcn-minmax, decoder upsample", 2),
+    ]
+    assert two.tables[0].cells[(0.0, Method.ONE_CLASS_DSVDD)].mean == pytest.approx(80.0)
+    write_summary(two, tmp_path)
+    markdown = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "## mnist (network mnist, preset quick, preprocessing gcn-minmax, decoder transposed): " in markdown
+    with (tmp_path / "summary.csv").open(encoding="utf-8") as handle:
+        settings = [r["setting"] for r in csv.DictReader(handle) if r["method"] == "one_class_dsvdd"]
+    assert sorted(settings) == [two.tables[0].setting, two.tables[1].setting]
+    if report.MATPLOTLIB_AVAILABLE:
+        assert len(list(tmp_path.glob("summary_mnist_*_labeled.png"))) == 2  # one figure each, none overwritten

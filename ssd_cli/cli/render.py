@@ -294,7 +294,7 @@ def render_summary(summary: Summary) -> None:
     from ssd_cli.experiments.report import format_cell
 
     for t in summary.tables:
-        table = Table(title=f"{t.dataset}: {t.scenario.heading} — AUC %, ours (paper, ours − paper)")
+        table = Table(title=f"{t.title} — AUC %, ours (paper, ours − paper)")
         table.add_column(t.scenario.axis_label)
         for m in t.methods:
             table.add_column(m.display_name, overflow="fold")

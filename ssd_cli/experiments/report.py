@@ -2,7 +2,8 @@
 
 The benchmark appends one JSON object per finished run to results.jsonl. Here they are pooled per
 (dataset, scenario, level, method) into mean ± std AUC over all runs (normal classes x seeds, as
-the paper does) and set beside the paper's numbers.
+the paper does) and set beside the paper's numbers. Runs of other settings (network, preset,
+preprocessing, decoder) in the same folder are never pooled: each setting gets its own tables.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -63,6 +64,7 @@ _CSV_COLUMNS = (
     "paper_std",
     "diff",
     "filled_from",
+    "setting",  # empty when every run shares one setting
 )
 
 
@@ -104,6 +106,11 @@ class ScenarioTable:
     levels: tuple[float, ...]
     methods: tuple[Method, ...]
     cells: dict[tuple[float, Method], Cell]  # missing where neither we nor the paper have a value
+    setting: str = ""  # network, preset, preprocessing, decoder: set when a summary has several
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} ({self.setting}): {self.scenario.heading}" if self.setting else f"{self.dataset}: {self.scenario.heading}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,13 @@ class _Run:
     preprocessing: str
     tool_version: str
     decoder: str
+    network: str  # "" in records from before ssd 0.4, which did not name it
+
+    @property
+    def setting(self) -> str:
+        """Runs of one setting may be pooled into a cell; runs of different ones never are."""
+        network = self.network or "not recorded"
+        return f"network {network}, preset {self.preset}, preprocessing {self.preprocessing}, decoder {self.decoder}"
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -143,6 +157,7 @@ class _Run:
             self.preset,
             self.preprocessing,
             self.decoder,
+            self.network,
             self.scenario,
             self.level,
             self.normal_class,
@@ -176,15 +191,16 @@ def read_results(path: Path | str) -> ResultsFile:
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> Summary:
     """Pool runs into paper-style tables; raises InputError for a record that is not a valid run."""
-    parsed = [_parse(record, position) for position, record in enumerate(records, start=1)]
+    parsed = _with_networks([_parse(record, position) for position, record in enumerate(records, start=1)])
     runs = list({run.identity: run for run in parsed}.values())
-    groups: dict[tuple[str, Scenario, float, Method], list[_Run]] = {}
+    several = len({run.setting for run in runs}) > 1
+    groups: dict[tuple[str, str, Scenario, float, Method], list[_Run]] = {}
     for run in runs:
-        groups.setdefault((run.dataset, run.scenario, run.level, run.method), []).append(run)
+        groups.setdefault((run.dataset, run.setting, run.scenario, run.level, run.method), []).append(run)
 
     scenario_order = list(Scenario)
-    blocks = sorted({(run.dataset, run.scenario) for run in runs}, key=lambda b: (b[0], scenario_order.index(b[1])))
-    tables = [_table(dataset, scenario, runs, groups) for dataset, scenario in blocks]
+    blocks = sorted({(run.dataset, run.setting, run.scenario) for run in runs}, key=lambda b: (b[0], b[1], scenario_order.index(b[2])))
+    tables = [_table(dataset, setting, scenario, groups, several) for dataset, setting, scenario in blocks]
     return Summary(
         tables=tables,
         n_runs=len(runs),
@@ -197,6 +213,17 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> Summary:
     )
 
 
+def _with_networks(runs: list[_Run]) -> list[_Run]:
+    """Records from before ssd 0.4 name no network; where the other records of their dataset name
+    exactly one, they ran on it (resume has treated them so), and they join its tables."""
+    named: dict[str, set[str]] = {}
+    for run in runs:
+        if run.network:
+            named.setdefault(run.dataset, set()).add(run.network)
+    only = {dataset: next(iter(networks)) for dataset, networks in named.items() if len(networks) == 1}
+    return [replace(run, network=only.get(run.dataset, "")) if not run.network else run for run in runs]
+
+
 def write_summary(summary: Summary, out_dir: Path | str) -> list[Path]:
     """Write summary.csv, summary.md and (with matplotlib) one PNG per table; returns the paths."""
     out = Path(out_dir)
@@ -207,7 +234,8 @@ def write_summary(summary: Summary, out_dir: Path | str) -> list[Path]:
     write_text_atomic(written[1], _markdown(summary), force=True)
     if MATPLOTLIB_AVAILABLE:
         for table in summary.tables:
-            path = out / f"summary_{_slug(table.dataset)}_{table.scenario.value}.png"
+            setting = f"_{_slug(table.setting)}" if table.setting else ""
+            path = out / f"summary_{_slug(table.dataset)}{setting}_{table.scenario.value}.png"
             png = io.BytesIO()
             _plot(table, png)
             write_atomic(path, png.getvalue(), force=True)
@@ -247,6 +275,7 @@ def _parse(record: Mapping[str, Any], position: int) -> _Run:
             preprocessing=str(record["preprocessing"]),
             tool_version=str(record["tool_version"]),
             decoder=str(record_decoder(record)),
+            network=str(record.get("network") or ""),
         )
         run.scenario.settings(run.level)
     except (TypeError, ValueError, InputError) as error:
@@ -258,24 +287,25 @@ def _parse(record: Mapping[str, Any], position: int) -> _Run:
 
 def _table(
     dataset: str,
+    setting: str,
     scenario: Scenario,
-    runs: list[_Run],
-    groups: dict[tuple[str, Scenario, float, Method], list[_Run]],
+    groups: dict[tuple[str, str, Scenario, float, Method], list[_Run]],
+    several: bool,
 ) -> ScenarioTable:
-    levels = tuple(sorted({run.level for run in runs if run.dataset == dataset and run.scenario == scenario}))
+    levels = tuple(sorted({key[3] for key in groups if key[:3] == (dataset, setting, scenario)}))
     cells: dict[tuple[float, Method], Cell] = {}
     for level in levels:
         for method in Method:
-            found = groups.get((dataset, scenario, level, method), [])
+            found = groups.get((dataset, setting, scenario, level, method), [])
             filled_from = None
             counterpart = method.unsupervised_counterpart
             if not found and counterpart is not None and _repeats_unsupervised(scenario, level, method):
-                found = groups.get((dataset, scenario, level, counterpart), [])
+                found = groups.get((dataset, setting, scenario, level, counterpart), [])
                 filled_from = counterpart if found else None
             cell = _cell(dataset, scenario, level, method, found, filled_from)
             if cell.n or cell.paper_mean is not None:
                 cells[(level, method)] = cell
-    return ScenarioTable(dataset, scenario, levels, tuple(Method), cells)
+    return ScenarioTable(dataset, scenario, levels, tuple(Method), cells, setting if several else "")
 
 
 def _repeats_unsupervised(scenario: Scenario, level: float, method: Method) -> bool:
@@ -348,6 +378,7 @@ def _csv_text(summary: Summary) -> str:
                         _number(cell.paper_std),
                         _number(cell.diff),
                         "" if cell.filled_from is None else cell.filled_from.value,
+                        table.setting,
                     ]
                 )
     return buffer.getvalue()
@@ -377,7 +408,7 @@ def _markdown(summary: Summary) -> str:
     for table in summary.tables:
         lines += [
             "",
-            f"## {table.dataset}: {table.scenario.heading}",
+            f"## {table.title}",
             "",
             "| " + " | ".join([table.scenario.axis_label, *(m.display_name for m in table.methods)]) + " |",
             "|" + "---|" * (len(table.methods) + 1),
@@ -420,7 +451,7 @@ def _plot(table: ScenarioTable, handle: BinaryIO) -> None:
     axes.set_xticks(range(len(table.levels)), [table.scenario.format_level(level) for level in table.levels])
     axes.set_xlabel(table.scenario.axis_label)
     axes.set_ylabel("AUC (%)")
-    axes.set_title(f"{table.dataset}: {table.scenario.heading}")
+    axes.set_title(table.title)
     figure.savefig(handle, format="png", dpi=120)
 
 
