@@ -183,6 +183,7 @@ def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, dat
     import torch
 
     from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, plan_benchmark
+    from ssd_cli.io.modelfile import load_autoencoder
 
     dataset = _folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
@@ -192,6 +193,8 @@ def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, dat
     first = list(bench.run_benchmark(data, runs[:1], settings, out, torch.device("cpu")))  # class 0 at 0%, then a stop
     saved = sorted((out / bench.AUTOENCODER_DIR).iterdir())
     assert [p.name.split("-")[:2] for p in saved] == [["class0", "seed0"]]
+    record = load_autoencoder(saved[0]).training  # the record `ssd pretrain` writes, for `ssd info`
+    assert record["n_unlabeled"] == 60 and record["epochs"] == 2 and record["seed"] == 0 and record["final_loss"] > 0
 
     req = BenchmarkRequest(str(dataset), out, levels=(0, 5), methods=("one_class_dsvdd", "one_class_ss_dsvdd"), preset="quick",
                            epochs=1, pretrain_epochs=2, data_root=data_root, device="cpu", seeds=1)

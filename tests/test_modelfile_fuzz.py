@@ -124,3 +124,4 @@ def test_info_shows_a_model_whose_training_record_is_odd(training: dict, valid_f
     result = ssd("info", path)
     assert result.exit_code == ExitCode.OK, result.output
     assert "labeled at threshold" not in result.output and "final loss" in result.output
+    assert "None" not in result.output  # entries the record lacks are shown as n/a

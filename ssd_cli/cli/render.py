@@ -228,20 +228,25 @@ def info_table(d: dict) -> Table:
             ("objective", f"{d['objective']}, nu {d['nu']:g}, eta {d['eta']:g}"),
             ("threshold", f"{d['threshold']:.6g} ({d['threshold_rule']})"),
             ("|c| / R", f"{d['center_norm']:.6g} / {d['radius']:.6g}"),
-            ("training images", f"{t['n_unlabeled']} unlabeled, {t['n_labeled_normal']} labeled normal, {t['n_labeled_anomalous']} labeled anomalous"),
-            ("epochs", f"{t['epochs']} training, {t['pretrain_epochs']} pretraining"),
-            ("time", f"{t['seconds']} s training, {t['pretrain_seconds']} s pretraining"),
+            ("training images", f"{_known(t['n_unlabeled'])} unlabeled, {_known(t['n_labeled_normal'])} labeled normal, {_known(t['n_labeled_anomalous'])} labeled anomalous"),
+            ("epochs", f"{_known(t['epochs'])} training, {_known(t['pretrain_epochs'])} pretraining"),
+            ("time", f"{_known(t['seconds'])} s training, {_known(t['pretrain_seconds'])} s pretraining"),
         ]
         if t.get("labeled_at_threshold"):
             from ssd_cli.cli.train import separation
 
             rows.append(("labeled at threshold", separation(t["labeled_at_threshold"])))
     else:
-        rows += [("training images", f"{t['n_unlabeled']} unlabeled"), ("epochs", f"{t['epochs']} in {t['seconds']} s")]
-    rows += [("device / seed", f"{t['device']} / {t['seed']}"), ("final loss", "n/a" if t["final_loss"] is None else f"{t['final_loss']:.5g}")]
+        rows += [("training images", f"{_known(t['n_unlabeled'])} unlabeled"), ("epochs", f"{_known(t['epochs'])} in {_known(t['seconds'])} s")]
+    rows += [("device / seed", f"{_known(t['device'])} / {_known(t['seed'])}"), ("final loss", "n/a" if t["final_loss"] is None else f"{t['final_loss']:.5g}")]
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def _known(value: object) -> object:
+    """A training-record entry, or what to show where the file's record lacks it."""
+    return "n/a" if value is None else value
 
 
 @contextmanager

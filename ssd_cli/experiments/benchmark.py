@@ -387,10 +387,20 @@ class _AutoencoderStore:
             return None  # not ours, or damaged: pretrain again and replace it
         return saved.autoencoder().to(device) if saved.spec == spec else None
 
-    def save(self, key: str, spec: LeNetSpec, ae: AutoEncoder, s: BenchmarkSettings) -> None:
+    def save(self, p: _Prepared, spec: LeNetSpec, ae: AutoEncoder, s: BenchmarkSettings, losses: list[float], seconds: float) -> None:
+        """With the training record `ssd pretrain` writes, so `ssd info` describes it alike."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        training = {"benchmark_pretraining": key, "epochs": s.pretrain.epochs}
-        save_autoencoder(self.folder / f"{key}.safetensors", SavedAutoencoder(spec, self.pre, ae.state_dict(), training), force=True)
+        training = {
+            "n_unlabeled": int((p.y == 0).sum()),
+            "epochs": s.pretrain.epochs,
+            "final_loss": losses[-1] if losses else None,
+            "seconds": round(seconds, 2),
+            "seed": p.run.seed,
+            "device": str(p.x.device),
+            "config": asdict(s.pretrain),
+            "benchmark_pretraining": p.ae_key,
+        }
+        save_autoencoder(self.folder / f"{p.ae_key}.safetensors", SavedAutoencoder(spec, self.pre, ae.state_dict(), training), force=True)
 
 
 def _train_and_score(
@@ -415,14 +425,16 @@ def _train_and_score(
         loaded = {k: store.load(k, spec, device) for k in missing}
         cache.ae.update({k: ae for k, ae in loaded.items() if ae is not None})
         todo = [p for k, p in missing.items() if loaded[k] is None]
+        start = time.perf_counter()
         if len(todo) == 1:
-            cache.ae[todo[0].ae_key], _ = pretrain(spec, todo[0].x[todo[0].y == 0], s.pretrain, seed=todo[0].run.seed)
+            cache.ae[todo[0].ae_key], first = pretrain(spec, todo[0].x[todo[0].y == 0], s.pretrain, seed=todo[0].run.seed)
+            losses = [first]
         elif todo:
             aes = [seeded_init(lambda: AutoEncoder(spec), p.run.seed).to(device) for p in todo]
-            pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
+            losses = pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
             cache.ae.update({p.ae_key: ae for p, ae in zip(todo, aes)})
-        for p in todo:
-            store.save(p.ae_key, spec, cache.ae[p.ae_key], s)
+        for p, run_losses in zip(todo, losses if todo else []):
+            store.save(p, spec, cache.ae[p.ae_key], s, run_losses, (time.perf_counter() - start) / len(todo))
     encoders = [initial_encoder(spec, cache.ae[p.ae_key], p.run.seed, device) for p in prepared]
     cfgs = [
         TrainConfig(
