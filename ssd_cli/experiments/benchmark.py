@@ -264,6 +264,10 @@ def autoencoder_key(data: BenchmarkData, settings: BenchmarkSettings, run: Run, 
     return f"class{run.normal_class}-seed{run.seed}-{digest.hexdigest()[:20]}"
 
 
+def autoencoder_path(out_dir: Path, key: str) -> Path:
+    return out_dir / AUTOENCODER_DIR / f"{key}.safetensors"
+
+
 MAX_STACK = 32  # runs trained at once; bounds the memory of the stacked data
 
 
@@ -306,7 +310,7 @@ def run_benchmark(
         x_test = _test_tensor(cache, data, group[0].normal_class, pre, device)
         is_anomaly = test_targets(data.test.labels.numpy(), group[0].normal_class)
         prepared = [_prepare(data, settings, run, train_labels, pre, device) for run in group]
-        all_scores = _train_and_score(data.spec, prepared, x_test, settings, cache, _AutoencoderStore(out_dir / AUTOENCODER_DIR, pre))
+        all_scores = _train_and_score(data.spec, prepared, x_test, settings, cache, _AutoencoderStore(out_dir, pre))
         seconds = (time.perf_counter() - start) / len(group)
         for p, scores in zip(prepared, all_scores):
             record = _record(data, p, auroc(scores, is_anomaly), seconds, settings, device, len(group))
@@ -374,11 +378,11 @@ class _AutoencoderStore:
     """Pretrained autoencoders on disk, as `ssd pretrain` writes them: a benchmark stopped after
     hours of pretraining takes them up again instead of pretraining once more."""
 
-    folder: Path
+    out_dir: Path
     pre: Preprocessor
 
     def load(self, key: str, spec: LeNetSpec, device: torch.device) -> AutoEncoder | None:
-        path = self.folder / f"{key}.safetensors"
+        path = autoencoder_path(self.out_dir, key)
         if not path.is_file():
             return None
         try:
@@ -389,7 +393,8 @@ class _AutoencoderStore:
 
     def save(self, p: _Prepared, spec: LeNetSpec, ae: AutoEncoder, s: BenchmarkSettings, losses: list[float], seconds: float) -> None:
         """With the training record `ssd pretrain` writes, so `ssd info` describes it alike."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        path = autoencoder_path(self.out_dir, p.ae_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
         training = {
             "n_unlabeled": int((p.y == 0).sum()),
             "epochs": s.pretrain.epochs,
@@ -400,7 +405,7 @@ class _AutoencoderStore:
             "config": asdict(s.pretrain),
             "benchmark_pretraining": p.ae_key,
         }
-        save_autoencoder(self.folder / f"{p.ae_key}.safetensors", SavedAutoencoder(spec, self.pre, ae.state_dict(), training), force=True)
+        save_autoencoder(path, SavedAutoencoder(spec, self.pre, ae.state_dict(), training), force=True)
 
 
 def _train_and_score(
@@ -426,6 +431,7 @@ def _train_and_score(
         cache.ae.update({k: ae for k, ae in loaded.items() if ae is not None})
         todo = [p for k, p in missing.items() if loaded[k] is None]
         start = time.perf_counter()
+        losses: list[list[float]] = []
         if len(todo) == 1:
             cache.ae[todo[0].ae_key], first = pretrain(spec, todo[0].x[todo[0].y == 0], s.pretrain, seed=todo[0].run.seed)
             losses = [first]
@@ -433,7 +439,7 @@ def _train_and_score(
             aes = [seeded_init(lambda: AutoEncoder(spec), p.run.seed).to(device) for p in todo]
             losses = pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
             cache.ae.update({p.ae_key: ae for p, ae in zip(todo, aes)})
-        for p, run_losses in zip(todo, losses if todo else []):
+        for p, run_losses in zip(todo, losses):
             store.save(p, spec, cache.ae[p.ae_key], s, run_losses, (time.perf_counter() - start) / len(todo))
     encoders = [initial_encoder(spec, cache.ae[p.ae_key], p.run.seed, device) for p in prepared]
     cfgs = [
@@ -461,7 +467,7 @@ def saved_autoencoders(out_dir: Path, data: BenchmarkData, settings: BenchmarkSe
     """The pretrainings these runs need, by setup, whose autoencoder a stopped run saved."""
     labels = data.train.labels.numpy()
     firsts = {_pretraining(r): r for r in reversed(runs) if r.method.is_deep_svdd}
-    paths = {k: out_dir / AUTOENCODER_DIR / f"{autoencoder_key(data, settings, r, _draw(data, r, labels))}.safetensors" for k, r in firsts.items()}
+    paths = {k: autoencoder_path(out_dir, autoencoder_key(data, settings, r, _draw(data, r, labels))) for k, r in firsts.items()}
     return {k: path for k, path in paths.items() if path.is_file()}
 
 
