@@ -439,8 +439,9 @@ def _train_and_score(
             aes = [seeded_init(lambda: AutoEncoder(spec), p.run.seed).to(device) for p in todo]
             losses = pretrain_autoencoders_stacked(aes, [p.x[p.y == 0] for p in todo], s.pretrain, [p.run.seed for p in todo])
             cache.ae.update({p.ae_key: ae for p, ae in zip(todo, aes)})
+        seconds = (time.perf_counter() - start) / max(len(todo), 1)
         for p, run_losses in zip(todo, losses):
-            store.save(p, spec, cache.ae[p.ae_key], s, run_losses, (time.perf_counter() - start) / len(todo))
+            store.save(p, spec, cache.ae[p.ae_key], s, run_losses, seconds)
     encoders = [initial_encoder(spec, cache.ae[p.ae_key], p.run.seed, device) for p in prepared]
     cfgs = [
         TrainConfig(
