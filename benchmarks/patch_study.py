@@ -43,6 +43,7 @@ from ssd_cli.data.images import load_folder
 from ssd_cli.metrics import auroc, compute_metrics
 from ssd_cli.core.nets import AutoEncoder, get_spec
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.views import PatchView
 
 SET = "surface-defects"
 SIDE = 128
@@ -125,10 +126,10 @@ def run_patch(name: str, data: Data, x, y, x_test, pre_cfg, cfg, seed: int) -> d
     ae_epochs, svdd_epochs = Epochs(), Epochs()
     t0 = time.perf_counter()
     ae = training.seeded_init(lambda: AutoEncoder(spec), seed)
-    P.pretrain_patch_autoencoder(ae, x[y == pipeline.UNLABELED], p, pre_cfg, seed=seed, patches_per_image=k, on_epoch=ae_epochs)
+    training.pretrain_autoencoder(ae, x[y == pipeline.UNLABELED], pre_cfg, seed=seed, view=PatchView(p, k), on_epoch=ae_epochs)
     t_pre = time.perf_counter() - t0
     encoder = pipeline.initial_encoder(spec, ae, seed, x.device)
-    result = P.train_patch_deep_svdd(encoder, x, y, p, cfg, seed=seed, patches_per_image=k, on_epoch=svdd_epochs)
+    result = training.train_deep_svdd(encoder, x, y, cfg, seed=seed, view=PatchView(p, k), on_epoch=svdd_epochs)
     t_train = time.perf_counter() - t0 - t_pre
     t1 = time.perf_counter()
     maps = P.patch_distances(encoder, result.c, x_test, p)

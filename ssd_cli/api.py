@@ -24,7 +24,8 @@ import torch
 
 from ssd_cli.io import modelfile
 from ssd_cli.core import distributed
-from ssd_cli.core.config import Objective, Preprocessing, Resize
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize
+from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.device import resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError
@@ -39,13 +40,14 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
 # Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
-_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective}
+_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
-            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache")  # fmt: skip
+            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache",
+            "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 
 
-def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
+def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outliers: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
     """A TrainRequest from `ssd train`'s settings by name (None = the preset's / chosen from the data)."""
     unknown = sorted(set(settings) - set(FIT_SETTINGS))
     if unknown:
@@ -65,8 +67,12 @@ def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), *, dev
     for key in ("pretrained", "cache"):
         if key in given:
             given[key] = Path(given[key])
+    if isinstance(given.get("synthetic"), str):
+        given["synthetic"] = parse_kinds(given["synthetic"])
+    elif "synthetic" in given:
+        given["synthetic"] = tuple(given["synthetic"])
     return TrainRequest(
-        unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), train=train, pretrain=pretrain, device=device, **given
+        unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), outliers=tuple(outliers), train=train, pretrain=pretrain, device=device, **given
     )
 
 
@@ -93,12 +99,14 @@ class Detector:
         normals: Images | None = None,
         anomalies: Images | None = None,
         *,
+        outliers: Images | None = None,
         on_plan: Callable[[TrainPlan], None] | None = None,
         on_epoch: StageCallback | None = None,
         workers: int | None = None,
         **settings: Any,
     ) -> Detector:
-        """Train on unlabeled images (mostly normal) and optional labeled normals and anomalies.
+        """Train on unlabeled images (mostly normal), optional labeled normals and anomalies, and
+        optional outlier images (unrelated pictures used as anomalies, `outlier_weight`).
 
         Settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", resize="crop", ...;
         `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
@@ -107,7 +115,8 @@ class Detector:
         as files. Returns self.
         """
         with tempfile.TemporaryDirectory(prefix="ssd-fit-") as tmp:
-            roles = [_as_paths(x, Path(tmp) / name) for name, x in (("unlabeled", unlabeled), ("normals", normals), ("anomalies", anomalies))]
+            named = (("unlabeled", unlabeled), ("normals", normals), ("anomalies", anomalies), ("outliers", outliers))
+            roles = [_as_paths(x, Path(tmp) / name) for name, x in named]
             request = train_request(*roles, device=self.device, **settings)
             plan = plan_training(request)
             if on_plan is not None:

@@ -18,6 +18,7 @@ import torch
 from ssd_cli.core import distributed
 from ssd_cli.core.config import (
     PAPER_TRAIN,
+    AnomalyLoss,
     Objective,
     OptimConfig,
     Preprocessing,
@@ -33,14 +34,15 @@ from ssd_cli.data.images import Skipped, load_images
 from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
 from ssd_cli.core.patches import PatchSpec
-from ssd_cli.core.pipeline import PatchTraining
+from ssd_cli.core.synthetic import SyntheticConfig
+from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
-from ssd_cli.core.presets import PATCH_SCHEDULE, customised, schedule_for_spec
+from ssd_cli.core.presets import PATCH_SCHEDULE, anomaly_defaults, customised, schedule_for_spec
 from ssd_cli.data.scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
 from ssd_cli.core.training import EpochInfo
 
 PRELOAD_BYTES = 1 << 30  # training input up to 1 GiB of float32 is preprocessed once; beyond, a batch at a time
-UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE = "--unlabeled", "--normals", "--anomalies"
+UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE = "--unlabeled", "--normals", "--anomalies", "--outliers"
 
 StageCallback = Callable[[str, EpochInfo], None]  # (stage name, epoch info)
 
@@ -69,6 +71,7 @@ class TrainRequest:
     unlabeled: tuple[Path, ...]
     normals: tuple[Path, ...] = ()
     anomalies: tuple[Path, ...] = ()
+    outliers: tuple[Path, ...] = ()  # unrelated images, used as anomalies with their own weight
     arch: str | None = None
     decoder: str | None = None  # the autoencoder's decoder; None: the network's own
     channels: int | None = None
@@ -78,6 +81,10 @@ class TrainRequest:
     objective: Objective = Objective.ONE_CLASS
     nu: float = 0.1
     eta: float = 1.0
+    synthetic: tuple[str, ...] | None = None  # generator names; () = none; None: the default for the data
+    synthetic_ratio: float | None = None  # None: the default
+    anomaly_loss: AnomalyLoss | None = None  # None: the default for the data
+    outlier_weight: float = 1.0
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
     pretrained: Path | None = None
@@ -104,7 +111,8 @@ class TrainPlan:
     cfg: TrainConfig
     pretrain: OptimConfig | None  # None: no pretraining (a --pretrained file, or 0 epochs)
     pretrained: SavedAutoencoder | None
-    patches: PatchTraining | None  # patch-level training, or None for whole images
+    patches: PatchView | None  # patch-level training, or None for whole images
+    anomalies_reason: str  # why these synthetic anomalies (cfg.synthetic) and anomaly loss
     device: torch.device
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
@@ -145,7 +153,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     if req.arch is not None:
         _spec_or_usage(req.arch, None, None)  # an unknown name is a usage error before any scan
     saved_ae = load_autoencoder(req.pretrained) if req.pretrained is not None else None
-    roles = {UNLABELED_ROLE: list(req.unlabeled), NORMALS_ROLE: list(req.normals), ANOMALIES_ROLE: list(req.anomalies)}
+    roles = {UNLABELED_ROLE: list(req.unlabeled), NORMALS_ROLE: list(req.normals), ANOMALIES_ROLE: list(req.anomalies), OUTLIERS_ROLE: list(req.outliers)}
     report = scan_inputs({k: v for k, v in roles.items() if v})
     if saved_ae is not None:
         spec, choice = _from_pretrained(req, saved_ae)
@@ -157,7 +165,15 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         choice, spec, patches = _choose_network(req, report)
         resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.GCN
     schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
-    cfg = TrainConfig(objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train))
+    anomalies = anomaly_defaults(patches is not None, base.objective)
+    synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, anomalies.synthetic)
+    try:
+        cfg = TrainConfig(
+            objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
+            anomaly_loss=req.anomaly_loss or anomalies.loss, outlier_weight=req.outlier_weight, synthetic=synthetic,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # `ssd pretrain` has one set of optimiser options, which apply to the pretraining schedule
     pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
@@ -168,7 +184,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        visits = patches.per_image if patches else 1
+        visits = patches.samples_per_image if patches else 1
         n_unlabeled, n_all = len(files[UNLABELED_ROLE]) * visits, sum(len(f) for f in files.values()) * visits
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
@@ -186,13 +202,24 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         pretrain=pre_optim if wants_pretraining or pretrain_only else None,
         pretrained=saved_ae,
         patches=patches,
+        anomalies_reason=anomalies.reason if req.synthetic is None else "as given",
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
     )
 
 
-def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice, LeNetSpec, PatchTraining | None]:
+def _synthetic(req: TrainRequest, default: SyntheticConfig) -> SyntheticConfig:
+    """The user's generators and ratio where given, else the default for the data."""
+    kinds = default.kinds if req.synthetic is None else req.synthetic
+    ratio = default.ratio if req.synthetic_ratio is None else req.synthetic_ratio
+    try:
+        return SyntheticConfig(kinds=kinds, ratio=ratio, min_side=default.min_side, max_side=default.max_side)
+    except ValueError as exc:
+        raise UsageError(f"--synthetic: {exc}") from None
+
+
+def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice, LeNetSpec, PatchView | None]:
     """Whole images: the network for the chosen input. Patches: the images at the side chosen from
     the data, phi the network for the patch side (--arch names that network)."""
     whole = choose_input(report, channels=req.channels, image_size=req.image_size)
@@ -210,7 +237,7 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     except ValueError as exc:
         raise UsageError(f"--patch-size/--patch-stride: {exc}") from None
     reasons = (*whole.reasons[:2], f"{arch}: the network for {patch_size} px patches")
-    return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchTraining(patch, req.patches_per_image)
+    return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchView(patch, req.patches_per_image)
 
 
 PATCH_FROM_SIZE = 128  # inputs of this side and more get patch-level models by default
@@ -226,7 +253,7 @@ def default_patch_size(image_size: int, arch: str | None, objective: Objective =
     return image_size // PATCH_FRACTION if wanted else 0
 
 
-def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | None:
+def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchView | None:
     """A --pretrained autoencoder trained on patches fixes the patch grid too."""
     if saved.patch is None:
         if req.patch_size:
@@ -234,7 +261,7 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchTraining | N
         return None
     if req.patch_size and req.patch_size != saved.patch.patch_size:
         raise UsageError(f"--pretrained {req.pretrained} was trained on {saved.patch.patch_size} px patches; --patch-size must match")
-    return PatchTraining(saved.patch, req.patches_per_image)
+    return PatchView(saved.patch, req.patches_per_image)
 
 
 def _spec_or_usage(arch: str, channels: int | None, image_size: int | None, decoder: str | None = None) -> LeNetSpec:
@@ -265,7 +292,7 @@ def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
     """Each file counts once (scan.input_warnings says so to the user): a labeled file also found
     among the unlabeled counts as labeled, since its label is the stronger information; a file
     labeled both normal and anomalous contradicts itself and counts as unlabeled only."""
-    files = {role: list(report.roles[role].files) if role in report.roles else [] for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE)}
+    files = {role: list(report.roles[role].files) if role in report.roles else [] for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE)}
     if not report.overlaps:
         return files
     key = {role: {p.resolve(): p for p in paths} for role, paths in files.items()}

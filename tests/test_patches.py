@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from ssd_cli.core import patches as P
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
-from ssd_cli.core.objectives import squared_distances
-from ssd_cli.core.training import embed, seeded_init
+from ssd_cli.core.embedding import embed
+from ssd_cli.core.objectives import one_class_loss, squared_distances
+from ssd_cli.core.training import DeepSVDDResult, pretrain_autoencoder, sample_generator, seeded_init, train_deep_svdd
+from ssd_cli.core.views import PatchView, Samples
 
 TINY = LeNetSpec("tiny", channels=1, image_size=8, conv_filters=(8,), dense_units=(16,))  # for 8 px patches
 GRID8 = P.PatchSpec(image_size=32, patch_size=8, stride=8)  # 4 x 4 non-overlapping patches
@@ -85,28 +87,28 @@ def test_random_crops_are_slices_at_any_offset_and_seeded() -> None:
     p = P.PatchSpec(16, 8, 8)
     x = torch.randn(3, 2, 16, 16)
     images = torch.tensor([2, 0, 1, 2] * 100)
-    crops, offsets = P.random_crops(x, images, p, P.crop_generator(7))
+    crops, offsets = P.random_crops(x, images, p, sample_generator(7))
     assert crops.shape == (400, 2, 8, 8)
     for crop, i, (r, c) in zip(crops, images.tolist(), offsets.tolist()):
         assert torch.equal(crop, x[i, :, r : r + 8, c : c + 8])
     assert offsets.min() == 0 and offsets.max() == 8  # every pixel offset, not only grid positions
     assert set(offsets.flatten().tolist()) == set(range(9))
-    again, again_offsets = P.random_crops(x, images, p, P.crop_generator(7))
+    again, again_offsets = P.random_crops(x, images, p, sample_generator(7))
     assert torch.equal(again, crops) and torch.equal(again_offsets, offsets)
-    assert not torch.equal(P.random_crops(x, images, p, P.crop_generator(8))[1], offsets)
+    assert not torch.equal(P.random_crops(x, images, p, sample_generator(8))[1], offsets)
 
 
 # --- training -------------------------------------------------------------------------------------
 
 
-def _train(seed: int) -> tuple[list[float], P.DeepSVDDResult, Encoder]:
+def _train(seed: int) -> tuple[list[float], DeepSVDDResult, Encoder]:
     x = texture(12, 0)
     y = torch.tensor([0] * 10 + [-1] * 2, dtype=torch.int8)
     ae = seeded_init(lambda: AutoEncoder(TINY), seed)
-    ae_losses = P.pretrain_patch_autoencoder(ae, x[y == 0], GRID8, OptimConfig(epochs=2, lr=1e-3, batch_size=8), seed=seed, patches_per_image=3)
+    ae_losses = pretrain_autoencoder(ae, x[y == 0], OptimConfig(epochs=2, lr=1e-3, batch_size=8), seed=seed, view=PatchView(GRID8, 3))
     enc = encoder(seed)
     enc.load_state_dict(ae.encoder.state_dict())
-    result = P.train_patch_deep_svdd(enc, x, y, GRID8, TrainConfig(optim=OptimConfig(epochs=2, lr=1e-3, batch_size=8)), seed=seed, patches_per_image=3)
+    result = train_deep_svdd(enc, x, y, TrainConfig(optim=OptimConfig(epochs=2, lr=1e-3, batch_size=8)), seed=seed, view=PatchView(GRID8, 3))
     return ae_losses, result, enc
 
 
@@ -146,9 +148,10 @@ def test_labeled_anomaly_pushes_only_its_most_anomalous_patch() -> None:
     worst = int(P.patch_distances(enc, c, x[1:].detach(), GRID8).flatten().argmax())
     assert worst == 9
 
-    gen = P.crop_generator(0)
+    gen = sample_generator(0)
     state = gen.get_state()
-    loss = P.patch_batch_loss(enc, x, y, c, GRID8, cfg, gen)(torch.tensor([0, 1]))
+    inputs, labels = PatchView(GRID8).inputs(Samples(x, y), enc, c, gen)
+    loss = one_class_loss(squared_distances(enc(inputs), c), labels, cfg.eta, cfg.eps)
     loss.backward()
     grad = x.grad[1, 0].abs()
     r, col = divmod(worst, GRID8.grid)
@@ -176,9 +179,7 @@ def test_bright_defect_scores_higher_and_is_located() -> None:
     for i, (r, c) in enumerate(spots):
         bad[i, :, r : r + 3, c : c + 3] = 1.0
     enc = encoder(0)
-    result = P.train_patch_deep_svdd(
-        enc, x, torch.zeros(48, dtype=torch.int8), GRID8, TrainConfig(optim=OptimConfig(epochs=30, lr=1e-3)), seed=0, patches_per_image=4
-    )
+    result = train_deep_svdd(enc, x, torch.zeros(48, dtype=torch.int8), TrainConfig(optim=OptimConfig(epochs=30, lr=1e-3)), seed=0, view=PatchView(GRID8, 4))
     clean_maps, bad_maps = P.patch_distances(enc, result.c, clean, GRID8), P.patch_distances(enc, result.c, bad, GRID8)
     assert bad_maps.shape == (4, 4, 4)
     assert P.image_scores(bad_maps).min() > P.image_scores(clean_maps).max()
@@ -196,8 +197,8 @@ def test_soft_boundary_and_mismatched_network_are_refused() -> None:
     x, y = texture(2, 0), torch.zeros(2, dtype=torch.int8)
     soft = TrainConfig(objective=Objective.SOFT_BOUNDARY)
     with pytest.raises(ValueError, match="one-class objective only"):
-        P.train_patch_deep_svdd(encoder(), x, y, GRID8, soft, seed=0, patches_per_image=1)
+        train_deep_svdd(encoder(), x, y, soft, seed=0, view=PatchView(GRID8, 1))
     with pytest.raises(ValueError, match="8 px inputs, but the patches are 1 x 16 px"):
-        P.train_patch_deep_svdd(encoder(), x, y, P.PatchSpec(32, 16, 16), TrainConfig(), seed=0, patches_per_image=1)
+        train_deep_svdd(encoder(), x, y, TrainConfig(), seed=0, view=PatchView(P.PatchSpec(32, 16, 16), 1))
     with pytest.raises(ValueError, match="patches per image"):
-        P.train_patch_deep_svdd(encoder(), x, y, GRID8, TrainConfig(), seed=0, patches_per_image=0)
+        PatchView(GRID8, 0)

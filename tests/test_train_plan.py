@@ -235,7 +235,8 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     big = photos(tmp_path / "big", 6, (140, 130), colour=False)
     plan = plan_training(TrainRequest(unlabeled=(big,), device="cpu"), estimate=False)
     assert plan.patches is not None and plan.input_size == 128
-    assert (plan.patches.spec.patch_size, plan.patches.spec.stride, plan.patches.per_image) == (32, 16, 4)
+    assert (plan.patches.spec.patch_size, plan.patches.spec.stride, plan.patches.samples_per_image) == (32, 16, 4)
+    assert plan.cfg.synthetic.kinds == ("cutpaste", "scar", "confetti", "perlin")  # patch models train against synthetic defects
     assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("cifar10", 1, 32)
     assert plan.cfg.optim.epochs == 40 and plan.pretrain.epochs == 40  # the patch schedule, not cifar10's 150/350
     whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)

@@ -15,11 +15,9 @@ from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, TrainConf
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.core.nets import AutoEncoder, get_spec
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.embedding import CenterError, embed, init_center
 from ssd_cli.core.training import (
-    CenterError,
     distances,
-    embed,
-    init_center,
     pretrain_autoencoder,
     reconstruction_loss,
     seeded_init,

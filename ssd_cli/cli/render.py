@@ -115,7 +115,7 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     if plan.patches is not None:
         p = plan.patches.spec
         lines.append(
-            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.per_image} random ones per image and epoch); "
+            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per image and epoch); "
             f"an image scores as the worst of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
         )
     lines.append(f"  input: --resize {plan.resize.value}, preprocessing {plan.preprocessing.value}")
@@ -127,9 +127,25 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         lines.append("  pretraining: none (phi starts from random weights)")
     if not pretrain_only:
         lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}")
+        lines.append(f"  anomalies: {_anomalies(plan)}")
     if plan.estimate_seconds is not None:
         lines.append(f"  estimate: about {duration(plan.estimate_seconds)} of training here (from a few timed steps), plus decoding the images")
     console.print("\n".join(lines), highlight=False)
+
+
+def _anomalies(plan: TrainPlan) -> str:
+    """Where the anomalous samples of the objective come from, and what they pay."""
+    cfg = plan.cfg
+    parts = [f"{len(plan.files.get('--anomalies', []))} labeled"]
+    if plan.files.get("--outliers"):
+        parts.append(f"{len(plan.files['--outliers'])} outlier images (weight {cfg.outlier_weight:g})")
+    s = cfg.synthetic
+    if s.enabled:
+        parts.append(f"synthetic {'/'.join(s.kinds)}, {s.ratio:g} per normal sample, made each step")
+    else:
+        parts.append("no synthetic ones")
+    loss = "(d+eps)^-1" if cfg.anomaly_loss.value == "inverse" else "-log(1-exp(-d))"
+    return f"{', '.join(parts)}; each pays {loss} ({safe(plan.anomalies_reason)})"
 
 
 def _what(plan: TrainPlan, pretrain_only: bool) -> str:

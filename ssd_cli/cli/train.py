@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ssd_cli.core import distributed
-from ssd_cli.core.config import Objective
+from ssd_cli.core.config import AnomalyLoss, Objective
+from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import (
@@ -95,6 +96,11 @@ def train(
     unlabeled: Annotated[list[Path], typer.Option("--unlabeled", "-u", help="Folder (or file) of unlabeled images, mostly normal; read recursively; repeatable.")],
     normals: Annotated[Optional[list[Path]], typer.Option("--normals", help="Folder of images known to be normal (labeled, y=+1); repeatable.")] = None,
     anomalies: Annotated[Optional[list[Path]], typer.Option("--anomalies", help="Folder of images known to be anomalous (labeled, y=-1); repeatable.")] = None,
+    outliers: Annotated[Optional[list[Path]], typer.Option("--outliers", help="Folder of unrelated images (e.g. natural photos of other things) used as anomalies with their own weight (outlier exposure); repeatable.")] = None,
+    outlier_weight: Annotated[float, typer.Option(help="Weight of the --outliers images in the objective (eta for the labeled ones).")] = 1.0,
+    synthetic: Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic anomalies made each step from the normal images and used as labeled anomalies: comma-separated cutpaste, scar, confetti, perlin; all; or none. Default: all for patch-level models, none for whole-image ones (the paper's).")] = None,
+    synthetic_ratio: Annotated[Optional[float], typer.Option(help="Synthetic anomalies per normal sample of a mini-batch (default 0.5).")] = None,
+    anomaly_loss: Annotated[Optional[AnomalyLoss], typer.Option("--anomaly-loss", help="What an anomalous sample pays at squared distance d (one-class): inverse, the paper's 1/(d+eps); or hsc, -log(1-exp(-d)). Default: inverse.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (safetensors).")] = Path("model.safetensors"),
     objective: Annotated[Objective, typer.Option(help="one-class: objective (2)/(4); soft-boundary: objective (1)/(3) with radius R.")] = Objective.ONE_CLASS,
     nu: Annotated[float, typer.Option(help="Soft-boundary trade-off nu in (0, 1]: roughly the fraction of training data allowed outside the sphere.")] = 0.1,
@@ -139,6 +145,8 @@ def train(
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
         pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
         pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, seed=seed, cache=cache,
+        synthetic=None if synthetic is None else parse_kinds(synthetic), synthetic_ratio=synthetic_ratio, anomaly_loss=anomaly_loss,
+        outlier_weight=outlier_weight,
     )  # fmt: skip
     status = console.status("looking at the images and timing a few training steps")
     status.start()
@@ -149,7 +157,7 @@ def train(
 
     try:
         with stage_progress() as on_epoch:
-            detector = Detector(device=device).fit(unlabeled, normals, anomalies, on_plan=on_plan, on_epoch=on_epoch, **settings)
+            detector = Detector(device=device).fit(unlabeled, normals, anomalies, outliers=outliers, on_plan=on_plan, on_epoch=on_epoch, **settings)
     finally:
         status.stop()
     warn_skipped(detector.skipped_, "train")

@@ -6,12 +6,21 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from ssd_cli.core.synthetic import SyntheticConfig
+
 
 class Objective(str, Enum):
     """The two Deep SVDD objectives; with labeled data they become (3) and (4) of the paper."""
 
     ONE_CLASS = "one-class"
     SOFT_BOUNDARY = "soft-boundary"
+
+
+class AnomalyLoss(str, Enum):
+    """What a labeled anomaly pays in the one-class objective for its squared distance d to c."""
+
+    INVERSE = "inverse"  # the paper's (d + eps)^-1
+    HSC = "hsc"  # -log(1 - exp(-d)), the hypersphere classifier's: bounded push, strong near c
 
 
 class Resize(str, Enum):
@@ -66,16 +75,25 @@ class TrainConfig:
     eps: float = 1e-6  # added to the distance in the inverse for labeled anomalies (paper footnote 1)
     center_eps: float = 0.1  # |c_k| below this is pushed to +-center_eps (Ruff et al. 2018)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    anomaly_loss: AnomalyLoss = AnomalyLoss.INVERSE  # one-class only; soft-boundary keeps its hinge
+    outlier_weight: float = 1.0  # weight of outlier images (--outliers) instead of eta
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # no kinds: none made
 
     def __post_init__(self) -> None:
         if not 0 < self.nu <= 1:  # False for NaN too
             raise ValueError(f"nu must be in (0, 1], got {self.nu}")
         if not (math.isfinite(self.eta) and self.eta > 0):
             raise ValueError(f"eta must be a finite number > 0, got {self.eta}")
+        if not (math.isfinite(self.outlier_weight) and self.outlier_weight > 0):
+            raise ValueError(f"the outlier weight must be a finite number > 0, got {self.outlier_weight}")
+        if self.anomaly_loss is not AnomalyLoss.INVERSE and self.objective is not Objective.ONE_CLASS:
+            raise ValueError(f"the {self.anomaly_loss.value} anomaly loss is for the one-class objective; soft-boundary has its own hinge")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["objective"] = self.objective.value
+        d["anomaly_loss"] = self.anomaly_loss.value
+        d["synthetic"] = self.synthetic.to_dict()
         return d
 
 

@@ -4,40 +4,24 @@ A whole-image network pools a 3-15 px defect on a 128 px photo away. Here phi is
 patch_size inputs, trained on random crops of the training images; an image is scored on a regular
 grid of patches, which gives an anomaly map, and its score is the map's maximum.
 
-Labeled anomalies are images whose defect location is unknown, so they enter objective (4) as
-multiple-instance bags: only the patch phi currently finds most anomalous is pushed away from c.
-Soft-boundary (3) is not offered: its radius would be a quantile over patches, not over images.
-
-Like training.py, nothing here prints; progress goes to an EpochCallback.
+This module is the geometry (grid, crops) and the scoring; how patches are drawn for training is the
+patch view's (core/views.py), trained by the one loop of core/training.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
-from ssd_cli.core.nets import MAX_IMAGE_SIZE, AutoEncoder, Encoder
-from ssd_cli.core.objectives import one_class_loss, squared_distances
-from ssd_cli.core.training import (
-    DeepSVDDResult,
-    EpochCallback,
-    embed,
-    eval_batch_size,
-    fit,
-    init_center,
-    reconstruction_loss,
-)
+from ssd_cli.core.embedding import embed, eval_batch_size, init_center
+from ssd_cli.core.nets import MAX_IMAGE_SIZE, Encoder
+from ssd_cli.core.objectives import squared_distances
 
 # Patches on one image's scoring grid; bounds the memory of one image's grid (a 1024 px image with
 # 32 px patches at stride 8 has 125^2 = 15,625).
 MAX_GRID_PATCHES = 128 * 128
-
-# Crop positions get their own random stream, apart from fit's permutation stream of the same seed.
-_CROP_STREAM = 0x5EED_C40B
 
 
 @dataclass(frozen=True)
@@ -89,7 +73,7 @@ class PatchSpec:
         return spec
 
 
-def _check(x: torch.Tensor, p: PatchSpec, encoder: Encoder | None = None) -> None:
+def check_patches(x: torch.Tensor, p: PatchSpec, encoder: Encoder | None = None) -> None:
     if x.dim() != 4 or x.shape[2] != p.image_size or x.shape[3] != p.image_size:
         raise ValueError(f"images must be N x C x {p.image_size} x {p.image_size}, got {tuple(x.shape)}")
     if encoder is not None and (encoder.spec.image_size != p.patch_size or encoder.spec.channels != x.shape[1]):
@@ -101,15 +85,10 @@ def _check(x: torch.Tensor, p: PatchSpec, encoder: Encoder | None = None) -> Non
 
 def grid_patches(x: torch.Tensor, p: PatchSpec) -> torch.Tensor:
     """(N, C, S, S) -> (N, G*G, C, P, P); patch i*G + j has its top-left corner at (i*stride, j*stride)."""
-    _check(x, p)
+    check_patches(x, p)
     n, ch, g, size = x.shape[0], x.shape[1], p.grid, p.patch_size
     windows = x.unfold(2, size, p.stride).unfold(3, size, p.stride)  # (N, C, G, G, P, P), a view
     return windows.permute(0, 2, 3, 1, 4, 5).reshape(n, g * g, ch, size, size)
-
-
-def crop_generator(seed: int) -> torch.Generator:
-    """The CPU generator of crop positions for `seed` (deterministic)."""
-    return torch.Generator().manual_seed(seed + _CROP_STREAM)
 
 
 def random_crops(x: torch.Tensor, images: torch.Tensor, p: PatchSpec, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,42 +97,17 @@ def random_crops(x: torch.Tensor, images: torch.Tensor, p: PatchSpec, gen: torch
     Any offset, not only grid positions: more distinct patches, and phi must not rely on alignment.
     The crops come out channels_last, as fit's networks run.
     """
-    size, span = p.patch_size, p.image_size - p.patch_size + 1
+    span = p.image_size - p.patch_size + 1
     offsets = torch.randint(0, span, (len(images), 2), generator=gen).to(x.device)
+    return crop_at(x[images], offsets, p.patch_size), offsets  # the images first (an ImageSet makes them then)
+
+
+def crop_at(x: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size crop of each x[i] whose top-left corner is offsets[i] = (row, col); channels_last."""
     ar = torch.arange(size, device=x.device)
     rows, cols = offsets[:, :1] + ar, offsets[:, 1:] + ar  # (B, P) each
     # Advanced indices around a slice: the result is (B, P, P, C); permuted back it is channels_last.
-    chosen = x[images]  # the images first (an ImageSet makes them then), then the crops of each
-    crops = chosen[torch.arange(len(images), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    return crops, offsets
-
-
-def _virtual(n_images: int, patches_per_image: int) -> int:
-    """Samples per epoch: every image visited patches_per_image times (index v -> image v % n)."""
-    if type(patches_per_image) is not int or patches_per_image < 1:
-        raise ValueError(f"patches per image must be an integer >= 1, got {patches_per_image!r}")
-    return n_images * patches_per_image
-
-
-def pretrain_patch_autoencoder(
-    ae: AutoEncoder,
-    x_unlabeled: torch.Tensor,
-    p: PatchSpec,
-    optim: OptimConfig,
-    *,
-    seed: int,
-    patches_per_image: int,
-    on_epoch: EpochCallback | None = None,
-) -> list[float]:
-    """The autoencoder on random crops of the unlabeled images (Appendix A, at patch scale)."""
-    _check(x_unlabeled, p, ae.encoder)
-    n, gen = len(x_unlabeled), crop_generator(seed)
-
-    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        crops, _ = random_crops(x_unlabeled, idx % n, p, gen)
-        return reconstruction_loss(ae(crops), crops)
-
-    return fit(ae, _virtual(n, patches_per_image), batch_loss, optim, seed=seed, device=x_unlabeled.device, on_epoch=on_epoch)
+    return x[torch.arange(len(x), device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 class _PatchMean(nn.Module):
@@ -178,66 +132,8 @@ def init_patch_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, p: Pat
 
     training.init_center's rules apply unchanged: labeled anomalies never count, |c_k| < eps -> +-eps.
     """
-    _check(x, p, encoder)
+    check_patches(x, p, encoder)
     return init_center(_PatchMean(encoder, p), x, y, eps)  # type: ignore[arg-type]  # duck-typed Encoder
-
-
-def _hardest_patches(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, p: PatchSpec) -> torch.Tensor:
-    """Index (into the grid) of each image's most anomalous patch, as scoring sees it (eval mode)."""
-    return patch_distances(encoder, c, x, p).flatten(1).argmax(dim=1).clone()  # clone: a normal tensor, usable as an index under autograd
-
-
-def patch_batch_loss(
-    encoder: Encoder, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, p: PatchSpec, cfg: TrainConfig, gen: torch.Generator
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Objective (4) on a mini-batch of image indices (batch_loss for training.fit).
-
-    An unlabeled or labeled-normal image contributes one random crop. A labeled-anomalous image
-    contributes only its most anomalous grid patch (multiple-instance learning: we do not know where
-    its defect is, and the rest of it is normal texture). That patch is located without gradient in
-    eval mode, then forwarded alone with the crops: the gradient of a max is its argmax's, and the
-    other G*G - 1 patches neither get a gradient nor enter the batch-norm statistics.
-    """
-
-    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        images = idx % len(x)
-        labels = y[images]
-        normal, anomalous = images[labels >= 0], images[labels < 0]
-        crops, _ = random_crops(x, normal, p, gen)
-        parts, kinds = [crops], [labels[labels >= 0]]
-        if len(anomalous):
-            worst = _hardest_patches(encoder, c, x[anomalous], p)
-            parts.append(grid_patches(x[anomalous], p)[torch.arange(len(anomalous), device=x.device), worst])
-            kinds.append(labels[labels < 0])
-        batch = torch.cat(parts).contiguous(memory_format=torch.channels_last)
-        dist = squared_distances(encoder(batch), c)
-        return one_class_loss(dist, torch.cat(kinds), cfg.eta, cfg.eps)  # mean over n + m, as objectives.py
-
-    return batch_loss
-
-
-def train_patch_deep_svdd(
-    encoder: Encoder,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    p: PatchSpec,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    patches_per_image: int,
-    on_epoch: EpochCallback | None = None,
-) -> DeepSVDDResult:
-    """Algorithm 1 on patches, one-class objective (4): each epoch visits every image patches_per_image times."""
-    if cfg.objective is not Objective.ONE_CLASS:
-        raise ValueError(
-            f"patch-level training supports the one-class objective only, not {cfg.objective.value}: a radius R "
-            "fitted on patches would not be a threshold on image scores (the max over patches)"
-        )
-    _check(x, p, encoder)
-    c = init_patch_center(encoder, x, y, p, cfg.center_eps).to(x.device)
-    loss = patch_batch_loss(encoder, x, y, c, p, cfg, crop_generator(seed))
-    losses = fit(encoder, _virtual(len(x), patches_per_image), loss, cfg.optim, seed=seed, device=x.device, on_epoch=on_epoch)
-    return DeepSVDDResult(c, 0.0, losses)
 
 
 @torch.inference_mode()
@@ -247,7 +143,7 @@ def patch_distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, p: Patch
     Images are cut into patches a chunk at a time, about batch_size patches (at least one image),
     so memory stays bounded however many images there are.
     """
-    _check(x, p, encoder)
+    check_patches(x, p, encoder)
     g = p.grid
     size = batch_size or eval_batch_size(x.device)
     maps = [

@@ -4,40 +4,28 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
 from ssd_cli.core.config import Objective, OptimConfig, Resize, TrainConfig
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
-from ssd_cli.core.patches import (
-    PatchSpec,
-    image_scores,
-    patch_distances,
-    pretrain_patch_autoencoder,
-    train_patch_deep_svdd,
-)
+from ssd_cli.core.objectives import ANOMALY, NORMAL, OUTLIER, UNLABELED
 from ssd_cli.core.preprocess import Preprocessor
-from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.training import (
     EpochCallback,
-    embed_shared,
     pretrain_autoencoder,
     seeded_init,
     train_deep_svdd,
 )
+from ssd_cli.core.views import PatchView, View, WholeView
 
-UNLABELED, NORMAL, ANOMALY = 0, 1, -1
-ROLE_LABELS = {"--unlabeled": UNLABELED, "--normals": NORMAL, "--anomalies": ANOMALY}  # y of each input role
+ROLE_LABELS = {"--unlabeled": UNLABELED, "--normals": NORMAL, "--anomalies": ANOMALY, "--outliers": OUTLIER}  # y of each input role
 
 
-@dataclass(frozen=True)
-class PatchTraining:
-    """Patch-level training: the grid, and how many random crops of each image an epoch visits."""
-
-    spec: PatchSpec
-    per_image: int
+def view_for(spec: LeNetSpec, patches: PatchView | None) -> View:
+    """Patches when the model is patch-level, else the whole image the network was built for."""
+    return patches if patches is not None else WholeView(spec.image_size)
 
 
 def training_tensors(
@@ -62,13 +50,11 @@ def pretrain(
     *,
     seed: int,
     on_epoch: EpochCallback | None = None,
-    patches: PatchTraining | None = None,
+    patches: PatchView | None = None,
 ) -> tuple[AutoEncoder, list[float]]:
     """The autoencoder on whole images, or on random crops of them for a patch-level model."""
     ae = seeded_init(lambda: AutoEncoder(spec), seed).to(x_unlabeled.device)
-    if patches is not None:
-        return ae, pretrain_patch_autoencoder(ae, x_unlabeled, patches.spec, optim, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
-    return ae, pretrain_autoencoder(ae, x_unlabeled, optim, seed=seed, on_epoch=on_epoch)
+    return ae, pretrain_autoencoder(ae, x_unlabeled, optim, seed=seed, view=view_for(spec, patches), on_epoch=on_epoch)
 
 
 def initial_encoder(spec: LeNetSpec, autoencoder: AutoEncoder | None, seed: int, device: torch.device) -> Encoder:
@@ -90,7 +76,7 @@ def train_model(
     autoencoder: AutoEncoder | None = None,
     threshold_quantile: float = 0.95,
     resize: Resize = Resize.SQUASH,
-    patches: PatchTraining | None = None,
+    patches: PatchView | None = None,
     on_epoch: EpochCallback | None = None,
     summary: dict | None = None,
 ) -> SavedModel:
@@ -101,12 +87,9 @@ def train_model(
     """
     start = time.perf_counter()
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
-    if patches is None:
-        result = train_deep_svdd(encoder, x, y, cfg, seed=seed, on_epoch=on_epoch)
-        all_scores = squared_distances(embed_shared(encoder, x), result.c).sqrt()
-    else:
-        result = train_patch_deep_svdd(encoder, x, y, patches.spec, cfg, seed=seed, patches_per_image=patches.per_image, on_epoch=on_epoch)
-        all_scores = image_scores(patch_distances(encoder, result.c, x, patches.spec))
+    view = view_for(spec, patches)
+    result = train_deep_svdd(encoder, x, y, cfg, seed=seed, view=view, on_epoch=on_epoch)
+    all_scores = view.scores(encoder, result.c, x)
     train_scores = all_scores[y >= 0]
     if cfg.objective is Objective.SOFT_BOUNDARY:
         threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
@@ -117,6 +100,7 @@ def train_model(
         "n_unlabeled": int((y == UNLABELED).sum()),
         "n_labeled_normal": int((y == NORMAL).sum()),
         "n_labeled_anomalous": int((y == ANOMALY).sum()),
+        "n_outliers": int((y == OUTLIER).sum()),
         "epochs": cfg.optim.epochs,
         "final_loss": result.losses[-1] if result.losses else None,
         "seconds": round(time.perf_counter() - start, 2),
@@ -125,7 +109,7 @@ def train_model(
         "config": cfg.to_dict(),
         "pretrained": autoencoder is not None,
         "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
-        "patches_per_image": patches.per_image if patches else None,
+        "patches_per_image": patches.samples_per_image if patches else None,
         "labeled_at_threshold": _labeled_at(all_scores, y, threshold),
     }
     info.update(summary or {})

@@ -12,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ssd_cli.core.config import (
+    AnomalyLoss,
+    Objective,
     PAPER_PRETRAIN_COLOUR,
     PAPER_PRETRAIN_GRAYSCALE,
     PAPER_TRAIN,
     OptimConfig,
 )
 from ssd_cli.core.nets import LeNetSpec, network_for_size
+from ssd_cli.core.synthetic import GENERATORS, SyntheticConfig
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,21 @@ def customised(
     out = with_epochs(optim, epochs)
     changes = {"lr": lr, "lr_milestones": lr_milestones, "weight_decay": weight_decay, "batch_size": batch_size}
     return replace(out, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class AnomalyDefaults:
+    """Synthetic anomalies and the anomaly term's loss a model gets unless the user says otherwise."""
+
+    synthetic: SyntheticConfig
+    loss: AnomalyLoss
+    reason: str
+
+
+def anomaly_defaults(patches: bool, objective: Objective) -> AnomalyDefaults:
+    """Patch-level models (photos of 128 px and more, searched for local defects) train against
+    synthetic defects of every kind; whole-image models keep the paper's objective, where the
+    measurements found no gain (docs/photos.md)."""
+    if patches and objective is Objective.ONE_CLASS:
+        return AnomalyDefaults(SyntheticConfig(kinds=tuple(GENERATORS)), AnomalyLoss.INVERSE, "patch-level model: local defects are searched for")
+    return AnomalyDefaults(SyntheticConfig(), AnomalyLoss.INVERSE, "whole-image model: the paper's objective")

@@ -16,7 +16,7 @@ from ssd_cli.data.images import ImageBatch, iter_image_batches
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.patches import image_scores, patch_distances
-from ssd_cli.core.training import eval_batch_size
+from ssd_cli.core.embedding import eval_batch_size
 
 
 @dataclass

@@ -38,7 +38,8 @@ from torch.func import stack_module_state
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
 from ssd_cli.core.nets import LEAKY_SLOPE, AutoEncoder, Classifier, Decoder, Encoder, TransposedDecoder
 from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
-from ssd_cli.core.training import DeepSVDDResult, EpochInfo, check_finite_loss, embed, init_center, minibatches
+from ssd_cli.core.embedding import embed, init_center
+from ssd_cli.core.training import DeepSVDDResult, EpochInfo, check_finite_loss, minibatches
 
 StackedEpochCallback = Callable[[list[EpochInfo]], None]
 """Called once per epoch with one EpochInfo per run (in run order; `seconds` is the stack's epoch)."""

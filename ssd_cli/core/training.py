@@ -1,5 +1,8 @@
 """The training story of the paper, top to bottom: pretrain an autoencoder, fix c, run Algorithm 1.
 
+One loop for every way of seeing a sample (whole image, patches: core/views.py) and every source of
+samples (unlabeled, labeled, outlier images, synthetic anomalies: core/synthetic.py).
+
 Data arrive as preprocessed float tensors on the training device, or as an ImageSet that
 preprocesses the mini-batch it is indexed with (core/imageset.py); mini-batches are drawn by
 shuffled index. Nothing here prints: progress goes to a callback.
@@ -20,7 +23,10 @@ from ssd_cli.core import distributed
 from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
 from ssd_cli.errors import InputError, TrainingDiverged
 from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder
-from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
+from ssd_cli.core.embedding import embed, embed_shared, eval_batch_size
+from ssd_cli.core.objectives import ANOMALY, LOSSES, solve_radius, squared_distances
+from ssd_cli.core.synthetic import SyntheticConfig, make_anomalies
+from ssd_cli.core.views import Samples, View, WholeView
 
 
 @dataclass(frozen=True)
@@ -122,65 +128,32 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return ((recon - x) ** 2).flatten(1).sum(dim=1).mean()
 
 
+# The view's and the sources' random stream (crop positions, synthetic anomalies), apart from fit's
+# permutation stream of the same seed.
+_SAMPLE_STREAM = 0x5EED_C40B
+
+
+def sample_generator(seed: int) -> torch.Generator:
+    """The CPU generator of crop positions and synthetic anomalies for `seed` (deterministic)."""
+    return torch.Generator().manual_seed(seed + _SAMPLE_STREAM)
+
+
 def pretrain_autoencoder(
-    ae: AutoEncoder, x: torch.Tensor, optim: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+    ae: AutoEncoder, x: torch.Tensor, optim: OptimConfig, *, seed: int, view: View | None = None, on_epoch: EpochCallback | None = None
 ) -> list[float]:
-    """Train the autoencoder on unlabeled data only (Appendix A); its encoder then initialises phi."""
+    """Train the autoencoder on unlabeled data only (Appendix A); its encoder then initialises phi.
+    It sees what phi will see: whole images, or the view's crops of them."""
+    view = view or WholeView(x.shape[-1])
+    view.check(x, ae.encoder)
+    n, gen = len(x), sample_generator(seed)
+    unlabeled = torch.zeros(n, dtype=torch.int8, device=x.device)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        batch = x[idx]  # once: for an ImageSet, indexing preprocesses
+        images = idx % n
+        batch, _ = view.inputs(Samples(x[images], unlabeled[images]), ae.encoder, None, gen)  # once: for an ImageSet, indexing preprocesses
         return reconstruction_loss(ae(batch), batch)
 
-    return fit(ae, len(x), batch_loss, optim, seed=seed, device=x.device, on_epoch=on_epoch)
-
-
-def eval_batch_size(device: torch.device) -> int:
-    """Inference chunk size: small on a CPU, where activations then stay in cache (measured 1.6x
-    faster than 1024 on the CIFAR-10 net); large on a GPU, which wants big kernels."""
-    return 128 if device.type == "cpu" else 4096
-
-
-@torch.inference_mode()
-def embed(encoder: Encoder, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """phi(x) in eval mode (batch norm uses its running statistics)."""
-    was_training = encoder.training
-    encoder.eval()
-    out = torch.cat([encoder(chunk) for chunk in x.split(batch_size or eval_batch_size(x.device))]) if len(x) else torch.zeros((0, encoder.spec.rep_dim), device=x.device)
-    encoder.train(was_training)
-    return out
-
-
-class CenterError(InputError):
-    """c came out non-finite or all zero; training from it would be meaningless."""
-
-
-def embed_shared(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
-    """embed(), with the work split over the ranks when training together (results gathered in order)."""
-    if not distributed.training_together():
-        return embed(encoder, x)
-    return distributed.gather_tensor(embed(encoder, distributed.ranks().mine(x)))
-
-
-def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
-    """c = mean of phi over unlabeled and labeled-normal data (never labeled anomalies), kept away from 0.
-
-    A coordinate of c near 0 could be matched trivially by zero weights, so |c_k| < eps becomes +-eps.
-    """
-    keep = y >= 0
-    if not bool(keep.any()):
-        raise CenterError("no unlabeled or labeled-normal samples to place the center c")
-    if distributed.training_together():  # each rank embeds its share; sums and counts are all-reduced
-        mine = embed(encoder, distributed.ranks().mine(x[keep]))
-        sums = distributed.all_sum(torch.cat([mine.sum(dim=0), mine.new_tensor([len(mine)])]))
-        c = sums[:-1] / sums[-1]
-    else:
-        c = embed(encoder, x[keep]).mean(dim=0)
-    if not bool(torch.isfinite(c).all()):
-        raise CenterError("the center c is not finite: the network output overflowed (check the input data)")
-    if not bool((c != 0).any()):
-        raise CenterError("the center c is all zero: the network maps every input to 0 (dead network)")
-    small = c.abs() < eps
-    return torch.where(small, torch.where(c < 0, -eps, eps), c).clone()
+    return fit(ae, n * view.samples_per_image, batch_loss, optim, seed=seed, device=x.device, on_epoch=on_epoch)
 
 
 @dataclass
@@ -198,39 +171,71 @@ def train_deep_svdd(
     *,
     seed: int,
     c: torch.Tensor | None = None,
+    view: View | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> DeepSVDDResult:
-    """Algorithm 1. For soft-boundary, R starts at 0 and is re-solved on each mini-batch after the step.
+    """Algorithm 1, for every view and sample source. For soft-boundary, R starts at 0 and is
+    re-solved on each mini-batch after the step.
 
-    R is solved from the distances of the same forward pass that produced the gradient (as the
-    original code did), which saves a second forward pass per batch.
+    Each step takes a mini-batch of training images (unlabeled, labeled, outlier images), adds the
+    synthetic anomalies cfg.synthetic makes from its normal images, lets the view turn both into
+    network inputs and labels (whole images, or patches), and applies one objective. Each epoch
+    visits every image view.samples_per_image times. R is solved from the distances of the same
+    forward pass that produced the gradient (as the original code did), which saves a second
+    forward pass per batch. Whole images without synthetic anomalies are the paper's path exactly.
     """
+    view = view or WholeView(x.shape[-1])
+    soft = cfg.objective is Objective.SOFT_BOUNDARY
+    if soft and not isinstance(view, WholeView):
+        raise ValueError(
+            f"patch-level training supports the one-class objective only, not {cfg.objective.value}: a radius R "
+            "fitted on patches would not be a threshold on image scores (the max over patches)"
+        )
+    view.check(x, encoder)
     if c is None:
-        c = init_center(encoder, x, y, cfg.center_eps)
+        c = view.center(encoder, x, y, cfg.center_eps)
     c = c.to(x.device)
     radius = torch.zeros((), device=x.device)
     loss_fn = LOSSES[cfg.objective]
+    n, gen = len(x), sample_generator(seed)
     last: dict[str, torch.Tensor] = {}
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        dist = squared_distances(encoder(x[idx]), c)
-        last["dist"], last["y"] = dist, y[idx]
-        return loss_fn(dist, y[idx], radius, cfg)
+        images = idx % n
+        batch = Samples(x[images], y[images])  # once: for an ImageSet, indexing preprocesses
+        inputs, labels = view.inputs(batch, encoder, c, gen)
+        if cfg.synthetic.enabled:
+            more, more_labels = view.inputs(synthesize(batch, cfg.synthetic, view.scale, gen), encoder, c, gen)
+            inputs, labels = torch.cat([inputs, more]), torch.cat([labels, more_labels])
+        dist = squared_distances(encoder(inputs), c)
+        last["dist"], last["y"] = dist, labels
+        return loss_fn(dist, labels, radius, cfg)
 
     def solve() -> None:
         if distributed.training_together():  # R from the distances of the whole mini-batch, all ranks
-            radius.copy_(solve_radius(distributed.gather_tensor(last["dist"].detach()), distributed.gather_tensor(last["y"]), cfg.nu, cfg.eta))
+            radius.copy_(solve_radius(distributed.gather_tensor(last["dist"].detach()), distributed.gather_tensor(last["y"]), cfg.nu, cfg.eta, cfg.outlier_weight))
         else:
-            radius.copy_(solve_radius(last["dist"], last["y"], cfg.nu, cfg.eta))
+            radius.copy_(solve_radius(last["dist"], last["y"], cfg.nu, cfg.eta, cfg.outlier_weight))
 
-    soft = cfg.objective is Objective.SOFT_BOUNDARY
-    losses = fit(encoder, len(x), batch_loss, cfg.optim, seed=seed, device=x.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    losses = fit(encoder, n * view.samples_per_image, batch_loss, cfg.optim, seed=seed, device=x.device, after_step=solve if soft else None, on_epoch=on_epoch)
     if soft and cfg.optim.epochs > 0:
         # The per-batch R saw training-mode batch norm; scores use eval mode. Solve R once more, on
         # every training sample as scored, so that R is a threshold that means what nu says.
         dist = squared_distances(embed_shared(encoder, x), c)
-        radius = solve_radius(dist, y, cfg.nu, cfg.eta)
+        radius = solve_radius(dist, y, cfg.nu, cfg.eta, cfg.outlier_weight)
     return DeepSVDDResult(c, float(radius.item()), losses)
+
+
+def synthesize(batch: Samples, cfg: SyntheticConfig, scale: int, gen: torch.Generator) -> Samples:
+    """cfg.ratio synthetic anomalies per normal image of the mini-batch (images drawn with
+    replacement), labeled anomalous, with the masks of what was changed."""
+    normal = batch.x[batch.y >= 0]
+    k = round(cfg.ratio * len(normal))
+    if k == 0:
+        return Samples(normal[:0], batch.y[:0], torch.zeros((0, *normal.shape[2:]), dtype=torch.bool))
+    pick = torch.randint(0, len(normal), (k,), generator=gen).to(normal.device)
+    images, masks = make_anomalies(normal[pick], cfg, scale, gen)
+    return Samples(images, torch.full((k,), ANOMALY, dtype=torch.int8, device=normal.device), masks)
 
 
 def train_classifier(
