@@ -186,6 +186,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cost = step_cost(spec, device, cfg.optim.batch_size)
         visits = patches.samples_per_image if patches else 1
         n_unlabeled, n_all = len(files[UNLABELED_ROLE]) * visits, sum(len(f) for f in files.values()) * visits
+        if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
+            n_normal = (len(files[UNLABELED_ROLE]) + len(files[NORMALS_ROLE])) * visits
+            n_all += round(n_normal * cfg.synthetic.ratio)
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
         else:
