@@ -51,6 +51,7 @@ _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessin
             "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache",
             "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
+_WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
 
 
 def no_maps(what: str) -> UsageError:
@@ -238,6 +239,8 @@ class Detector:
         if masks is not None:  # read before any scoring: a mask of the wrong size is found in seconds
             roots = [p for seg in segments(anomalous) for p in seg.paths]
             truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, self._model().resize)
+            if not truth_masks:
+                raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
         n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress)
         seen = len(n_paths) + len(n_skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
@@ -361,10 +364,7 @@ def _pixel_metrics(
     assert n_grids is not None and a_grids is not None, "a patch-level model's scores come with maps"
     masked = [(i, masks[p]) for i, p in enumerate(a_paths) if p is not None and p in masks]
     if not masked:
-        raise InputError(
-            f"--masks: none of the {len(a_paths)} anomalous images has a mask in '{folder}' "
-            "(same relative path as under its --anomalous folder, any image extension)"
-        )
+        raise InputError(f"--masks: none of the {len(a_paths)} anomalous images that could be read has a mask in '{folder}' ({_WHERE_MASKS})")
     maps = pixel_maps(np.concatenate([n_grids, a_grids[[i for i, _ in masked]]]), patch)
     truth = np.zeros(maps.shape, dtype=bool)
     truth[len(n_grids) :] = np.stack([m for _, m in masked])

@@ -36,7 +36,7 @@ def score(
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Flag the K highest-scoring images, instead of a threshold.")] = None,
     copy_to: Annotated[Optional[Path], typer.Option("--copy-to", help="Copy the flagged files into this folder (new or empty), named RANK-NAME so names stay unique and sort by score.")] = None,
     link_to: Annotated[Optional[Path], typer.Option("--link-to", help="As --copy-to, with symbolic links instead of copies.")] = None,
-    maps: Annotated[Optional[Path], typer.Option("--maps", help="Patch-level models: write an anomaly heatmap of every scored image into this folder (new or empty), a PNG at the image's own size named RANK-NAME.png; colours are score / threshold from 0 to 2: blue below the threshold, yellow to red above it.")] = None,
+    maps: Annotated[Optional[Path], typer.Option("--maps", help="Patch-level models: write an anomaly heatmap of every scored image into this folder (new or empty), a PNG at the image's own size named RANK-STEM.png (0001-img.png for img.jpg) so names stay unique; colours are score / threshold from 0 to 2: blue below the threshold, yellow to red above it.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print (0 = all).")] = 20,
     gallery: GalleryOpt = 48,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
