@@ -6,12 +6,14 @@ first use, so `import ssd_cli` and `ssd --help` stay fast (torch loads only when
 
 __version__ = "0.4.0"
 
-__all__ = ["Detector", "Evaluation", "Scores", "ScoreResult", "SsdError", "FIT_SETTINGS", "__version__"]
+__all__ = ["Detector", "AnomalyMaps", "Evaluation", "PixelMetrics", "Scores", "ScoreResult", "SsdError", "FIT_SETTINGS", "__version__"]
 
 _WHERE = {
+    "AnomalyMaps": "io.results",
     "Detector": "api",
     "Evaluation": "io.results",
     "FIT_SETTINGS": "api",
+    "PixelMetrics": "metrics",
     "Scores": "io.results",
     "ScoreResult": "io.results",
     "SsdError": "errors",

@@ -5,6 +5,7 @@
     det = Detector.load("model.safetensors")
     scores = det.score("incoming/")          # Scores: path, score, normalised score, flag per image
     flags = det.predict(images)              # bool per image
+    maps = det.score_maps("incoming/")       # patch-level models: an anomaly map per image
 
 As PyOD's detectors: `fit`, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
 Inputs are folders, files, PIL images or arrays (`inputs.py`). Errors are `SsdError`s with a message
@@ -31,9 +32,14 @@ from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainReques
 from ssd_cli.errors import InputError, UsageError
 from ssd_cli.data.images import Skipped, fit_image, list_images
 from ssd_cli.data.inputs import Images, segments, save_pngs
+from ssd_cli.data.masks import find_masks, read_masks
+from ssd_cli.io.heatmaps import MapGeometry
 from ssd_cli.io.modelfile import SavedModel
-from ssd_cli.io.results import Evaluation, Scores
+from ssd_cli.io.results import AnomalyMaps, Evaluation, Scores
+from ssd_cli.core.maps import pixel_maps
+from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.scoring import Scorer
+from ssd_cli.metrics import FPR_LIMIT, PixelMetrics, aupro, pixel_auroc
 from ssd_cli.thresholds import ThresholdRule, operating_points, resolve
 
 ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
@@ -45,6 +51,15 @@ _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessin
             "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache",
             "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
+_WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
+
+
+def no_maps(what: str) -> UsageError:
+    """The error for asking a whole-image model for maps (`what`: the option or method)."""
+    return UsageError(
+        f"{what}: this is a whole-image model, whose score has no location in the image, so it has no anomaly map; "
+        "train a patch-level model (ssd train --patch-size) for maps"
+    )
 
 
 def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outliers: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
@@ -169,7 +184,25 @@ class Detector:
         if not paths:
             raise InputError(f"none of the images could be read ({len(skipped)} skipped)")
         saved = self._model()
-        return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps)
+        return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps, self._geometry())
+
+    @property
+    def has_maps(self) -> bool:
+        """True for a patch-level model, whose scores come with anomaly maps."""
+        return self._model().patch is not None
+
+    def score_maps(
+        self, x: Images, *, batch_size: int = 512, workers: int | None = None, on_progress: ProgressCallback | None = None
+    ) -> AnomalyMaps:
+        """Anomaly maps of a patch-level model at its input resolution: one (S, S) float32 map per
+        readable image, in input order, each pixel the mean score of the patches covering it,
+        smoothed (core/maps.py). A whole-image model has none (UsageError): its score has no place.
+        """
+        patch = self._patch("score_maps")
+        paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress)
+        if not paths or grids is None:
+            raise InputError(f"none of the images could be read ({len(skipped)} skipped)")
+        return AnomalyMaps(paths, pixel_maps(grids, patch), skipped)
 
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
         """The raw anomaly scores of the readable images, in input order (PyOD's name)."""
@@ -186,16 +219,28 @@ class Detector:
         *,
         threshold: float | None = None,
         recall: float = 0.95,
+        masks: str | Path | None = None,
         batch_size: int = 512,
         workers: int | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Evaluation:
         """Scores of labeled images and AUROC, AUPRC and precision/recall/F1 at the threshold in use,
-        at the F1-best threshold and at the threshold that reaches `recall`."""
+        at the F1-best threshold and at the threshold that reaches `recall`.
+
+        With `masks` (a folder; patch-level models only), also pixel AUROC and AUPRO: an anomalous
+        image's mask is at its path relative to the anomalous folder it was listed from (data/masks.py),
+        normal images count with empty masks, and anomalous images without a mask at image level only.
+        """
         if not 0 < recall <= 1:
             raise UsageError(f"--recall must be in (0, 1], got {recall}")
         if _empty(normal) or _empty(anomalous):
             raise InputError("an evaluation needs both normal and anomalous images")
+        truth_masks = None
+        if masks is not None:  # read before any scoring: a mask of the wrong size is found in seconds
+            roots = [p for seg in segments(anomalous) for p in seg.paths]
+            truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, self._model().resize)
+            if not truth_masks:
+                raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
         n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress)
         seen = len(n_paths) + len(n_skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
@@ -209,9 +254,10 @@ class Detector:
         maps = np.concatenate([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
         saved = self._model()
         chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
-        scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps)
+        scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps, self._geometry())
         points = operating_points(raw, truth, chosen, recall)  # the first is the threshold in use
-        return Evaluation(scores, truth, points[0].metrics, points)
+        pixel = None if truth_masks is None else _pixel_metrics(self._patch("masks"), n_maps, a_paths, a_maps, truth_masks, masks)
+        return Evaluation(scores, truth, points[0].metrics, points, pixel)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -219,6 +265,16 @@ class Detector:
         if self.model_ is None:
             raise UsageError("this Detector has no model yet: call fit() or Detector.load()")
         return self.model_
+
+    def _patch(self, what: str) -> PatchSpec:
+        patch = self._model().patch
+        if patch is None:
+            raise no_maps(what)
+        return patch
+
+    def _geometry(self) -> MapGeometry | None:
+        saved = self._model()
+        return None if saved.patch is None else MapGeometry(saved.patch, saved.resize)
 
     def _scoring(self) -> Scorer:
         if self._scorer is None:
@@ -298,6 +354,21 @@ class _Part:
         self.scores += other.scores
         self.maps += other.maps
         self.skipped += other.skipped
+
+
+def _pixel_metrics(
+    patch: PatchSpec, n_grids: np.ndarray | None, a_paths: list[Path | None], a_grids: np.ndarray | None,
+    masks: dict[Path, np.ndarray], folder: str | Path | None,
+) -> PixelMetrics:  # fmt: skip
+    """Pixel AUROC and AUPRO over the normal images (empty masks) and the anomalous ones with a mask."""
+    assert n_grids is not None and a_grids is not None, "a patch-level model's scores come with maps"
+    masked = [(i, masks[p]) for i, p in enumerate(a_paths) if p is not None and p in masks]
+    if not masked:
+        raise InputError(f"--masks: none of the {len(a_paths)} anomalous images that could be read has a mask in '{folder}' ({_WHERE_MASKS})")
+    maps = pixel_maps(np.concatenate([n_grids, a_grids[[i for i, _ in masked]]]), patch)
+    truth = np.zeros(maps.shape, dtype=bool)
+    truth[len(n_grids) :] = np.stack([m for _, m in masked])
+    return PixelMetrics(pixel_auroc(maps, truth), aupro(maps, truth, FPR_LIMIT), FPR_LIMIT, len(masked), len(a_paths) - len(masked))
 
 
 def _report(on_progress: ProgressCallback | None, done: int, total: int) -> None:

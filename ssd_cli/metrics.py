@@ -88,3 +88,73 @@ def _checked(scores: np.ndarray, is_anomaly: np.ndarray) -> tuple[np.ndarray, np
             f"all {y.size} samples are {only}; AUROC and the other metrics need both normal and anomalous samples"
         )
     return s, y
+
+
+# ---------------------------------------------------------------- pixel level (ground-truth masks)
+
+FPR_LIMIT = 0.3  # AUPRO's upper bound on the false-positive rate, as MVTec AD and anomalib
+
+
+@dataclass(frozen=True)
+class PixelMetrics:
+    """How well anomaly maps find the defect pixels of ground-truth masks (`ssd evaluate --masks`)."""
+
+    auroc: float  # every pixel of every image pooled
+    aupro: float  # per-region overlap, integrated over FPR in [0, fpr_limit], divided by fpr_limit
+    fpr_limit: float
+    n_masked: int  # anomalous images whose mask entered the pixel metrics
+    n_anomalous_without_mask: int  # anomalous images that count at image level only
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float:
+    """AUROC over all pixels of all images pooled (anomalib's pixel AUROC); masks True = defect."""
+    m, t = _checked_maps(maps, masks)
+    return auroc(m.ravel(), t.ravel())
+
+
+def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> float:
+    """Area under the per-region-overlap curve up to fpr_limit, divided by fpr_limit (MVTec AD's
+    AUPRO, which anomalib's approximates by resampling).
+
+    At a threshold t, PRO(t) is the mean over the defect regions (8-connected components of each
+    image's mask) of the share of the region's pixels scored >= t, so a small defect counts as much
+    as a large one; FPR(t) is the share of all defect-free pixels scored >= t. PRO is a weighted
+    true-positive rate (a defect pixel weighs 1 / its region's size), so the curve is the weighted
+    ROC curve of the pixels; it is integrated by trapezoids up to fpr_limit, the last point
+    interpolated linearly at fpr_limit.
+    """
+    from scipy import ndimage  # scipy comes with scikit-learn, a dependency: no package of its own
+    from sklearn.metrics import roc_curve
+
+    if not 0 < fpr_limit <= 1:
+        raise ValueError(f"the FPR limit must be in (0, 1], got {fpr_limit}")
+    m, t = _checked_maps(maps, masks)
+    weights = np.ones(t.shape)
+    eight = np.ones((3, 3), dtype=int)  # 8-connectivity: pixels touching by a corner are one region
+    for i in range(len(t)):
+        regions, n = ndimage.label(t[i], structure=eight)
+        if n:
+            sizes = np.bincount(regions.ravel())
+            weights[i][t[i]] = 1.0 / sizes[regions[t[i]]]
+    fpr, pro, _ = roc_curve(t.ravel(), m.ravel(), sample_weight=weights.ravel(), drop_intermediate=False)
+    beyond = int(np.searchsorted(fpr, fpr_limit, side="right"))  # fpr[:beyond] <= fpr_limit < fpr[beyond]
+    x, y = fpr[:beyond], pro[:beyond]
+    if beyond < len(fpr):
+        share = (fpr_limit - fpr[beyond - 1]) / (fpr[beyond] - fpr[beyond - 1])
+        x, y = np.r_[x, fpr_limit], np.r_[y, pro[beyond - 1] + share * (pro[beyond] - pro[beyond - 1])]
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / fpr_limit)
+
+
+def _checked_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(maps, dtype=np.float64)
+    t = np.asarray(masks, dtype=bool)
+    if m.ndim != 3 or m.shape != t.shape:
+        raise InputError(f"anomaly maps {m.shape} and masks {t.shape} must both be N x H x W")
+    if not np.isfinite(m).all():
+        raise InputError("anomaly maps contain NaN or infinity")
+    if not t.any() or t.all():
+        raise InputError("the masks mark no defect pixel" if not t.any() else "the masks mark every pixel as defect")
+    return m, t

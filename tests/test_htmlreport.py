@@ -164,17 +164,24 @@ def test_unreadable_files_give_no_thumbnail(files: dict[str, Path], tmp_path: Pa
     assert thumbnail_uri(tmp_path) is None  # a folder
 
 
-def test_heatmap_overlay_tints_the_hot_patches(files: dict[str, Path]) -> None:
+def test_heatmap_overlay_is_coloured_on_the_threshold_scale(files: dict[str, Path]) -> None:
     plain = np.asarray(decode(thumbnail_uri(files["grey"], px=64)), dtype=float)
-    heat = np.zeros((4, 4))
-    heat[0, 0] = 3.0
+    asked: list[tuple[int, int]] = []
+
+    def heat(wh: tuple[int, int]) -> np.ndarray:  # hot top-left corner, unseen (NaN) bottom-right, low elsewhere
+        asked.append(wh)
+        m = np.full((wh[1], wh[0]), 0.3, dtype=np.float32)
+        m[:16, :16], m[-16:, -16:] = 3.0, np.nan
+        return m
+
     tinted = np.asarray(decode(thumbnail_uri(files["grey"], px=64, heatmap=heat, threshold=1.0)), dtype=float)
-    assert tinted.shape == plain.shape
-    corner, far = tinted[:6, :6], tinted[-6:, -6:]
-    assert corner[..., 0].mean() - corner[..., 1].mean() > 60  # red where the patch is hot
-    assert np.abs(far - plain[-6:, -6:]).max() < 12  # untouched elsewhere (JPEG noise only)
-    selfscaled = np.asarray(decode(thumbnail_uri(files["grey"], px=64, heatmap=heat)), dtype=float)
-    assert selfscaled[:6, :6, 0].mean() - selfscaled[:6, :6, 1].mean() > 60
+    assert asked == [(64, 64)] and tinted.shape == plain.shape  # the map is asked at the thumbnail's size
+    hot, low, unseen = tinted[2:12, 2:12], tinted[26:38, 26:38], tinted[-10:, -10:]
+    assert hot[..., 0].mean() - hot[..., 2].mean() > 60  # warm above the threshold
+    assert low[..., 2].mean() - low[..., 0].mean() > 30  # cold below it
+    assert np.abs(unseen - plain[-10:, -10:]).max() < 12  # nothing over what the model did not see (JPEG noise only)
+    cooled = np.asarray(decode(thumbnail_uri(files["grey"], px=64, heatmap=heat, threshold=10.0)), dtype=float)
+    assert cooled[2:12, 2:12, 2].mean() > cooled[2:12, 2:12, 0].mean()  # 3.0 is below a threshold of 10: cold
 
 
 # ---------------------------------------------------------------- svg
@@ -212,7 +219,7 @@ def test_score_report(files: dict[str, Path]) -> None:
     paths: list[Path | None] = [files[n] for n in names] + [None]
     scores = [2.5, 0.4, 0.2, 1.6, 3.0, 0.9, 0.1]
     items = make_items(paths, scores, threshold=1.0)
-    items[3] = ReportItem(**{**items[3].__dict__, "heatmap": np.eye(4) * 2})
+    items[3] = ReportItem(**{**items[3].__dict__, "heatmap": lambda wh: np.full((wh[1], wh[0]), 2.0, dtype=np.float32)})
     skipped = [(f"/data/bad{i}.png", "unreadable image (truncated)") for i in range(205)]
     page = score_report(
         items, title="Scores of <my> folder", facts=[("model", "m.ssd"), ("network", "<net & co>")],
@@ -236,6 +243,7 @@ def test_score_report(files: dict[str, Path]) -> None:
     assert [int(a["data-rank"]) for a in cards] == [1, 2, 3, 4]
     assert [float(a["data-score"]) for a in cards] == [3.0, 2.5, 1.6, 0.9]
     assert "showing top 4 of 7" in page.lower()
+    assert len(c.within("gallery", cls="legend")) == 1  # one card carries a map: the colour scale is explained
     normals = c.within("normals", cls="card")
     assert [float(a["data-score"]) for a in normals] == [0.1, 0.2, 0.4]
 
@@ -266,6 +274,7 @@ def test_score_report_sizes_stay_bounded(files: dict[str, Path]) -> None:
     assert total == summed == n
     assert c.text["n-flagged"] == str(sum(s > 5.0 for s in scores))
     assert "showing top 48 of 5000" in page.lower()
+    assert 'id="heat-legend"' not in page  # no maps, no colour scale
     assert len(page.encode()) < 1_000_000
 
 

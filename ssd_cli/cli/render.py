@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-lear
     from ssd_cli.engine import TrainPlan
     from ssd_cli.data.scan import RoleScan, Spread
     from ssd_cli.data.images import Skipped
-    from ssd_cli.metrics import DetectionMetrics
+    from ssd_cli.metrics import DetectionMetrics, PixelMetrics
     from ssd_cli.experiments.report import Cell, Summary
     from ssd_cli.io.results import Scores
     from ssd_cli.thresholds import OperatingPoint
@@ -180,7 +180,7 @@ def _optim(o: OptimConfig) -> str:
     return f"{o.epochs} epochs, Adam lr {o.lr:g}{drops}, weight decay {o.weight_decay:g}, batch {o.batch_size}"
 
 
-def metrics_table(m: DetectionMetrics, title: str, rule: str) -> Table:
+def metrics_table(m: DetectionMetrics, title: str, rule: str, pixel: PixelMetrics | None = None) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -194,6 +194,12 @@ def metrics_table(m: DetectionMetrics, title: str, rule: str) -> Table:
         ("normal / anomalous", f"{m.n_normal} / {m.n_anomalous}"),
         ("TP / FP / TN / FN", f"{m.tp} / {m.fp} / {m.tn} / {m.fn}"),
     ]
+    if pixel is not None:
+        rows += [
+            ("pixel AUROC", f"{pixel.auroc:.4f}"),
+            (f"pixel AUPRO (FPR <= {pixel.fpr_limit:g})", f"{pixel.aupro:.4f}"),
+            ("anomalous with / without mask", f"{pixel.n_masked} / {pixel.n_anomalous_without_mask}"),
+        ]
     for name, value in rows:
         table.add_row(name, value)
     return table

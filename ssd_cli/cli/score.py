@@ -36,6 +36,7 @@ def score(
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Flag the K highest-scoring images, instead of a threshold.")] = None,
     copy_to: Annotated[Optional[Path], typer.Option("--copy-to", help="Copy the flagged files into this folder (new or empty), named RANK-NAME so names stay unique and sort by score.")] = None,
     link_to: Annotated[Optional[Path], typer.Option("--link-to", help="As --copy-to, with symbolic links instead of copies.")] = None,
+    maps: Annotated[Optional[Path], typer.Option("--maps", help="Patch-level models: write an anomaly heatmap of every scored image into this folder (new or empty), a PNG at the image's own size named RANK-STEM.png (0001-img.png for img.jpg) so names stay unique; colours are score / threshold from 0 to 2: blue below the threshold, yellow to red above it.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print (0 = all).")] = 20,
     gallery: GalleryOpt = 48,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
@@ -47,9 +48,9 @@ def score(
 
     The normalised score is score / threshold: above 1 is anomalous.
     """
-    from ssd_cli.api import Detector
+    from ssd_cli.api import Detector, no_maps
     from ssd_cli.io.info import facts
-    from ssd_cli.io.results import check_folder_target, export_flagged
+    from ssd_cli.io.results import check_folder_target, export_flagged, write_maps
     from ssd_cli.thresholds import ThresholdRule
 
     rule = ThresholdRule(threshold, contamination, top_k)  # bad combinations fail before any work
@@ -61,12 +62,17 @@ def score(
     if copy_to is not None and link_to is not None:
         raise UsageError("give --copy-to or --link-to, not both")
     folder = copy_to or link_to
+    if maps is not None and folder is not None and maps.resolve() == folder.resolve():
+        raise UsageError(f"--maps and --{'copy' if copy_to else 'link'}-to must be different folders")
     for path in (output, report):
         if path is not None:
             check_writable(path, force)
-    if folder is not None:
-        check_folder_target(folder, force)
+    for target in (folder, maps):
+        if target is not None:
+            check_folder_target(target, force)
     detector = Detector.load(model, device=device)
+    if maps is not None and not detector.has_maps:
+        raise no_maps("--maps")
     with count_progress("scoring") as on_progress:
         scores = detector.score(paths, threshold=rule.value, contamination=rule.contamination, top_k=rule.top_k,
                                 batch_size=batch_size, workers=workers, on_progress=on_progress)  # fmt: skip
@@ -84,6 +90,12 @@ def score(
         console.print(f"{'linked' if link_to else 'copied'} {len(written)} flagged file(s) into [bold]{safe(str(folder))}[/]")
         if scores.n_flagged > len(written):
             warn(f"{scores.n_flagged - len(written)} flagged image(s) have no file to {'link' if link_to else 'copy'}")
+    if maps is not None:
+        with count_progress("writing maps") as on_progress:
+            drawn = write_maps(scores, maps, force=force, on_progress=on_progress)
+        console.print(f"wrote {len(drawn)} anomaly map(s) into [bold]{safe(str(maps))}[/]")
+        if len(scores) > len(drawn):
+            warn(f"{len(scores) - len(drawn)} scored image(s) could no longer be read, so they have no map")
 
 
 @app.command()

@@ -178,18 +178,64 @@ def fit_image(im: Image.Image, size: int, channels: int, resize: Resize = Resize
     return _fit(im, (0, 0, *im.size), size, channels, resize)
 
 
+def decode_mask(path: Path, size: int, resize: Resize) -> np.ndarray:
+    """A ground-truth mask (white, >= 128, is defect) fitted as its image is, to (size, size) bool.
+
+    Nearest-neighbour resampling, so a defect pixel is never averaged into a grey that falls under
+    128; no JPEG draft, since a mask's blocks must not be averaged either. Raises DECODE_ERRORS.
+    """
+    with open_image(path) as im:
+        im.load()
+        return _fit(im, (0, 0, *im.size), size, 1, resize, Image.Resampling.NEAREST)[0] >= 128
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image as displayed (EXIF orientation applied), read from its header."""
+    with open_image(path) as im:
+        w, h = im.size
+        return (h, w) if im.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_SIDES else (w, h)
+
+
+def placement(wh: tuple[int, int], size: int, resize: Resize) -> tuple[Box, tuple[int, int, int, int]]:
+    """Where an image as displayed (width, height) goes in the size x size input under `resize`:
+    the box of the image that is used, and the box of the input it fills (pad: inside the bars).
+
+    Each policy's boxes are centred, so they are the same for the stored and the displayed image.
+    """
+    out, box = _GEOMETRY[resize]((0, 0, *wh), size)
+    x0, y0 = (size - out[0]) // 2, (size - out[1]) // 2  # as _centred pastes it
+    return box, (x0, y0, x0 + out[0], y0 + out[1])
+
+
+def unfit_map(values: np.ndarray, wh: tuple[int, int], resize: Resize) -> np.ndarray:
+    """A (size, size) map over the model's input back onto the image as displayed: (height, width)
+    float32, bilinear, undoing `resize` (squash: stretched back; pad: the bars dropped; crop: the
+    centre square only). Pixels the model never saw (crop's margins) are NaN.
+    """
+    size = values.shape[0]
+    (left, top, right, bottom), (x0, y0, x1, y1) = placement(wh, size, resize)
+    seen = Image.fromarray(np.ascontiguousarray(values[y0:y1, x0:x1], dtype=np.float32), "F")
+    w, h = round(right - left), round(bottom - top)
+    out = np.full((wh[1], wh[0]), np.nan, dtype=np.float32)
+    # crop's half-pixel offset (an odd difference of sides) goes down, as _crop rounds whole pixels
+    out[int(top) : int(top) + h, int(left) : int(left) + w] = np.asarray(seen.resize((w, h), Image.Resampling.BILINEAR))
+    return out
+
+
 def _mode(channels: int) -> str:
     return "L" if channels == 1 else "RGB"
 
 
-def _fit(im: Image.Image, region: Box, size: int, channels: int, resize: Resize) -> np.ndarray:
+def _fit(
+    im: Image.Image, region: Box, size: int, channels: int, resize: Resize, resample: Image.Resampling = Image.Resampling.BILINEAR
+) -> np.ndarray:
     target = _mode(channels)
     orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
     if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
         im = _to_eight_bit(im)
     if im.mode != target:
         im = im.convert(target)
-    content = _resample(im, *_GEOMETRY[resize](region, size))
+    content = _resample(im, *_GEOMETRY[resize](region, size), resample)
     # Each policy's region is centred, so it is the same in the stored and the displayed image:
     # the small result is turned (EXIF orientation) instead of the large input.
     method = _EXIF_TRANSPOSE.get(orientation)
@@ -200,6 +246,9 @@ def _fit(im: Image.Image, region: Box, size: int, channels: int, resize: Resize)
 
 
 Box = tuple[float, float, float, float]
+
+# EXIF orientations that turn the image by 90 degrees, so its displayed width is its stored height.
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
 
 # The EXIF orientation tag -> the transposition that shows the image as displayed (ImageOps.exif_transpose's table).
 _EXIF_TRANSPOSE = {
@@ -259,11 +308,11 @@ _GEOMETRY: dict[Resize, Callable[[Box, int], tuple[tuple[int, int], Box]]] = {
 }
 
 
-def _resample(im: Image.Image, out: tuple[int, int], box: Box) -> Image.Image:
+def _resample(im: Image.Image, out: tuple[int, int], box: Box, resample: Image.Resampling) -> Image.Image:
     """box of im to an out-sized image; an integral box of the same size is copied exactly."""
     if (box[2] - box[0], box[3] - box[1]) == out and all(float(v).is_integer() for v in box):
         return im if tuple(box) == (0, 0, *im.size) else im.crop(tuple(int(v) for v in box))
-    return im.resize(out, Image.Resampling.BILINEAR, box=box, reducing_gap=REDUCING_GAP)
+    return im.resize(out, resample, box=box, reducing_gap=REDUCING_GAP)  # Pillow does no reducing step for NEAREST
 
 
 def _centred(content: Image.Image, size: int) -> Image.Image:

@@ -24,9 +24,11 @@ from PIL import Image, ImageOps
 from ssd_cli.data.images import open_image
 from ssd_cli.io.files import printable
 from ssd_cli.io import svg
+from ssd_cli.io import heatmaps
+from ssd_cli.io.heatmaps import overlay
 
 if TYPE_CHECKING:  # metrics pulls in scikit-learn, which `ssd score` should not pay for
-    from ssd_cli.metrics import DetectionMetrics
+    from ssd_cli.metrics import DetectionMetrics, PixelMetrics
 
 MAX_SKIPPED_LISTED = 200
 JPEG_QUALITY = 80
@@ -45,17 +47,19 @@ class ReportItem:
     anomalous: bool  # flagged at the threshold
     rank: int  # 1 = most anomalous
     truth: bool | None = None  # evaluate only: True = labelled anomaly
-    heatmap: np.ndarray | None = None  # optional (G, G) float patch scores of a patch-level model
+    # Patch-level models: the image's anomaly map at a given (width, height), NaN where not seen
+    heatmap: Callable[[tuple[int, int]], np.ndarray] | None = None
 
 
 def thumbnail_uri(
-    path: Path, px: int = 160, heatmap: np.ndarray | None = None, threshold: float | None = None
+    path: Path, px: int = 160, heatmap: Callable[[tuple[int, int]], np.ndarray] | None = None, threshold: float = math.nan
 ) -> str | None:
     """A JPEG data URI of the image as displayed (EXIF orientation applied), at most px on a side.
 
     Returns None for a file that cannot be read: a thumbnail is decoration, and one bad file must not
     cost the whole report. Images under px/2 are enlarged by a whole factor (nearest neighbour) so
-    they stay crisp. With a heatmap, the patches above the threshold are tinted red.
+    they stay crisp. With a heatmap, the anomaly map is laid over it, coloured on the threshold's
+    scale (heatmaps.py).
     """
     try:
         with open_image(path) as im:
@@ -66,7 +70,7 @@ def thumbnail_uri(
         if factor >= 2:  # tiny images (28x28 digits) grow by whole pixels, so the browser need not blur them
             shown = shown.resize((shown.width * factor, shown.height * factor), Image.Resampling.NEAREST)
         if heatmap is not None:
-            shown = _overlay(shown, heatmap, threshold)
+            shown = overlay(shown, heatmap(shown.size), threshold)
         buf = io.BytesIO()
         shown.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     except Exception:  # OSError, ValueError, DecompressionBombError, SyntaxError, and odder types on malformed files
@@ -116,13 +120,15 @@ def evaluate_report(
     auroc: float,
     auprc: float,
     points: Sequence[tuple[str, DetectionMetrics]],
+    pixel: PixelMetrics | None = None,
     skipped: Sequence[tuple[str, str]] = (),
     gallery: int = 48,
     misses: int = 12,
     thumb_px: int = 160,
     tool_version: str,
 ) -> str:
-    """The page for `ssd evaluate`: the score page plus curves, operating points and the worst misses."""
+    """The page for `ssd evaluate`: the score page plus curves, operating points and the worst misses;
+    with `pixel` (ground-truth masks), the pixel-level metrics too."""
     thumbs = _Thumbs(thumb_px, threshold)
     ranked = _by_rank(items)
     scores = np.array([it.score for it in items], dtype=np.float64)
@@ -137,7 +143,7 @@ def evaluate_report(
     edges, counts = svg.bin_scores(scores, groups, threshold=threshold)
     body = [
         _header(title, tool_version),
-        _summary(items, facts, threshold, threshold_rule, skipped, quality=(auroc, auprc)),
+        _summary(items, facts, threshold, threshold_rule, skipped, quality=(auroc, auprc), pixel=pixel),
         _section(
             "histogram",
             "Score distribution by label",
@@ -169,6 +175,7 @@ def _summary(
     threshold_rule: str,
     skipped: Sequence[tuple[str, str]],
     quality: tuple[float, float] | None = None,
+    pixel: PixelMetrics | None = None,
 ) -> str:
     n = len(items)
     flagged = sum(1 for it in items if it.anomalous)
@@ -190,6 +197,13 @@ def _summary(
             _stat("n-anomalous", str(n_anom), "labelled anomalous"),
         ]
         extra = _confusion(labelled)
+    if pixel is not None:
+        stats += [
+            _stat("pixel-auroc", f"{pixel.auroc:.4f}", "pixel AUROC"),
+            _stat("pixel-aupro", f"{pixel.aupro:.4f}", f"AUPRO (FPR up to {pixel.fpr_limit:g})"),
+            _stat("n-masked", str(pixel.n_masked), "anomalous with a mask"),
+            _stat("n-without-mask", str(pixel.n_anomalous_without_mask), "anomalous without a mask (image level only)"),
+        ]
     rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in facts)
     parts = [
         f'<div class="stats">{"".join(stats)}</div>',
@@ -283,7 +297,20 @@ def _points_section(points: Sequence[tuple[str, DetectionMetrics]]) -> str:
 def _gallery_section(ranked: Sequence[ReportItem], gallery: int, thumbs: _Thumbs) -> str:
     top = ranked[: max(gallery, 0)]
     note = f'<p class="note">Showing top {len(top)} of {len(ranked)}, most anomalous first.</p>'
-    return _section("gallery", "Most anomalous", note + _grid(top, thumbs))
+    legend = _legend() if any(it.heatmap is not None and it.path is not None for it in top) else ""
+    return _section("gallery", "Most anomalous", note + legend + _grid(top, thumbs))
+
+
+def _legend() -> str:
+    """The overlays' colour scale, from 0 to twice the threshold, as a CSS gradient (no image)."""
+    ends = (0, 63, 127, 128, 191, 255)  # each half's ends and middle; the step at the threshold stays sharp
+    stops = ", ".join(f"rgb{tuple(int(c) for c in heatmaps.PALETTE[i])} {100 * (i + (i >= 128)) / 256:.1f}%" for i in ends)
+    return (
+        '<div class="legend" id="heat-legend"><p class="note">Each thumbnail carries its anomaly map: '
+        "blue below the threshold, yellow to red above it (dark red at twice the threshold and beyond).</p>"
+        f'<div class="scale" style="background: linear-gradient(to right, {stops})"></div>'
+        '<div class="ticks"><span>0</span><span>threshold</span><span>2 × threshold</span></div></div>'
+    )
 
 
 def _normals_section(items: Sequence[ReportItem], normal_strip: int, thumbs: _Thumbs) -> str:
@@ -410,25 +437,6 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _overlay(im: Image.Image, heatmap: np.ndarray, threshold: float | None) -> Image.Image:
-    """Tint in red where the patch scores are high: above the threshold, or in the map's own top range."""
-    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if heat.ndim != 2 or heat.size == 0:
-        return im
-    up = np.asarray(Image.fromarray(heat, "F").resize(im.size, Image.Resampling.BILINEAR), dtype=np.float32)
-    if threshold is not None and math.isfinite(threshold) and threshold > 0:
-        # Any patch above the threshold is clearly tinted; twice the threshold and beyond is the strongest.
-        excess = np.clip((up - threshold) / threshold, 0.0, 1.0)
-        alpha = np.where(up > threshold, 0.3 + 0.4 * excess, 0.0)
-    else:
-        lo, hi = float(heat.min()), float(heat.max())
-        alpha = 0.7 * np.clip((up - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(up)
-    rgb = np.asarray(im, dtype=np.float32)
-    red = np.array([230.0, 20.0, 20.0], dtype=np.float32)
-    mixed = rgb * (1 - alpha[..., None]) + red * alpha[..., None]
-    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8), "RGB")
-
-
 def _page(title: str, body: Sequence[str], thumb_px: int) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -476,5 +484,8 @@ figcaption { padding: 6px 8px 8px; font-size: 12px; }
 .badge { border-radius: 10px; padding: 0 8px; color: #fff; font-size: 11px; }
 .badge.bad { background: var(--bad); } .badge.ok { background: var(--ok); }
 .path { color: var(--muted); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; direction: ltr; }
+.legend { max-width: 360px; margin: 4px 0 12px; }
+.legend .scale { height: 12px; border-radius: 3px; border: 1px solid var(--line); }
+.legend .ticks { display: flex; justify-content: space-between; color: var(--muted); font-size: 11px; }
 .truth.wrong { color: var(--bad); font-weight: 600; } .truth.right { color: #1a7f37; }
 """

@@ -1,4 +1,5 @@
-"""Scores of a set of images, and the files made from them: CSV, JSON and a folder of the flagged.
+"""Scores of a set of images, and the files made from them: CSV, JSON, a folder of the flagged and
+one of anomaly maps.
 
 `Scores` is what `Detector.score` returns and what every output of `ssd score` is written from, so
 the CLI, the Python API and the files agree. The CSV is plain (header on the first line, one row per
@@ -15,8 +16,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,9 +26,10 @@ import numpy as np
 
 from ssd_cli import __version__
 from ssd_cli.errors import OutputExistsError, UsageError
-from ssd_cli.io.files import csv_text, printable, write_text_atomic
-from ssd_cli.data.images import Skipped
-from ssd_cli.metrics import DetectionMetrics
+from ssd_cli.io.files import csv_text, printable, write_atomic, write_text_atomic
+from ssd_cli.io.heatmaps import MapGeometry, heatmap_png
+from ssd_cli.data.images import DECODE_ERRORS, Skipped, displayed_size
+from ssd_cli.metrics import DetectionMetrics, PixelMetrics
 from ssd_cli.thresholds import OperatingPoint, Threshold, normalised
 
 CSV_COLUMNS = ("path", "score", "normalised_score", "anomalous", "rank")
@@ -57,9 +60,13 @@ class Scores:
     threshold: Threshold
     skipped: list[Skipped] = field(default_factory=list)
     maps: np.ndarray | None = None  # patch-level models: (N, G, G) patch scores, input order
+    geometry: MapGeometry | None = None  # patch-level models: how maps lie in the images
 
     @classmethod
-    def build(cls, paths: list[Path | None], scores: np.ndarray, threshold: Threshold, skipped: list[Skipped], maps: np.ndarray | None = None) -> Scores:
+    def build(
+        cls, paths: list[Path | None], scores: np.ndarray, threshold: Threshold, skipped: list[Skipped],
+        maps: np.ndarray | None = None, geometry: MapGeometry | None = None,
+    ) -> Scores:  # fmt: skip
         s = np.asarray(scores, dtype=np.float64)
         norm = normalised(s, threshold.value)
         # A NaN score is never normal: "not <= threshold" flags it.
@@ -68,7 +75,7 @@ class Scores:
         ranks = np.empty(len(s), dtype=np.int64)
         ranks[order] = np.arange(1, len(s) + 1)
         results = [ScoreResult(i, p, float(s[i]), float(norm[i]), bool(flags[i]), int(ranks[i])) for i, p in enumerate(paths)]
-        return cls(results, threshold, list(skipped), maps)
+        return cls(results, threshold, list(skipped), maps, geometry)
 
     def __len__(self) -> int:
         return len(self.results)
@@ -137,6 +144,18 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class AnomalyMaps:
+    """A patch-level model's anomaly maps (`Detector.score_maps`), in input order."""
+
+    paths: list[Path | None]  # None for an in-memory image
+    maps: np.ndarray  # (N, S, S) float32 at the model's input resolution S: one map per path
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Scores of labeled images and the metrics they give (normals first, then anomalies)."""
 
@@ -144,12 +163,15 @@ class Evaluation:
     is_anomaly: np.ndarray
     metrics: DetectionMetrics  # at the threshold in use
     points: list[OperatingPoint]  # the threshold in use, F1-best, and the target recall
+    pixel: PixelMetrics | None = None  # with ground-truth masks: pixel AUROC and AUPRO
 
     def to_dict(self) -> dict:
+        pixel = {} if self.pixel is None else {"pixel": self.pixel.to_dict()}
         return {
             "metrics": self.metrics.to_dict(),
             "threshold_rule": self.scores.threshold.rule,
             "operating_points": [{"name": p.name, **p.metrics.to_dict()} for p in self.points],
+            **pixel,
         }
 
     def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
@@ -166,7 +188,7 @@ class Evaluation:
             text = evaluate_report(
                 report_items(self.scores, self.is_anomaly), title="ssd evaluate", facts=facts, threshold=m.threshold,
                 threshold_rule=self.scores.threshold.rule, auroc=m.auroc, auprc=m.auprc,
-                points=[(p.name, p.metrics) for p in self.points], skipped=_skipped(self.scores.skipped), gallery=gallery,
+                points=[(p.name, p.metrics) for p in self.points], pixel=self.pixel, skipped=_skipped(self.scores.skipped), gallery=gallery,
                 tool_version=__version__,
             )  # fmt: skip
         else:
@@ -175,14 +197,19 @@ class Evaluation:
 
 
 def report_items(scores: Scores, is_anomaly: np.ndarray | None = None) -> list:
-    """The rows of an HTML report, most anomalous first, with anomaly maps where the model has them."""
+    """The rows of an HTML report, most anomalous first, with anomaly maps where the model has them
+    (made only for the thumbnails the report shows)."""
     from ssd_cli.io.htmlreport import ReportItem
+
+    def heatmap(i: int) -> Callable[[tuple[int, int]], np.ndarray] | None:
+        if scores.maps is None or scores.geometry is None:
+            return None
+        return partial(scores.geometry.at_image, scores.maps[i])
 
     return [
         ReportItem(
             path=r.path, index=r.index, score=r.score, normalised=r.normalised, anomalous=r.anomalous, rank=r.rank,
-            truth=None if is_anomaly is None else bool(is_anomaly[r.index]),
-            heatmap=None if scores.maps is None else scores.maps[r.index],
+            truth=None if is_anomaly is None else bool(is_anomaly[r.index]), heatmap=heatmap(r.index),
         )  # fmt: skip
         for r in scores.ranked()
     ]
@@ -212,11 +239,10 @@ def export_flagged(scores: Scores, folder: Path, *, link: bool = False) -> list[
     whole or not at all (written under a temporary name, then renamed)."""
     flagged = [r for r in scores.ranked() if r.anomalous and r.path is not None]
     folder.mkdir(exist_ok=True)
-    width = max(4, len(str(len(scores))))
     written = []
     for r in flagged:
         assert r.path is not None
-        target = folder / f"{r.rank:0{width}d}-{r.path.name}"
+        target = folder / rank_name(r.rank, r.path.name, len(scores))
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)
         os.close(fd)
         try:
@@ -230,4 +256,36 @@ def export_flagged(scores: Scores, folder: Path, *, link: bool = False) -> list[
             Path(tmp).unlink(missing_ok=True)
             raise
         written.append(target)
+    return written
+
+
+def rank_name(rank: int, name: str, n: int) -> str:
+    """RANK-NAME (0001-name.png): unique among the scored images and sorted by score."""
+    return f"{rank:0{max(4, len(str(n)))}d}-{name}"
+
+
+def write_maps(
+    scores: Scores, folder: Path, *, force: bool = False, on_progress: Callable[[int, int], None] | None = None
+) -> list[Path]:
+    """One PNG heatmap per scored file at the file's size as displayed (heatmaps.py's colour scale,
+    the threshold in use mid-scale), named RANK-STEM.png, most anomalous first; each written
+    atomically. check_folder_target comes first. A file that can no longer be read gets no map.
+    """
+    if scores.maps is None or scores.geometry is None:
+        raise UsageError("these scores have no anomaly maps (a whole-image model)")
+    files = [r for r in scores.ranked() if r.path is not None]
+    folder.mkdir(exist_ok=True)
+    written = []
+    for done, r in enumerate(files, 1):
+        assert r.path is not None
+        try:
+            wh = displayed_size(r.path)
+        except DECODE_ERRORS:
+            wh = None
+        if wh is not None:
+            target = folder / rank_name(r.rank, f"{r.path.stem}.png", len(scores))
+            write_atomic(target, heatmap_png(scores.geometry.at_image(scores.maps[r.index], wh), scores.threshold.value), force)
+            written.append(target)
+        if on_progress is not None:
+            on_progress(done, len(files))
     return written
