@@ -442,9 +442,13 @@ class TextureSet:
     source: str  # the skimage.data function
     kinds: tuple[str, ...]
     normal_prefix: str = "crop"
-    # A defect whose mean change inside its mask is below this many grey levels (a tear over empty glass,
-    # a blur of a flat area) is drawn again, up to 20 times, so that every defect is visible.
+    # A defect whose mean change inside its mask is below this many grey levels (a blur of a flat area) is
+    # drawn again, up to 20 times, so that every defect is visible; 0 = never (the first set, as first made).
     min_change: float = 4.0
+
+
+# Higher floors for thin lines, whose mask is mostly changed pixels: a tear must cross tissue, not glass.
+KIND_MIN_CHANGE = {"tear": 15.0}
 
 
 # Every set this script can write, in a fixed order: a set's position picks its random stream, so sets stay
@@ -493,11 +497,12 @@ def make_texture_set(out: Path, spec: TextureSet, rng: np.random.Generator, scal
             entry = {"file": (path / name).relative_to(out.parent).as_posix(), "source": f"skimage.data.{spec.source}", "split": split, "label": "normal" if kinds[k] is None else "anomalous", "crop": where, "defect": None}
             if kinds[k] is not None:
                 clean = img
+                floor = max(spec.min_change, KIND_MIN_CHANGE.get(kinds[k], 0.0)) if spec.min_change else 0.0
                 for attempt in range(1, 21):
                     img = clean.copy()
                     defect, mask = DEFECTS[kinds[k]](img, rng, scale)
                     change = _mask_change(clean, img, mask, entry["file"])
-                    if change["mean_change_in_mask"] >= spec.min_change and change["changed_pixels"] > 0:
+                    if change["mean_change_in_mask"] >= floor and change["changed_pixels"] > 0:
                         break
                 else:
                     raise SystemExit(f"{entry['file']}: no visible {kinds[k]} in 20 attempts")
@@ -570,7 +575,8 @@ texture (train crops overlap each other heavily). Each set: train/normal/ 500 cr
 defect crops from the training region (7/7/6 with three kinds, 5 each with four), test/normal/ 100,
 test/anomalous/ 100 defect crops (34/33/33, or 25 each); one defect per image, inside the crop.
 In the newer sets (all but surface-defects) a defect whose mean change inside its mask is under 4 grey
-levels (e.g. a tear over empty glass) is drawn again on the same crop, so that every defect is visible.
+levels (15 for a tear, which must cross tissue, not glass) is drawn again on the same crop (manifest:
+attempts), so that every defect is visible.
 """
 
 README_SETS = {
