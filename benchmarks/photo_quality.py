@@ -1,17 +1,23 @@
 """Detection quality on realistic photo folders, measured through the real CLI as a user runs it.
 
-    .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets
+    .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets --sets colour-objects,surface-defects
     .venv/bin/python benchmarks/photo_quality.py --sets /work/runs/photo-sets --out /work/runs/photo_quality.json \\
-        [--configs 'lenet128=--arch lenet-128 --channels 1' ...] [--common '--epochs 1 --pretrain-epochs 1']
+        [--configs 'lenet128=--arch lenet-128 --channels 1' ...] [--common '--epochs 1 --pretrain-epochs 1'] \\
+        [--seeds 0,1] [--no-anomalies]
 
-For every set (a folder with train/normal, train/bad, test/normal, test/anomalous, e.g. colour-objects/ and
-surface-defects/ from make_photo_sets.py) and every named configuration this runs
+For every set (a folder with train/normal, train/bad, test/normal, test/anomalous, e.g. the sets of
+make_photo_sets.py), every named configuration and every seed this runs
 
-    ssd [--threads N] train --unlabeled SET/train/normal --anomalies SET/train/bad --out M --force OPTIONS
-    ssd [--threads N] evaluate M --normal SET/test/normal --anomalous SET/test/anomalous --output M.json --force
+    ssd [--threads N] train --unlabeled SET/train/normal --anomalies SET/train/bad --out M --force --seed S OPTIONS
+    ssd [--threads N] evaluate M --normal SET/test/normal --anomalous SET/test/anomalous [--masks SET/test/masks] \\
+        --output M.json --force
 
-and reports AUROC, AUPRC, precision/recall at the model's threshold, the wall time of `ssd train`
-(pretraining + training + loading) and the network the model file says it holds.
+and reports AUROC, AUPRC, precision/recall at the model's threshold, the pixel-level AUROC and AUPRO
+where the set has defect masks (SET/test/masks, passed as `--masks`; None where it has none or the ssd
+has no `--masks`), the wall time of `ssd train` (pretraining + training + loading) and the network the
+model file says it holds. Each result records its set, configuration and seed (`key` = set/config/sS).
+`--no-anomalies` leaves out `--anomalies SET/train/bad` (the unlabeled setting: what the model finds
+without the 20 labeled defects); its models are named with `-unlabeled`.
 
 Configurations: `old-default` = `--arch mnist --channels 1 --image-size 28` (what ssd 0.1 did with
 `--arch mnist`), `new-default` = no network options at all (the CLI's automatic choice), plus any
@@ -92,13 +98,23 @@ def tail(path: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])
 
 
-def evaluate_one(ssd: list[str], set_dir: Path, name: str, options: str, models: Path) -> dict:
-    model = models / f"{set_dir.name}--{name}.safetensors"
+def pixel_metrics(doc: dict) -> dict:
+    """Pixel AUROC and AUPRO from evaluate's JSON (`pixel` at the top or inside `metrics`), None if absent."""
+    pixel = doc.get("pixel") or doc.get("metrics", {}).get("pixel") or {}
+    return {"pixel_auroc": pixel.get("auroc"), "pixel_aupro": pixel.get("aupro")}
+
+
+def evaluate_one(ssd: list[str], set_dir: Path, name: str, options: str, models: Path, seed: int, anomalies: bool = True, masks: bool = True) -> dict:
+    """Train and evaluate one configuration with one seed; masks=False never passes --masks."""
+    model = models / f"{set_dir.name}--{name}--s{seed}{'' if anomalies else '-unlabeled'}.safetensors"
     metrics_file = model.with_suffix(".json")
     extra = shlex.split(options)
-    train_cmd = [*ssd, "train", "--unlabeled", str(set_dir / "train/normal"), "--anomalies", str(set_dir / "train/bad"), "--out", str(model), "--force", *extra]
-    eval_cmd = [*ssd, "evaluate", str(model), "--normal", str(set_dir / "test/normal"), "--anomalous", str(set_dir / "test/anomalous"), "--output", str(metrics_file), "--force"]
-    result: dict = {"set": set_dir.name, "config": name, "options": options, "train_command": shlex.join(train_cmd), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
+    labeled = ["--anomalies", str(set_dir / "train/bad")] if anomalies else []
+    mask_dir = set_dir / "test" / "masks"
+    mask_opt = ["--masks", str(mask_dir)] if masks and mask_dir.is_dir() else []
+    train_cmd = [*ssd, "train", "--unlabeled", str(set_dir / "train/normal"), *labeled, "--out", str(model), "--force", "--seed", str(seed), *extra]
+    eval_cmd = [*ssd, "evaluate", str(model), "--normal", str(set_dir / "test/normal"), "--anomalous", str(set_dir / "test/anomalous"), *mask_opt, "--output", str(metrics_file), "--force"]
+    result: dict = {"key": f"{set_dir.name}/{name}/s{seed}", "set": set_dir.name, "config": name, "seed": seed, "anomalies": anomalies, "masks": str(mask_dir) if mask_opt else None, "options": options, "train_command": shlex.join(train_cmd), "evaluate_command": shlex.join(eval_cmd), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
     rc, seconds = run_cli(train_cmd, model.with_suffix(".train.log"))
     result.update(train_rc=rc, train_seconds=round(seconds, 1), loadavg_after_train=[round(v, 2) for v in os.getloadavg()])
     if rc != 0:
@@ -110,8 +126,10 @@ def evaluate_one(ssd: list[str], set_dir: Path, name: str, options: str, models:
     if rc != 0:
         result["error"] = f"ssd evaluate exited {rc}: {tail(model.with_suffix('.evaluate.log'))}"
         return result
-    metrics = json.loads(metrics_file.read_text())["metrics"]
+    doc = json.loads(metrics_file.read_text())
+    metrics = doc["metrics"]
     result.update({k: metrics[k] for k in ("auroc", "auprc", "precision", "recall", "f1", "n_normal", "n_anomalous")})
+    result.update(pixel_metrics(doc))
     return result
 
 
@@ -131,15 +149,36 @@ def network_text(r: dict) -> str:
     return text
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def table(results: list[dict]) -> str:
-    head = f"{'set':<18} {'config':<16} {'AUROC':>6} {'AUPRC':>6} {'train s':>8}  network"
+    head = f"{'set':<18} {'config':<16} {'seed':>4} {'AUROC':>6} {'AUPRC':>6} {'pxAUROC':>7} {'AUPRO':>6} {'train s':>8}  network"
     lines = [head, "-" * len(head)]
     for r in results:
+        start = f"{r['set']:<18} {r['config']:<16} {r.get('seed', '-')!s:>4}"
         if "auroc" in r:
-            lines.append(f"{r['set']:<18} {r['config']:<16} {r['auroc']:>6.3f} {r['auprc']:>6.3f} {r['train_seconds']:>8.1f}  {network_text(r)}")
+            lines.append(f"{start} {r['auroc']:>6.3f} {r['auprc']:>6.3f} {_num(r.get('pixel_auroc')):>7} {_num(r.get('pixel_aupro')):>6} {r['train_seconds']:>8.1f}  {network_text(r)}")
         else:
-            lines.append(f"{r['set']:<18} {r['config']:<16} {'-':>6} {'-':>6} {r.get('train_seconds', 0):>8.1f}  {network_text(r)}  ERROR: {r.get('error', '?')}")
+            lines.append(f"{start} {'-':>6} {'-':>6} {'-':>7} {'-':>6} {r.get('train_seconds', 0):>8.1f}  {network_text(r)}  ERROR: {r.get('error', '?')}")
     return "\n".join(lines)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seed given")
+    return seeds
+
+
+def evaluate_has_masks(ssd: str) -> bool:
+    """Whether this ssd's `evaluate` takes --masks (added after 0.2): older ones would reject the option."""
+    text = subprocess.run([ssd, "evaluate", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    return "--masks" in text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, help="where models and logs go (default: OUT without suffix + '-models/')")
     ap.add_argument("--threads", type=int, help="passed as `ssd --threads N`")
     ap.add_argument("--ssd", default=str(DEFAULT_SSD), help="the ssd executable")
+    ap.add_argument("--seeds", type=parse_seeds, default=[0], metavar="S[,S...]", help="run every configuration once per seed (`ssd train --seed S`); default 0, train's own default")
+    ap.add_argument("--no-anomalies", action="store_true", help="train without --anomalies SET/train/bad (the unlabeled setting)")
+    ap.add_argument("--no-masks", action="store_true", help="never pass --masks to ssd evaluate (no pixel metrics)")
     args = ap.parse_args(argv)
 
     configs = {} if args.no_defaults else dict(DEFAULT_CONFIGS)
@@ -165,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     models.mkdir(parents=True, exist_ok=True)
     ssd = [args.ssd] + (["--threads", str(args.threads)] if args.threads else [])
     version = subprocess.run([args.ssd, "--version"], capture_output=True, text=True).stdout.strip()
+    masks = not args.no_masks and evaluate_has_masks(args.ssd)
+    if not args.no_masks and not masks and any((s / "test" / "masks").is_dir() for s in sets):
+        print(f"note: {args.ssd} evaluate has no --masks option; pixel metrics are not measured", file=sys.stderr)
 
     doc = {
         "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["photo_quality.py", *argv]),
@@ -172,20 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         "ssd_version": version,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "common_options": args.common,
+        "seeds": args.seeds,
+        "anomalies": not args.no_anomalies,
+        "pixel_metrics": masks,
         "configs": configs,
         "results": [],
     }
     for set_dir in sets:
         for name, options in configs.items():
-            full = " ".join(o for o in (options, args.common) if o)
-            print(f"[{dt.datetime.now():%H:%M:%S}] {set_dir.name} / {name}: ssd train {full}".rstrip(), flush=True)
-            r = evaluate_one(ssd, set_dir, name, full, models)
-            doc["results"].append(r)
-            doc["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=1) + "\n")
-            tmp.replace(args.out)
-            print("   " + table([r]).splitlines()[-1], flush=True)
+            for seed in args.seeds:
+                full = " ".join(o for o in (options, args.common) if o)
+                print(f"[{dt.datetime.now():%H:%M:%S}] {set_dir.name} / {name} / seed {seed}: ssd train {full}".rstrip(), flush=True)
+                r = evaluate_one(ssd, set_dir, name, full, models, seed, anomalies=not args.no_anomalies, masks=masks)
+                doc["results"].append(r)
+                doc["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+                tmp = args.out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(doc, indent=1) + "\n")
+                tmp.replace(args.out)
+                print("   " + table([r]).splitlines()[-1], flush=True)
     print()
     print(table(doc["results"]))
     print(f"\nwrote {args.out}")
