@@ -151,8 +151,8 @@ def _anomalies(plan: TrainPlan) -> str:
 def _what(plan: TrainPlan, pretrain_only: bool) -> str:
     if pretrain_only:
         return "pretrain the autoencoder"
-    labeled = len(plan.files.get("--normals", [])) + len(plan.files.get("--anomalies", []))
-    return f"train {'SS-DSVDD' if labeled else 'Deep SVDD'}"
+    labeled = sum(len(plan.files.get(role, [])) for role in ("--normals", "--anomalies", "--outliers"))
+    return f"train {'SS-DSVDD' if labeled or plan.cfg.synthetic.enabled else 'Deep SVDD'}"
 
 
 def _skipped(scan: RoleScan) -> str:

@@ -167,12 +167,14 @@ def train(
     saved, plan = detector.model_, detector.plan_
     assert saved is not None and plan is not None
     t, spec = saved.training, saved.spec
-    kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] else "Deep SVDD"
+    kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] + t["n_outliers"] or plan.cfg.synthetic.enabled else "Deep SVDD"
     side = saved.input_size
+    outliers = f" / {t['n_outliers']} outliers" if t["n_outliers"] else ""
     patches = f" on {spec.image_size} px patches" if saved.patch else ""
     console.print(
         f"wrote [bold]{safe(str(out))}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
-        f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous, "
+        f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous"
+        f"{outliers}, "
         f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
     )

@@ -1,0 +1,81 @@
+"""Sample sources through `ssd train`: synthetic anomalies by default for patch-level models only,
+--synthetic / --anomaly-loss / --outliers as the plan and the model file record them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ssd_cli.cli import app
+from ssd_cli.io.modelfile import load_model
+
+FAST = ["--device", "cpu", "--batch-size", "16", "--epochs", "1", "--pretrain-epochs", "0", "--force"]
+
+
+def ssd(*args: object):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    result.text = " ".join(result.output.split())  # rich wraps lines at the terminal width
+    return result
+
+
+def folder(root: Path, n: int, size: int, seed: int, colour: bool = False) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        shape = (size, size, 3) if colour else (size, size)
+        Image.fromarray(rng.integers(60, 200, shape, dtype=np.uint8)).save(root / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return folder(tmp_path_factory.mktemp("photos") / "normal", 12, 128, 0)
+
+
+def test_patch_models_train_against_synthetic_defects_by_default(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "synthetic cutpaste/scar/confetti/perlin" in result.text
+    config = load_model(out).training["config"]
+    assert config["synthetic"]["kinds"] == ["cutpaste", "scar", "confetti", "perlin"] and config["anomaly_loss"] == "inverse"
+
+
+def test_whole_image_models_keep_the_papers_objective(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", sample_dir / "normal", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "no synthetic ones" in result.text
+    assert load_model(out).training["config"]["synthetic"]["kinds"] == []
+
+
+def test_synthetic_loss_and_outliers_are_recorded(photos: Path, tmp_path: Path) -> None:
+    outliers = folder(tmp_path / "outliers", 5, 96, 1, colour=True)
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--outliers", outliers, "--outlier-weight", "0.5", "--synthetic", "scar,perlin",
+                 "--synthetic-ratio", "1", "--anomaly-loss", "hsc", "--out", out, *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "5 outlier images (weight 0.5)" in result.text and "synthetic scar/perlin, 1 per normal sample" in result.text
+    training = load_model(out).training
+    assert training["n_outliers"] == 5 and training["n_unlabeled"] == 12
+    assert training["config"]["synthetic"]["kinds"] == ["scar", "perlin"] and training["config"]["synthetic"]["ratio"] == 1.0
+    assert training["config"]["anomaly_loss"] == "hsc" and training["config"]["outlier_weight"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--synthetic", "scratches"], "unknown synthetic anomaly kind(s) scratches"),
+        (["--synthetic-ratio", "0"], "ratio must be in (0, 4]"),
+        (["--outlier-weight", "-1"], "outlier weight must be a finite number > 0"),
+        (["--objective", "soft-boundary", "--patch-size", "0", "--anomaly-loss", "hsc"], "for the one-class objective"),
+    ],
+)
+def test_bad_source_options_are_usage_errors(photos: Path, tmp_path: Path, options: list[str], message: str) -> None:
+    result = ssd("train", "-u", photos, *options, "--out", tmp_path / "m.safetensors", *FAST)
+    assert result.exit_code == 2, result.output
+    assert message in result.text
