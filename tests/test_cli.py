@@ -385,12 +385,39 @@ def test_bad_train_options_exit_2(args: list[str], needle: str, small_dir: Path,
 
 
 @pytest.mark.parametrize(
-    "args", [["train", "-u", "x", "--objective", "bogus"], ["train", "-u", "x", "--nu", "abc"], ["train"], ["score"], ["frobnicate"]]
+    "args,needle",
+    [
+        (["train", "-u", "x", "--objective", "bogus"], "--objective"),
+        (["train", "-u", "x", "--nu", "abc"], "--nu"),
+        (["train"], "--unlabeled"),
+        (["score"], "model"),
+        (["info"], "model"),
+        (["frobnicate"], "frobnicate"),
+        (["--threads", "0", "info", "m"], "--threads"),
+        (["--max-image-pixels", "0", "info", "m"], "--max-image-pixels"),
+        (["score", "m", "d", "--top-k", "1.5"], "--top-k"),
+        (["score", "m", "d", "--no-such-option"], "--no-such-option"),
+        (["score", "m", "-weird.png"], "./-name.png"),
+        (["evaluate", "m", "--normal"], "--normal"),
+        (["score", "m", "d", "--top-k", "3", "--threshold", "1"], "at most one of"),  # found by ssd, not by Click
+        (["train", "-u", "x", "--nu", "0"], "nu"),
+    ],
 )
-def test_typer_usage_errors_exit_2(args: list[str]) -> None:
+def test_no_usage_error_prints_more_than_one_line(args: list[str], needle: str, tmp_path: Path, monkeypatch) -> None:
+    """Click's own errors (unknown option, wrong type, missing argument) are one `error:` line with
+    the --help hint, as ssd's own are; never its boxed block of several lines."""
+    monkeypatch.chdir(tmp_path)
     result = ssd(*args)
+    line = one_line_error(result, ExitCode.USAGE, needle)
+    assert result.output.strip().splitlines() == [line]
+    if needle not in ("at most one of", "nu"):
+        assert "--help'" in line
+
+
+def test_ssd_alone_still_shows_the_help() -> None:
+    result = ssd()
     assert result.exit_code == ExitCode.USAGE
-    assert "Traceback" not in result.output
+    assert "Usage" in result.output and "train" in result.output
 
 
 # --- regressions: zero epochs and a constant dataset ---------------------------------------------

@@ -7,11 +7,14 @@ handling that turns every expected failure into one line and a documented exit c
 from __future__ import annotations
 
 import functools
+import importlib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ssd_cli import __version__
 from ssd_cli.data.images import DEFAULT_MAX_PIXELS, set_max_pixels
@@ -19,8 +22,43 @@ from ssd_cli.errors import ExitCode, SsdError
 from ssd_cli.io.files import PLACE_ERRORS
 from ssd_cli.cli.render import console, error, quiet_unless_main
 
+# Click's exceptions, from wherever this Typer takes Click (recent Typers carry their own copy).
+_click_errors = importlib.import_module(typer.BadParameter.__module__)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors Click finds itself (an unknown option, a value of the wrong type, a missing
+    argument) as one `error:` line with the --help hint and exit code 2, as every other error is:
+    Click's own are a boxed block of several lines."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        args = sys.argv[1:] if args is None else list(args)
+        if not standalone_mode or not args:  # `ssd` alone shows the help, as Click does
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=standalone_mode, **extra)
+        try:  # not standalone: Click raises its errors here instead of printing them, and returns exit codes
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except _click_errors.UsageError as exc:
+            error(usage_line(exc))
+            code = ExitCode.USAGE
+        except typer.Abort:  # a question answered with Ctrl-C or the end of the input
+            error("interrupted: nothing was started")
+            code = ExitCode.INTERRUPTED
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def usage_line(exc: Exception) -> str:
+    """Click's message on one line, lower-cased as ours, with where to read the command's options."""
+    message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    option = getattr(exc, "option_name", None)
+    if isinstance(exc, _click_errors.NoSuchOption) and option and not option.startswith("--"):
+        message += "; write a file name that starts with '-' as ./-name.png, or after '--'"
+    ctx = getattr(exc, "ctx", None)
+    return f"{message[:1].lower()}{message[1:]} (see '{ctx.command_path if ctx else 'ssd'} --help')"
+
+
 app = typer.Typer(
     name="ssd",
+    cls=OneLineErrors,
     help=(
         "Find anomalies in folders of images with Semi-Supervised Deep SVDD (Ruff et al.). "
         "Train on unlabeled images (plus a few labeled normal or anomalous ones), then score new images "
