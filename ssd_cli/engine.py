@@ -43,6 +43,8 @@ from ssd_cli.core.training import EpochInfo
 
 PRELOAD_BYTES = 1 << 30  # training input up to 1 GiB of float32 is preprocessed once; beyond, a batch at a time
 UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE = "--unlabeled", "--normals", "--anomalies", "--outliers"
+MAX_SEED = 2**32 - 1  # torch's generators take 64 bits, and a patch model's crops add an offset to the seed
+MAX_PATCHES_PER_IMAGE = 1024  # crops per image and epoch; more only multiplies the epoch's memory and time
 
 StageCallback = Callable[[str, EpochInfo], None]  # (stage name, epoch info)
 
@@ -136,12 +138,16 @@ def _check_options(req: TrainRequest) -> TrainConfig:
     for name, value in (("--channels", req.channels), ("--image-size", req.image_size), ("--patch-stride", req.patch_stride), ("--patches-per-image", req.patches_per_image)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be positive, got {value}")
+    if not 0 <= req.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {req.seed}")
+    if req.patches_per_image > MAX_PATCHES_PER_IMAGE:
+        raise UsageError(f"--patches-per-image must be at most {MAX_PATCHES_PER_IMAGE}, got {req.patches_per_image}")
     if req.patch_size is not None and req.patch_size < 0:
         raise UsageError(f"--patch-size must be 0 (whole images) or positive, got {req.patch_size}")
     req.train.apply(PAPER_TRAIN)  # negative epochs, zero lr and the like, before the network is known
     req.pretrain.apply(PAPER_TRAIN)
     try:
-        return TrainConfig(objective=req.objective, nu=req.nu, eta=req.eta)
+        return TrainConfig(objective=req.objective, nu=req.nu, eta=req.eta, outlier_weight=req.outlier_weight)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -373,6 +373,16 @@ def test_cuda_without_cuda_is_a_usage_error(small_dir: Path, cli_model: Path, tm
         (["--threshold-quantile", "1"], "--threshold-quantile"),
         (["--lr-milestones", "ten"], "--lr-milestones"),
         (["--device", "tpu"], "--device"),
+        # finite but absurd: torch's float32 arithmetic overflowed on these (exit 1) or memory ran out
+        (["--lr", "1e38"], "lr"),
+        (["--pretrain-lr", "1e38"], "lr"),
+        (["--weight-decay", "1e300"], "weight decay"),
+        (["--pretrain-weight-decay", "1e300"], "weight decay"),
+        (["--eta", "1e300"], "eta"),
+        (["--outlier-weight", "1e300"], "outlier weight"),
+        (["--seed", "99999999999999999999999"], "--seed"),
+        (["--seed", "-1"], "--seed"),
+        (["--patches-per-image", "1000000000000"], "--patches-per-image"),
     ],
 )
 def test_bad_train_options_exit_2(args: list[str], needle: str, small_dir: Path, tmp_path: Path, monkeypatch) -> None:

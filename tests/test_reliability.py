@@ -56,11 +56,38 @@ def test_non_finite_scoring_options_are_usage_errors(model: Path, sample_dir: Pa
     one_line_error(ssd(command, model, *where, *rest), ExitCode.USAGE)
 
 
-def test_a_diverging_run_stops_and_writes_nothing(sample_dir: Path, tmp_path: Path) -> None:
+def test_a_diverging_run_stops_and_writes_nothing(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A loss that becomes infinite (an lr that could make it is refused as absurd: exit 2)."""
+    from ssd_cli.core.config import Objective
+    from ssd_cli.core.objectives import LOSSES
+
+    monkeypatch.setitem(LOSSES, Objective.SOFT_BOUNDARY, lambda dist, y, radius, cfg: dist.mean() * float("inf"))
     out = tmp_path / "m.safetensors"
-    result = ssd("train", "-u", sample_dir / "normal", "--objective", "soft-boundary", "--lr", "1e12", "--pretrain-epochs", 0, "--epochs", 3, "--out", out, "--device", "cpu")
+    result = ssd("train", "-u", sample_dir / "normal", "--objective", "soft-boundary", "--pretrain-epochs", 0, "--epochs", 3, "--out", out, "--device", "cpu")
     one_line_error(result, ExitCode.DIVERGED, "diverged", "nothing was written")
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_diverging_pretraining_exits_6_and_says_so(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Weights blown up in pretraining make phi overflow and c infinite: divergence (6), not bad input."""
+    import torch
+
+    from ssd_cli.core import pipeline
+
+    real = pipeline.pretrain
+
+    def blown_up(*args, **kwargs):
+        ae, losses = real(*args, **kwargs)
+        with torch.no_grad():
+            next(ae.encoder.parameters()).fill_(float("inf"))
+        return ae, losses
+
+    monkeypatch.setattr(pipeline, "pretrain", blown_up)
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", copy_images(sample_dir, tmp_path / "few", 20), "--pretrain-epochs", 1, "--epochs", 1, "--batch-size", 16, "--out", out, "--device", "cpu")
+    line = one_line_error(result, ExitCode.DIVERGED, "diverged", "nothing was written", "--pretrain-lr")
+    assert "input data" not in line
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("where", ["encoder.0.weight", "c"])

@@ -23,7 +23,7 @@ def milestones(text: str | None, option: str) -> tuple[int, ...] | None:
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling; same seed + same input = same model on the CPU.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for weights and shuffling, from 0 to 2^32-1; same seed + same input = same model on the CPU.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Network: the paper's mnist, fashion-mnist (28 px) or cifar10 (32 px), or lenet-64, lenet-128, lenet-256 for larger photos. Default: chosen from the images' size.")]
 ChannelsOpt = Annotated[Optional[int], typer.Option("--channels", help="1 (grayscale) or 3 (colour). Default: colour when at least 10% of the sampled images are colour.")]

@@ -38,6 +38,13 @@ class Preprocessing(str, Enum):
     GCN = "gcn"  # global contrast normalisation (l1), then min-max scaling fitted on training data
 
 
+# Upper bounds of the settings. Past them nothing trains, and torch's float32 arithmetic overflows
+# before the run could even diverge (an lr of 1e38 or a weight decay of 1e300 made Adam raise).
+MAX_LR = 1.0  # Adam moves every weight by about lr per step
+MAX_WEIGHT_DECAY = 1.0  # an L2 penalty that outweighs the loss itself
+MAX_ETA = 1e6  # a labeled sample (or an outlier) weighing a million unlabeled ones
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam with a step learning-rate schedule (the paper's two phases by default)."""
@@ -51,10 +58,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         # `not (x > 0)` rather than `x <= 0`: NaN fails every comparison, and must fail here too
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr (learning rate) must be a finite number > 0, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 < self.lr <= MAX_LR:
+            raise ValueError(f"lr (learning rate) must be a number in (0, {MAX_LR:g}], got {self.lr}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight decay must be a number in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay}")
         if self.epochs < 0:
             raise ValueError(f"epochs must be 0 or more, got {self.epochs}")
         if self.batch_size < 2:
@@ -82,10 +89,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 < self.nu <= 1:  # False for NaN too
             raise ValueError(f"nu must be in (0, 1], got {self.nu}")
-        if not (math.isfinite(self.eta) and self.eta > 0):
-            raise ValueError(f"eta must be a finite number > 0, got {self.eta}")
-        if not (math.isfinite(self.outlier_weight) and self.outlier_weight > 0):
-            raise ValueError(f"the outlier weight must be a finite number > 0, got {self.outlier_weight}")
+        if not 0 < self.eta <= MAX_ETA:
+            raise ValueError(f"eta must be a number in (0, {MAX_ETA:g}], got {self.eta}")
+        if not 0 < self.outlier_weight <= MAX_ETA:
+            raise ValueError(f"the outlier weight must be a number in (0, {MAX_ETA:g}], got {self.outlier_weight}")
         if self.anomaly_loss is not AnomalyLoss.INVERSE and self.objective is not Objective.ONE_CLASS:
             raise ValueError(f"the {self.anomaly_loss.value} anomaly loss is for the one-class objective; soft-boundary has its own hinge")
 

@@ -10,7 +10,7 @@ import torch
 
 from ssd_cli.core import distributed
 from ssd_cli.core.nets import Encoder
-from ssd_cli.errors import InputError
+from ssd_cli.errors import InputError, TrainingDiverged
 
 
 def eval_batch_size(device: torch.device) -> int:
@@ -30,7 +30,7 @@ def embed(encoder: Encoder, x: torch.Tensor, batch_size: int | None = None) -> t
 
 
 class CenterError(InputError):
-    """c came out non-finite or all zero; training from it would be meaningless."""
+    """No sample to place c, or c all zero (constant input): training from it would be meaningless."""
 
 
 def embed_shared(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +54,11 @@ def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float =
         c = sums[:-1] / sums[-1]
     else:
         c = embed(encoder, x[keep]).mean(dim=0)
-    if not bool(torch.isfinite(c).all()):
-        raise CenterError("the center c is not finite: the network output overflowed (check the input data)")
+    if not bool(torch.isfinite(c).all()):  # inputs are bounded: only weights blown up by the pretraining get here
+        raise TrainingDiverged(
+            "training diverged: phi's output overflowed, so the center c is not finite; nothing was written. "
+            "The autoencoder's weights blew up in pretraining: try a lower --pretrain-lr"
+        )
     if not bool((c != 0).any()):
         raise CenterError("the center c is all zero: the network maps every input to 0 (dead network)")
     small = c.abs() < eps
