@@ -30,7 +30,7 @@ from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.device import resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError
-from ssd_cli.data.images import Skipped, fit_image, list_images
+from ssd_cli.data.images import Skipped, fit_image, list_images, name_skipped
 from ssd_cli.data.inputs import Images, segments, save_pngs
 from ssd_cli.data.masks import find_masks, read_masks
 from ssd_cli.io.heatmaps import MapGeometry
@@ -180,9 +180,9 @@ class Detector:
         listed in `Scores.skipped`; it is an InputError when nothing at all could be scored.
         """
         rule = ThresholdRule(threshold, contamination, top_k)
-        paths, raw, maps, skipped = self._raw(x, batch_size, workers, on_progress)
+        paths, raw, maps, skipped = self._raw(x, batch_size, workers, on_progress, "score")
         if not paths:
-            raise InputError(f"none of the images could be read ({len(skipped)} skipped)")
+            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
         saved = self._model()
         return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps, self._geometry())
 
@@ -199,9 +199,9 @@ class Detector:
         smoothed (core/maps.py). A whole-image model has none (UsageError): its score has no place.
         """
         patch = self._patch("score_maps")
-        paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress)
+        paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress, "score")
         if not paths or grids is None:
-            raise InputError(f"none of the images could be read ({len(skipped)} skipped)")
+            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
         return AnomalyMaps(paths, pixel_maps(grids, patch), skipped)
 
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
@@ -241,10 +241,13 @@ class Detector:
             truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, self._model().resize)
             if not truth_masks:
                 raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
-        n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress)
+        n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress, "--normal")
         seen = len(n_paths) + len(n_skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
-        a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after)
+        a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after, "--anomalous")
+        for what, paths, skipped in (("--normal", n_paths, n_skipped), ("--anomalous", a_paths, a_skipped)):
+            if not paths:  # the metrics would only say that every sample is of the other kind
+                raise InputError(f"{what}: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
         both = {p.resolve() for p in n_paths if p is not None} & {p.resolve() for p in a_paths if p is not None}
         if both:
             shown = ", ".join(sorted(str(p) for p in both)[:3])
@@ -282,9 +285,10 @@ class Detector:
         return self._scorer
 
     def _raw(
-        self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None
+        self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str
     ) -> tuple[list[Path | None], np.ndarray, np.ndarray | None, list[Skipped]]:
-        """Every readable input's score (and anomaly map), in input order, and what was skipped."""
+        """Every readable input's score (and anomaly map), in input order, and what was skipped;
+        `what` names the input in errors (the option that gave it)."""
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
         if workers is not None and workers < 1:
@@ -294,7 +298,7 @@ class Detector:
         plan, skipped = [], []
         for seg in segments(x):
             if seg.paths:
-                listing = list_images(seg.paths, what="score")
+                listing = list_images(seg.paths, what=what)
                 skipped += listing.skipped
                 plan.append(("files", listing.files))
             elif seg.tensor is not None:

@@ -30,7 +30,7 @@ from ssd_cli.errors import InputError, UsageError
 from ssd_cli.core.estimate import step_cost, training_seconds
 from ssd_cli.core.imageset import ImageSet, Rows
 from ssd_cli.data.cache import open_or_build
-from ssd_cli.data.images import Skipped, load_images
+from ssd_cli.data.images import Skipped, load_images, name_skipped
 from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
 from ssd_cli.core.patches import PatchSpec
@@ -448,7 +448,9 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
         decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size), images=images)
     for role, n in decoded.counts.items():
         if n == 0:
-            raise InputError(f"{role}: none of the {len(roles[role])} image files could be read")
+            files = set(roles[role])
+            why = name_skipped([s for s in decoded.skipped if s.path in files])
+            raise InputError(f"{role}: none of the {len(files)} image file(s) could be read: {why}")
     return decoded
 
 

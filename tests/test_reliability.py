@@ -141,6 +141,48 @@ def test_training_skips_an_oversized_image_too(sample_dir: Path, tmp_path: Path)
     assert load_model(tmp_path / "m.safetensors").training["n_unlabeled"] == 20
 
 
+@pytest.fixture()
+def unreadable_dir(sample_dir: Path, tmp_path: Path) -> Path:
+    """Two image files, neither readable: one truncated, one over the pixel limit."""
+    folder = tmp_path / "unreadable"
+    folder.mkdir()
+    source = next((sample_dir / "normal").glob("*.png")).read_bytes()
+    (folder / "cut.png").write_bytes(source[: len(source) // 2])
+    png_declaring(folder / "huge.png", 60_000, 60_000)
+    return folder
+
+
+def test_when_no_file_can_be_read_the_error_names_them_and_why(model: Path, sample_dir: Path, unreadable_dir: Path, tmp_path: Path) -> None:
+    named = ("cut.png (unreadable image", "huge.png (too large (60000x60000")
+    one_line_error(ssd("score", model, unreadable_dir, "--device", "cpu"), ExitCode.BAD_INPUT, "none of the 2", *named)
+    # evaluate says that the normal files were unreadable, not that every sample is anomalous
+    result = ssd("evaluate", model, "--normal", unreadable_dir, "--anomalous", sample_dir / "anomalies", "--device", "cpu")
+    line = one_line_error(result, ExitCode.BAD_INPUT, "--normal: none of the 2", *named)
+    assert "anomalous" not in line.split(":")[1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(ssd("evaluate", model, "--normal", empty, "--anomalous", sample_dir / "anomalies"), ExitCode.BAD_INPUT, "--normal: no image files")
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_training_on_unreadable_files_fails_before_the_plan(command: str, unreadable_dir: Path, tmp_path: Path) -> None:
+    result = ssd(command, "-u", unreadable_dir, "--out", tmp_path / "m.safetensors", "--device", "cpu")
+    line = one_line_error(result, ExitCode.BAD_INPUT, "--unlabeled: none of the 2", "cut.png (unreadable image", "huge.png (too large")
+    assert result.output.strip().splitlines() == [line]  # no plan, estimate or few-images warning first
+
+
+
+def test_a_folder_larger_than_the_sample_names_its_unreadable_files_at_decoding(sample_dir: Path, tmp_path: Path) -> None:
+    """Beyond the 256 sampled files the plan cannot know that none is readable; decoding says which."""
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    source = next((sample_dir / "normal").glob("*.png")).read_bytes()
+    for i in range(257):
+        (folder / f"{i:03d}.png").write_bytes(source[: len(source) // 2])
+    result = ssd("train", "-u", folder, "--out", tmp_path / "m.safetensors", "--device", "cpu", "--pretrain-epochs", 0, "--epochs", 1)
+    one_line_error(result, ExitCode.BAD_INPUT, "--unlabeled: none of the 257", "000.png (unreadable image", "and 254 more")
+
+
 # --- 3. batch sizes -----------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ssd_cli.core.training import EpochInfo
+from ssd_cli.data.images import name_skipped
 from ssd_cli.io.files import printable
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
@@ -65,11 +66,8 @@ def safe(text: str) -> str:
 
 def warn_skipped(skipped: Sequence[Skipped], what: str) -> None:
     """Name every skipped file (up to MAX_NAMED, then a count), so nothing is dropped silently."""
-    if not skipped:
-        return
-    shown = "; ".join(f"{printable(s.path)} ({s.reason})" for s in skipped[:MAX_NAMED])
-    more = f"; and {len(skipped) - MAX_NAMED} more" if len(skipped) > MAX_NAMED else ""
-    warn(f"{what}: skipped {len(skipped)} file(s): {shown}{more}")
+    if skipped:
+        warn(f"{what}: skipped {len(skipped)} file(s): {name_skipped(skipped, MAX_NAMED)}")
 
 
 def new_progress() -> Progress:

@@ -79,6 +79,13 @@ class Skipped:
     reason: str
 
 
+def name_skipped(skipped: Sequence[Skipped], most: int = 3) -> str:
+    """The first `most` skipped files with their reasons, then a count: for a warning, or for the
+    error when nothing at all could be read, so that the user knows which files and why."""
+    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:most])
+    return shown + (f"; and {len(skipped) - most} more" if len(skipped) > most else "")
+
+
 @dataclass
 class ImageList:
     files: list[Path]

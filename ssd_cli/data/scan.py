@@ -38,7 +38,8 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ssd_cli.core.config import Resize
-from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, open_image, unreadable
+from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, name_skipped, open_image, unreadable
+from ssd_cli.errors import InputError
 from ssd_cli.core.nets import SIZE_STEPS, get_spec, network_for_size
 
 UNLABELED_ROLE = "--unlabeled"
@@ -148,12 +149,16 @@ class InputChoice:
 def scan_inputs(roles: Mapping[str, Sequence[Path]], *, sample: int = 256, seed: int = 0) -> ScanReport:
     """List every role's files and look at a deterministic sample of at most `sample` files per role.
 
-    Raises InputError (from list_images) for a missing path or a role without any image file.
+    Raises InputError for a missing path, a role without any image file (from list_images), and a
+    role none of whose files could be read when the sample held them all: before the plan is shown,
+    since nothing could be trained on.
     """
     scans: dict[str, RoleScan] = {}
     for role, paths in roles.items():
         listing = list_images(paths, what=role)
-        scans[role] = _scan_role(role, listing.files, listing.skipped, sample, seed)
+        scan = scans[role] = _scan_role(role, listing.files, listing.skipped, sample, seed)
+        if not scan.readable and scan.sampled == scan.count:
+            raise InputError(f"{role}: none of the {scan.count} image file(s) could be read: {name_skipped(scan.unreadable)}")
     return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), sample)
 
 
