@@ -46,6 +46,12 @@ class ThresholdRule:
 class Threshold:
     value: float
     rule: str  # for the user: how the value was set
+    count: int | None = None  # top-k and contamination: exactly this many are flagged, the best ranks
+
+
+def _round_up(fraction: float, n: int) -> int:
+    """ceil(fraction x n), of the decimal product: 0.07 x 100 is 7.000000000000001 in floating point."""
+    return math.ceil(round(fraction * n, 9))
 
 
 def resolve(rule: ThresholdRule, model_threshold: float, model_rule: str, scores: np.ndarray) -> Threshold:
@@ -53,17 +59,30 @@ def resolve(rule: ThresholdRule, model_threshold: float, model_rule: str, scores
     if rule.value is not None:
         return Threshold(float(rule.value), "given with --threshold")
     if rule.contamination is not None:
-        k = math.ceil(rule.contamination * len(scores))
-        return Threshold(top_k_threshold(scores, k), f"the top {rule.contamination:g} of the scored images (--contamination; {k} of {len(scores)})")
+        n, p = len(scores), rule.contamination
+        k = _round_up(p, n)
+        return _highest(scores, k, f"the top {p:g} of the scored images (--contamination: {p:g} x {n} = {round(p * n, 9):g}, rounded up to {k})")
     if rule.top_k is not None:
-        return Threshold(top_k_threshold(scores, rule.top_k), f"the {rule.top_k} highest scores (--top-k)")
+        return _highest(scores, rule.top_k, f"the {rule.top_k} highest scores (--top-k)")
     return Threshold(float(model_threshold), f"the model's: {model_rule}" if model_rule else "the model's")
 
 
+def _highest(scores: np.ndarray, k: int, rule: str) -> Threshold:
+    """Flag exactly the k best-ranked (Scores ranks ties in input order); the rule says when a tie
+    at the cut was split, since no threshold value can split equal scores."""
+    s = np.asarray(scores, dtype=np.float64)
+    value = top_k_threshold(s, k)
+    above, at = int((s > value).sum()), int((s == value).sum())
+    count = min(k, len(s))
+    if above < count:  # count - above of the `at` scores equal to the value are flagged
+        rule += f"; {at} scores tie at {value:.4g}, the first {count - above} by rank flagged"
+    return Threshold(value, rule, count)
+
+
 def top_k_threshold(scores: np.ndarray, k: int) -> float:
-    """A threshold that flags the k highest scores: halfway between the k-th and the (k+1)-th, so a
-    printed value still splits them. Tied scores at the boundary are all left unflagged, so fewer
-    than k can be flagged, never more."""
+    """The threshold of the k highest scores: halfway between the k-th and the (k+1)-th, so a
+    printed value still splits them; with a tie at the cut, the tied score itself (which images of
+    the tie are flagged is then up to their rank: `resolve`)."""
     s = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])[::-1]
     if len(s) == 0:
         return math.inf

@@ -62,6 +62,36 @@ def test_contamination_and_top_k_flag_that_many(model: Path, sample_dir: Path, t
     assert all((float(r["normalised_score"]) > 1) == (r["anomalous"] == "1") for r in rows(out2))
 
 
+def test_top_k_flags_exactly_k_when_duplicates_tie_at_the_cut(model: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """Copies of one image score alike; a tie at the cut is split by rank (input order), never
+    leaving fewer than K flagged, and the output says so."""
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    image = sorted((sample_dir / "incoming").glob("*.png"))[0]
+    for i in range(5):
+        (folder / f"copy-{i}.png").write_bytes(image.read_bytes())
+    out = tmp_path / "k.csv"
+    result = ssd("score", model, folder, "--top-k", 2, "--output", out, "--device", "cpu")
+    ok(result)
+    assert "5 images, 2 anomalous" in result.output and "tie" in result.output
+    got = rows(out)
+    assert [(Path(r["path"]).name, r["anomalous"]) for r in got] == [("copy-0.png", "1"), ("copy-1.png", "1"), ("copy-2.png", "0"), ("copy-3.png", "0"), ("copy-4.png", "0")]
+    assert json.loads(ssd_json(model, folder, tmp_path, "--contamination", 0.5))["n_flagged"] == 3  # 0.5 x 5 = 2.5, rounded up
+
+
+def ssd_json(model: Path, folder: Path, tmp_path: Path, *args: object) -> str:
+    out = tmp_path / "s.json"
+    ok(ssd("score", model, folder, *args, "--output", out, "--force", "--device", "cpu"))
+    return out.read_text()
+
+
+def test_contamination_states_its_rounding_and_means_the_decimal_product(model: Path, sample_dir: Path, tmp_path: Path) -> None:
+    """0.07 x 100 is 7.000000000000001 in floating point: rounding that up flagged 8, not 7."""
+    out = json.loads(ssd_json(model, sample_dir / "incoming", tmp_path, "--contamination", 0.07))
+    assert out["n_flagged"] == 7
+    assert "0.07 x 100 = 7, rounded up to 7" in out["threshold_rule"]
+
+
 def test_threshold_rules_conflict_and_bad_values_are_usage_errors(model: Path, sample_dir: Path) -> None:
     one_line_error(ssd("score", model, sample_dir / "incoming", "--top-k", 3, "--contamination", 0.1), ExitCode.USAGE, "at most one")
     one_line_error(ssd("score", model, sample_dir / "incoming", "--contamination", 2), ExitCode.USAGE, "--contamination")

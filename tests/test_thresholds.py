@@ -50,7 +50,9 @@ def test_top_k_flags_exactly_k_distinct_scores() -> None:
         t = top_k_threshold(s, k)
         assert int((s > t).sum()) == min(k, 5)
     tied = np.array([1.0, 2.0, 2.0, 3.0])
-    assert int((tied > top_k_threshold(tied, 2)).sum()) == 1  # a tie at the boundary: fewer, never more
+    assert int((tied > top_k_threshold(tied, 2)).sum()) == 1  # no value splits a tie at the boundary...
+    flagged = Scores.build([None] * 4, tied, resolve(ThresholdRule(top_k=2), 0.0, "", tied), []).anomalous
+    assert flagged.tolist() == [False, True, False, True]  # ...so the rank does: the first of the tie in input order
 
 
 def test_resolve_each_rule() -> None:
@@ -58,7 +60,7 @@ def test_resolve_each_rule() -> None:
     assert resolve(ThresholdRule(), 0.7, "R", s) == Threshold(0.7, "the model's: R")
     assert resolve(ThresholdRule(value=0.3), 0.7, "R", s).value == 0.3
     t = resolve(ThresholdRule(contamination=0.05), 0.7, "R", s)
-    assert int((s > t.value).sum()) == 6 and "6 of 101" in t.rule  # ceil(0.05 * 101)
+    assert int((s > t.value).sum()) == 6 and "0.05 x 101 = 5.05, rounded up to 6" in t.rule
     assert int((s > resolve(ThresholdRule(top_k=10), 0.7, "R", s).value).sum()) == 10
 
 

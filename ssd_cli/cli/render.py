@@ -217,7 +217,9 @@ def points_table(points: Sequence[OperatingPoint]) -> Table:
 def ranked_table(scores: Scores, top: int) -> Table:
     rows = scores.ranked()
     shown = rows if top <= 0 else rows[:top]
-    title = f"{len(rows)} images, {scores.n_flagged} anomalous (score > {scores.threshold.value:.4g}: {scores.threshold.rule})"
+    t = scores.threshold
+    how = t.rule if t.count is not None else f"score > {t.value:.4g}: {t.rule}"  # a count may split a tie
+    title = f"{len(rows)} images, {scores.n_flagged} anomalous ({how})"
     if len(shown) < len(rows):
         title += f"; top {len(shown)} shown"
     table = Table(title=title)

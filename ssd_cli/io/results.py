@@ -69,11 +69,11 @@ class Scores:
     ) -> Scores:  # fmt: skip
         s = np.asarray(scores, dtype=np.float64)
         norm = normalised(s, threshold.value)
-        # A NaN score is never normal: "not <= threshold" flags it.
-        flags = ~(s <= threshold.value)
-        order = np.argsort(-np.nan_to_num(s, nan=np.inf), kind="stable")
+        order = np.argsort(-np.nan_to_num(s, nan=np.inf), kind="stable")  # equal scores rank in input order
         ranks = np.empty(len(s), dtype=np.int64)
         ranks[order] = np.arange(1, len(s) + 1)
+        # A NaN score is never normal: "not <= threshold" flags it (and it ranks first).
+        flags = ranks <= threshold.count if threshold.count is not None else ~(s <= threshold.value)
         results = [ScoreResult(i, p, float(s[i]), float(norm[i]), bool(flags[i]), int(ranks[i])) for i, p in enumerate(paths)]
         return cls(results, threshold, list(skipped), maps, geometry)
 
