@@ -144,6 +144,11 @@ def _check_options(req: TrainRequest) -> TrainConfig:
         raise UsageError(f"--patches-per-image must be at most {MAX_PATCHES_PER_IMAGE}, got {req.patches_per_image}")
     if req.patch_size is not None and req.patch_size < 0:
         raise UsageError(f"--patch-size must be 0 (whole images) or positive, got {req.patch_size}")
+    if req.pretrained is not None:  # the file replaces the pretraining: its settings would be ignored
+        p = req.pretrain
+        given = [n for n, v in (("--pretrain-epochs", p.epochs), ("--pretrain-lr", p.lr), ("--pretrain-lr-milestones", p.lr_milestones), ("--pretrain-weight-decay", p.weight_decay)) if v is not None]
+        if given:
+            raise UsageError(f"--pretrained skips the pretraining, so {', '.join(given)} would be ignored: give --pretrained or {', '.join(given)}, not both")
     req.train.apply(PAPER_TRAIN)  # negative epochs, zero lr and the like, before the network is known
     req.pretrain.apply(PAPER_TRAIN)
     try:

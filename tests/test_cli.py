@@ -394,6 +394,14 @@ def test_bad_train_options_exit_2(args: list[str], needle: str, small_dir: Path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option,value", [("--pretrain-epochs", 5), ("--pretrain-lr", 1e-3), ("--pretrain-lr-milestones", "3"), ("--pretrain-weight-decay", 0.1)])
+def test_pretrained_with_pretraining_settings_is_refused(option: str, value: object, small_dir: Path, tmp_path: Path) -> None:
+    """A --pretrained file replaces the pretraining: its settings would be silently ignored."""
+    out = tmp_path / "m.safetensors"
+    one_line_error(ssd("train", "-u", small_dir, "--pretrained", tmp_path / "ae.safetensors", option, value, "--out", out), ExitCode.USAGE, "--pretrained", option, "not both")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
