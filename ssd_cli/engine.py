@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -240,6 +240,9 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     patch_size = req.patch_size if req.patch_size is not None else default_patch_size(whole.image_size, req.arch, req.objective)
     if patch_size == 0:
         choice = choose_input(report, arch=req.arch, channels=req.channels, image_size=req.image_size)
+        if req.patch_size is None and default_patch_size(whole.image_size, req.arch) > 0:  # the default moved: say why
+            why = f"whole images, not the patch model {whole.image_size} px inputs get by default: patch-level models are one-class only"
+            choice = replace(choice, reasons=(*choice.reasons, why))
         return choice, _spec_or_usage(choice.arch, choice.channels, choice.image_size, req.decoder), None
     if patch_size > whole.image_size:
         raise UsageError(f"--patch-size {patch_size} is larger than the {whole.image_size} px input; give a smaller patch or --patch-size 0")

@@ -243,3 +243,24 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     assert whole.patches is None and whole.spec.name == "lenet-128"
     named = plan_training(TrainRequest(unlabeled=(big,), arch="lenet-128", device="cpu"), estimate=False)
     assert named.patches is None
+
+
+def test_soft_boundary_on_large_images_says_why_it_trains_whole_images(tmp_path: Path) -> None:
+    """128 px inputs get a patch model by default; soft-boundary cannot have one, and the plan says so."""
+    from ssd_cli import Detector
+
+    class Stop(Exception):
+        pass
+
+    def stop(plan) -> None:
+        plans.append(plan)
+        raise Stop
+
+    plans: list = []
+    with pytest.raises(Stop):
+        Detector(device="cpu").fit(photos(tmp_path / "big", 6, (140, 130), colour=False), objective="soft-boundary", on_plan=stop)
+    plan = plans[0]
+    assert plan.patches is None and plan.spec.name == "lenet-128"
+    assert any("whole images" in r and "one-class only" in r for r in plan.choice.reasons), plan.choice.reasons
+    one_class = plan_training(TrainRequest(unlabeled=(tmp_path / "big",), patch_size=0, device="cpu"), estimate=False)
+    assert not any("one-class only" in r for r in one_class.choice.reasons)  # asked for: nothing to explain
