@@ -27,9 +27,9 @@ from ssd_cli.io import modelfile
 from ssd_cli.core import distributed
 from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize
 from ssd_cli.core.synthetic import parse_kinds
-from ssd_cli.device import resolve_device
+from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
-from ssd_cli.errors import InputError, UsageError
+from ssd_cli.errors import InputError, UsageError, python_names
 from ssd_cli.data.images import Skipped, fit_image, list_images, name_skipped
 from ssd_cli.data.inputs import Images, segments, save_pngs
 from ssd_cli.data.masks import find_masks, read_masks
@@ -99,15 +99,24 @@ class Detector:
     above `threshold_` is anomalous.
     """
 
+    @python_names
     def __init__(self, model: SavedModel | None = None, *, device: str = "auto") -> None:
+        if model is not None and not isinstance(model, SavedModel):  # Detector("cpu") must not fail later
+            hint = f"; the device is a keyword argument: Detector(device={model!r})" if isinstance(model, str) else ""
+            raise TypeError(f"Detector(model) takes a SavedModel or None (Detector.load(path) reads a file), got {model!r}{hint}")
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"Detector(device=...) takes 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        parse_device(device)
         self.device = device
         self.model_ = model
         self.plan_: TrainPlan | None = None
         self.skipped_: list[Skipped] = []
         self._scorer: Scorer | None = None
+        self._file: Path | None = None  # the file the model was read from or last saved to
 
     # --- training and files -------------------------------------------------------------------
 
+    @python_names
     def fit(
         self,
         unlabeled: Images,
@@ -137,31 +146,41 @@ class Detector:
             if on_plan is not None:
                 on_plan(plan)
             outcome = run_training(plan, on_epoch=on_epoch, workers=workers)
-        self.model_, self.plan_, self.skipped_, self._scorer = outcome.model, plan, outcome.skipped, None
+        self.model_, self.plan_, self._scorer, self._file = outcome.model, plan, None, None
+        self.skipped_ = [*plan.skipped, *outcome.skipped]  # what the listing left out, then what could not be decoded
         return self
 
+    @python_names
     def save(self, path: str | Path, *, force: bool = False) -> None:
         """Write the model file (safetensors, no pickle; refuses to overwrite unless force)."""
         modelfile.save_model(Path(path), self._model(), force=force)
+        self._file = Path(path)
 
     @classmethod
+    @python_names
     def load(cls, path: str | Path, *, device: str = "auto") -> Detector:
         """A detector from a model file written by `ssd train` or `save`."""
-        return cls(modelfile.load_model(Path(path)), device=device)
+        detector = cls(modelfile.load_model(Path(path)), device=device)
+        detector._file = Path(path)
+        return detector
 
     @property
+    @python_names
     def threshold_(self) -> float:
         """The model's stored threshold: R (soft-boundary) or a quantile of the training scores."""
         return self._model().threshold
 
+    @python_names
     def info(self) -> dict:
-        """What `ssd info` shows: network, input, objective, threshold, training record, |c|, R."""
+        """What `ssd info --json` shows: the file (None before `save`), network, input, objective,
+        threshold, training record, |c|, R."""
         from ssd_cli.io.info import describe_model
 
-        return describe_model(self._model())
+        return {"file": None if self._file is None else str(self._file), **describe_model(self._model())}
 
     # --- scoring ------------------------------------------------------------------------------
 
+    @python_names
     def score(
         self,
         x: Images,
@@ -191,6 +210,7 @@ class Detector:
         """True for a patch-level model, whose scores come with anomaly maps."""
         return self._model().patch is not None
 
+    @python_names
     def score_maps(
         self, x: Images, *, batch_size: int = 512, workers: int | None = None, on_progress: ProgressCallback | None = None
     ) -> AnomalyMaps:
@@ -204,14 +224,17 @@ class Detector:
             raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
         return AnomalyMaps(paths, pixel_maps(grids, patch), skipped)
 
+    @python_names
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
         """The raw anomaly scores of the readable images, in input order (PyOD's name)."""
         return self.score(x, **kwargs).scores
 
+    @python_names
     def predict(self, x: Images, **kwargs: Any) -> np.ndarray:
         """True where an image is anomalous (score above the threshold), in input order."""
         return self.score(x, **kwargs).anomalous
 
+    @python_names
     def evaluate(
         self,
         normal: Images,

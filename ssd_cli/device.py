@@ -11,14 +11,15 @@ from ssd_cli.errors import UsageError
 def resolve_device(spec: str = "auto") -> torch.device:
     """'auto' is CUDA when available, else CPU; 'cuda[:N]' must exist. Under torchrun this joins
     the process group, and CUDA means the GPU of this process's local rank."""
-    device = _parse(spec)
+    device = parse_device(spec)
     if distributed.ranks().active:
         distributed.setup(use_cuda=device.type == "cuda")
         return distributed.rank_device(device)
     return device
 
 
-def _parse(spec: str) -> torch.device:
+def parse_device(spec: str) -> torch.device:
+    """The device named, checked to exist here, without joining torchrun's process group."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -120,6 +120,11 @@ class TrainPlan:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def skipped(self) -> list[Skipped]:
+        """Files the listing left out (not images, links to nothing, FIFOs), role by role."""
+        return [s for scan in self.scan.roles.values() for s in scan.skipped]
+
+    @property
     def input_size(self) -> int:
         """The side images are decoded to (the whole image of a patch-level model)."""
         return self.patches.spec.image_size if self.patches else self.spec.image_size

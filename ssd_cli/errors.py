@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import IntEnum
+from typing import Any, TypeVar
 
 
 class ExitCode(IntEnum):
@@ -52,3 +58,48 @@ class TrainingDiverged(SsdError):
 
 class CannotWriteError(SsdError):
     exit_code = ExitCode.CANNOT_WRITE
+
+
+# Messages name options as the `ssd` command spells them (--top-k, --force); a caller of the Python
+# API passed arguments (top_k, force=True), so its errors are respelled, unless the command is the caller.
+_IN_COMMAND: ContextVar[bool] = ContextVar("ssd_in_command", default=False)
+_OPTION = re.compile(r"(?<![\w/.-])(?<!ssd )--([a-z][a-z0-9-]*)(?: (-?[0-9][\w.]*))?")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextmanager
+def command_spelling() -> Iterator[None]:
+    """Within an `ssd` command: errors keep naming --options."""
+    token = _IN_COMMAND.set(True)
+    try:
+        yield
+    finally:
+        _IN_COMMAND.reset(token)
+
+
+def python_spelling(message: str) -> str:
+    """--top-k as top_k, --force as force=True, --patch-size 0 as patch_size=0; `ssd --option`,
+    which has no Python argument, stays."""
+
+    def respell(m: re.Match) -> str:
+        name = m.group(1).replace("-", "_")
+        if name == "force":
+            return "force=True"
+        return f"{name}={m.group(2)}" if m.group(2) else name
+
+    return _OPTION.sub(respell, message)
+
+
+def python_names(fn: _F) -> _F:
+    """For the public API's methods: an SsdError names the Python arguments, not the options."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SsdError as exc:
+            if not _IN_COMMAND.get():
+                exc.args = (python_spelling(str(exc)),)
+            raise
+
+    return wrapper  # type: ignore[return-value]

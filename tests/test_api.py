@@ -175,3 +175,65 @@ def test_scores_write_every_format_from_python(detector: Detector, sample_dir: P
         scores.write(tmp_path / "s.csv")
     with pytest.raises(UsageError):
         scores.write(tmp_path / "s.txt")
+
+
+# --- the API speaks Python --------------------------------------------------------------------
+
+
+def test_a_wrong_argument_is_refused_at_once() -> None:
+    """Detector("cpu") took "cpu" for the model and failed later with an AttributeError."""
+    with pytest.raises(TypeError, match=r"Detector\(device='cpu'\)"):
+        Detector("cpu")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="device"):
+        Detector(device=3)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="'tpu' is not a device"):
+        Detector(device="tpu")
+
+
+def test_errors_name_python_arguments_not_options(detector: Detector, sample_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        detector.score(sample_dir / "incoming", threshold=1, top_k=3)
+    assert "threshold, top_k" in str(caught.value) and "--" not in str(caught.value)
+    detector.save(tmp_path / "m.safetensors")
+    with pytest.raises(SsdError) as caught:
+        detector.save(tmp_path / "m.safetensors")
+    assert "force=True" in str(caught.value) and "--force" not in str(caught.value)
+    with pytest.raises(UsageError) as caught:
+        Detector().fit(tmp_path, seed=-1)
+    assert str(caught.value).startswith("seed must")
+    with pytest.raises(UsageError, match=r"^batch_size must"):
+        detector.predict(sample_dir / "incoming", batch_size=0)
+    # the command still names its options
+    result = runner.invoke(app, ["score", str(tmp_path / "m.safetensors"), str(sample_dir / "incoming"), "--threshold", "1", "--top-k", "3"])
+    assert result.exit_code == 2 and "--threshold, --top-k" in result.output
+
+
+def test_skipped_lists_every_file_training_left_out(detector: Detector, sample_dir: Path, tmp_path: Path) -> None:
+    """Not only the files that failed to decode: non-images, links to nothing and FIFOs too, as
+    Scores.skipped lists them."""
+    import os
+    import shutil
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in sorted((sample_dir / "normal").glob("*.png"))[:12]:
+        shutil.copy(f, folder)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "gone.png").symlink_to(tmp_path / "nothing.png")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    det = Detector(device="cpu").fit(folder, epochs=1, pretrain_epochs=0, batch_size=4)
+    left_out = {s.path.name for s in det.skipped_}
+    assert left_out == {"notes.txt", "gone.png", "pipe.png", "cut.png"}, det.skipped_
+    assert left_out == {s.path.name for s in detector.score(folder).skipped}
+
+
+def test_info_is_what_ssd_info_json_prints(sample_model, tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    detector = Detector(sample_model, device="cpu")
+    assert detector.info()["file"] is None  # not written yet
+    detector.save(path)
+    assert detector.info()["file"] == str(path)
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(json.dumps(Detector.load(path).info())) == json.loads(result.output)

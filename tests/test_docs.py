@@ -27,7 +27,8 @@ def test_python_api_example_runs_as_written(tmp_path: Path, monkeypatch, capsys,
     auroc = float(re.search(r"^AUROC (\S+)", out, flags=re.M).group(1))
     assert auroc > 0.8
     assert "F1-best threshold" in out and "recall >= 0.95 threshold" in out
-    assert (tmp_path / "sample_model.safetensors").is_file() and (tmp_path / "scores.csv").is_file()
+    assert (tmp_path / "api_model.safetensors").is_file() and (tmp_path / "scores.csv").is_file()
+    assert not (tmp_path / "sample_model.safetensors").exists()  # the README's quick start model is left alone
     assert (tmp_path / "scores.csv").read_text().splitlines()[0] == "path,score,normalised_score,anomalous,rank"
 
 
@@ -41,3 +42,24 @@ def test_every_command_named_in_the_docs_exists(doc: str) -> None:
     text = (REPO / doc).read_text(encoding="utf-8")
     used = set(re.findall(r"`ssd ([a-z]+)", text))
     assert used and used <= names, used - names
+
+
+def test_python_api_md_names_every_public_name_method_argument_and_setting() -> None:
+    import inspect
+
+    import ssd_cli
+    from ssd_cli import Detector
+
+    text = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
+    names = set(ssd_cli.__all__) | set(ssd_cli.FIT_SETTINGS)
+    for attr, member in vars(Detector).items():
+        if attr.startswith("_") and attr != "__init__":
+            continue
+        names.add(attr) if attr != "__init__" else None
+        fn = member.__func__ if isinstance(member, classmethod) else member.fget if isinstance(member, property) else member
+        if callable(fn):
+            names |= {p for p in inspect.signature(fn).parameters if p not in ("self", "cls", "settings", "kwargs")}
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)  # names in the prose's `code`, not only in the example
+    in_code = {w for span in re.findall(r"`([^`]+)`", prose) for w in re.findall(r"\w+", span)}
+    missing = sorted(names - in_code)
+    assert not missing, missing

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from ssd_cli import __version__
 from ssd_cli.data.images import DEFAULT_MAX_PIXELS, set_max_pixels
-from ssd_cli.errors import ExitCode, SsdError
+from ssd_cli.errors import ExitCode, SsdError, command_spelling
 from ssd_cli.io.files import PLACE_ERRORS
 from ssd_cli.cli.render import console, error, quiet_unless_main
 
@@ -116,7 +116,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with command_spelling():  # messages name --options here; the Python API respells them
+                return fn(*args, **kwargs)
         except SsdError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

@@ -160,12 +160,12 @@ def train(
             detector = Detector(device=device).fit(unlabeled, normals, anomalies, outliers=outliers, on_plan=on_plan, on_epoch=on_epoch, **settings)
     finally:
         status.stop()
-    warn_skipped(detector.skipped_, "train")
+    saved, plan = detector.model_, detector.plan_
+    assert saved is not None and plan is not None
+    warn_skipped(detector.skipped_[len(plan.skipped):], "train")  # the listing's were named with the plan
     if not distributed.ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
         return
     detector.save(out, force=force)
-    saved, plan = detector.model_, detector.plan_
-    assert saved is not None and plan is not None
     t, spec = saved.training, saved.spec
     kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] + t["n_outliers"] or plan.cfg.synthetic.enabled else "Deep SVDD"
     side = saved.input_size

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ssd_cli import __version__
-from ssd_cli.errors import OutputExistsError, UsageError
+from ssd_cli.errors import OutputExistsError, UsageError, python_names
 from ssd_cli.io.files import csv_text, printable, write_atomic, write_text_atomic
 from ssd_cli.io.heatmaps import MapGeometry, heatmap_png
 from ssd_cli.data.images import DECODE_ERRORS, Skipped, displayed_size
@@ -116,6 +116,7 @@ class Scores:
             "skipped": [{"path": printable(s.path), "reason": s.reason} for s in self.skipped],
         }
 
+    @python_names
     def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
         """Write .csv (plain rows, most anomalous first), .json (the description and the rows) or
         .html (a report to look at, with `gallery` thumbnails), atomically; `facts` are lines about
@@ -174,6 +175,7 @@ class Evaluation:
             **pixel,
         }
 
+    @python_names
     def write(self, path: str | Path, *, force: bool = False, facts: Sequence[tuple[str, str]] = (), gallery: int = 48) -> None:
         """Write .json (metrics, operating points and every score with its label) or .html (the report)."""
         path = Path(path)
