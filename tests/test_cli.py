@@ -438,6 +438,17 @@ def test_ssd_alone_still_shows_the_help() -> None:
     assert "Usage" in result.output and "train" in result.output
 
 
+def test_ctrl_c_during_train_speaks_of_training_not_of_a_benchmark(small_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ssd_cli.api.run_training", interrupted)
+    result = ssd("train", "-u", small_dir, "--out", tmp_path / "m.safetensors", *FAST)
+    line = one_line_error(result, ExitCode.INTERRUPTED, "interrupted", "no half-written file")
+    assert "benchmark" not in line and "resume" not in line
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 # --- regressions: zero epochs and a constant dataset ---------------------------------------------
 
 

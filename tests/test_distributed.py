@@ -127,7 +127,8 @@ def test_training_on_two_ranks_gives_the_one_process_model(sample_dir: Path, tmp
 
     args = ["train", "-u", sample_dir / "normal", "--anomalies", sample_dir / "anomalies", "--epochs", 2, "--pretrain-epochs", 2, "--batch-size", 64, "--device", "cpu"]
     ok(ssd(*args, "--out", tmp_path / "one.safetensors"))
-    torchrun(2, *args, "--out", tmp_path / "two.safetensors", cwd=tmp_path)
+    run = torchrun(2, *args, "--out", tmp_path / "two.safetensors", cwd=tmp_path)
+    assert "Warning" not in run.stderr, run.stderr  # torch's deprecated all_reduce warned on every rank
     one, two = load_file(str(tmp_path / "one.safetensors")), load_file(str(tmp_path / "two.safetensors"))
     assert one.keys() == two.keys()
     steps = 2 * 2 * 7  # (pretraining + training) x 2 epochs x 7 mini-batches
@@ -138,3 +139,29 @@ def test_training_on_two_ranks_gives_the_one_process_model(sample_dir: Path, tmp
     assert b.threshold == pytest.approx(a.threshold, rel=2e-3)
     assert (a.training["world_size"], b.training["world_size"]) == (1, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.safetensors", "two.safetensors"]
+
+
+def test_synced_batch_norm_is_batch_norm_on_one_rank_and_warns_nothing(monkeypatch) -> None:
+    """In a process group of one, the synced batch norm and its gradient are F.batch_norm's; and no
+    FutureWarning (torch.distributed.nn.functional.all_reduce printed one per rank and call site)."""
+    import warnings
+
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from ssd_cli.core.distributed import synced_batch_norm
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        x = torch.randn(6, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+        bn = torch.nn.BatchNorm2d(3, affine=False).double()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y = synced_batch_norm(bn, x)
+            (grad,) = torch.autograd.grad((y * torch.arange(y.numel(), dtype=y.dtype).view_as(y)).sum(), x)
+    finally:
+        dist.destroy_process_group()
+    x2 = x.detach().clone().requires_grad_(True)
+    y2 = F.batch_norm(x2, None, None, training=True, eps=bn.eps)
+    (grad2,) = torch.autograd.grad((y2 * torch.arange(y2.numel(), dtype=y2.dtype).view_as(y2)).sum(), x2)
+    assert torch.allclose(y, y2) and torch.allclose(grad, grad2)

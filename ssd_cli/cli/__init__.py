@@ -122,7 +122,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            error("interrupted: no half-written file was left behind (a benchmark keeps every finished run; rerun it to resume)")
+            resume = "; every finished run is kept: rerun the same command to resume" if fn.__name__ == "benchmark" else ""
+            error(f"interrupted: no half-written file was left behind{resume}")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise

@@ -186,13 +186,26 @@ def gather_tensor(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts).to(t.device)
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """all_sum with a gradient: every rank's loss depends on every rank's share of the sum, so the
+    backward sums the incoming gradients over the ranks too. (torch.distributed.nn.functional's
+    all_reduce does the same, and prints a FutureWarning on every rank.)"""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return all_sum(t)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return all_sum(grad)
+
+
 def synced_batch_norm(bn: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """Training-mode batch norm over the global mini-batch, the union of every rank's share: what
     one process that saw the whole batch computes. The all-reduces are differentiable (their
     backward sums the gradients of every rank's loss), and the running statistics are updated as
     _BatchNorm does, with the unbiased variance. PyTorch's SyncBatchNorm runs on GPUs only."""
-    from torch.distributed.nn.functional import all_reduce
-
+    all_reduce = _SumOverRanks.apply
     dims = [0, *range(2, x.dim())]
     shape = [1, -1] + [1] * (x.dim() - 2)
     count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
