@@ -63,3 +63,52 @@ def test_python_api_md_names_every_public_name_method_argument_and_setting() -> 
     in_code = {w for span in re.findall(r"`([^`]+)`", prose) for w in re.findall(r"\w+", span)}
     missing = sorted(names - in_code)
     assert not missing, missing
+
+
+def usage_sections() -> dict[str, str]:
+    """docs/usage.md's text per command (the `## ...: `ssd NAME`` sections); "ssd" for the global options."""
+    text = (REPO / "docs" / "usage.md").read_text(encoding="utf-8")
+    sections: dict[str, str] = {}
+    for part in re.split(r"^## ", text, flags=re.M)[1:]:
+        heading = part.splitlines()[0]
+        named = re.search(r"`ssd ([a-z]+)`", heading)
+        key = named.group(1) if named else "ssd" if heading.startswith("Global options") else heading
+        sections[key] = part
+    return sections
+
+
+def long_options(command) -> set[str]:
+    return {o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"}
+
+
+def test_usage_md_documents_every_option_of_every_command() -> None:
+    """Each command's section of docs/usage.md names every option its --help lists, and the page
+    names no option that no command has."""
+    from typer.main import get_command
+
+    from ssd_cli.cli import app
+
+    group = get_command(app)
+    commands = {"ssd": group, **group.commands}  # type: ignore[attr-defined]
+    sections = usage_sections()
+    missing = {
+        name: sorted(o for o in long_options(cmd) if not re.search(re.escape(o) + r"(?![\w-])", sections.get(name, "")))
+        for name, cmd in commands.items()
+    }
+    assert not any(missing.values()), {k: v for k, v in missing.items() if v}
+    known = set().union(*(long_options(c) for c in commands.values())) | {"--help"}
+    named = set(re.findall(r"(?<![\w/.-])--[a-z][a-z0-9-]*[a-z0-9](?![\w*-])", "".join(sections.values())))  # `--pretrain-*` is a family
+    assert named <= known, sorted(named - known)
+
+
+def test_help_and_usage_md_say_the_same_where_they_disagreed() -> None:
+    from typer.main import get_command
+
+    from ssd_cli.cli import app
+
+    helps = {(name, p.name): p.help or "" for name, cmd in get_command(app).commands.items() for p in cmd.params}  # type: ignore[attr-defined]
+    sections = usage_sections()
+    assert "own schedule" in helps["train", "epochs"] and "--pretrain-epochs" in helps["train", "epochs"]
+    assert "at most 8" in helps["score", "workers"] and "at most 8" in sections["score"]
+    assert "0" in helps["evaluate", "labels"] and "1" in helps["evaluate", "labels"]
+    assert "training files" in helps["evaluate", "dataset"] and "training files" in sections["evaluate"]

@@ -114,7 +114,7 @@ def train(
     patch_stride: PatchStrideOpt = None,
     patches_per_image: PatchesPerImageOpt = 4,
     preprocessing: PreOpt = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it. The pretraining keeps its own schedule: shorten it with --pretrain-epochs (0 = none).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,
     lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the preset's, paper 50, moved with --epochs).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay lambda (default: the preset's; paper 1e-6).")] = None,

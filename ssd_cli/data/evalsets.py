@@ -47,7 +47,7 @@ def from_labels_csv(path: Path) -> LabeledSets:
     repeated, conflicts = 0, []
     for i, row in enumerate(rows, 1):
         if len(row) < 2 or row[1].strip().lower() not in LABEL_NAMES:
-            raise InputError(f"--labels {path}: row {i} is not 'path,label' with label normal or anomaly: {row}")
+            raise InputError(f"--labels {path}: row {i} is not 'path,label' with label normal/0 or anomaly/1: {row}")
         file = Path(row[0]) if Path(row[0]).is_absolute() else (path.parent / row[0]).resolve()
         label = LABEL_NAMES[row[1].strip().lower()]
         if file in labels:
