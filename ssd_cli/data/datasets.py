@@ -17,7 +17,7 @@ import torch
 from torchvision import datasets as tv
 
 from ssd_cli.errors import InputError
-from ssd_cli.data.images import Skipped, list_images, load_images
+from ssd_cli.data.images import Skipped, list_images, load_images, name_skipped
 
 DATA_ROOT_ENV = "SSD_DATA_ROOT"
 DEFAULT_DATA_ROOT = Path("~/.cache/ssd/datasets")
@@ -251,7 +251,7 @@ def load_class_folders(path: Path, split: str, size: int, channels: int) -> Labe
         skipped.extend(listing.skipped)
     batch = load_images(list(label_of), size, channels)
     if not batch.paths:
-        raise InputError(f"'{path / split}': none of the {len(label_of)} image files could be read")
+        raise InputError(f"'{path / split}': none of the {len(label_of)} image files could be read: {name_skipped(batch.skipped)}")
     return LabeledImages(
         images=batch.images,
         labels=torch.tensor([label_of[p] for p in batch.paths], dtype=torch.int64),

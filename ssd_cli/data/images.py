@@ -424,5 +424,5 @@ def load_folder(
     batch = load_images(listing.files, size, channels, resize=resize)
     batch.skipped[:0] = listing.skipped
     if len(batch.paths) == 0:
-        raise InputError(f"{what}: none of the {len(listing.files)} image files could be read")
+        raise InputError(f"{what}: none of the {len(listing.files)} image files could be read: {name_skipped(batch.skipped[len(listing.skipped):])}")
     return batch
