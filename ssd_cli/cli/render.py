@@ -218,7 +218,7 @@ def ranked_table(scores: Scores, top: int) -> Table:
     rows = scores.ranked()
     shown = rows if top <= 0 else rows[:top]
     t = scores.threshold
-    how = t.rule if t.count is not None else f"score > {t.value:.4g}: {t.rule}"  # a count may split a tie
+    how = f"{t.rule}; threshold {t.value:.4g}" if t.count is not None else f"score > {t.value:.4g}: {t.rule}"  # a count may split a tie
     title = f"{len(rows)} images, {scores.n_flagged} anomalous ({how})"
     if len(shown) < len(rows):
         title += f"; top {len(shown)} shown"
