@@ -25,7 +25,7 @@ import torch
 
 from ssd_cli.io import modelfile
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource
 from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
@@ -46,10 +46,10 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
 # Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
-_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss}
+_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
             "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache",
-            "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight")  # fmt: skip
+            "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight", "threshold_from")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 _WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
 

@@ -23,6 +23,7 @@ from ssd_cli.core.config import (
     OptimConfig,
     Preprocessing,
     Resize,
+    ThresholdSource,
     TrainConfig,
 )
 from ssd_cli.device import resolve_device
@@ -94,6 +95,7 @@ class TrainRequest:
     patch_stride: int | None = None  # default: half the patch
     patches_per_image: int = 4
     threshold_quantile: float = 0.95
+    threshold_from: ThresholdSource | None = None  # None: the default for the data
     seed: int = 0
     device: str = "auto"
     cache: Path | None = None  # decode into a disk cache here and train from it (sets larger than memory)
@@ -115,6 +117,7 @@ class TrainPlan:
     pretrained: SavedAutoencoder | None
     patches: PatchView | None  # patch-level training, or None for whole images
     anomalies_reason: str  # why these synthetic anomalies (cfg.synthetic) and anomaly loss
+    threshold_from: ThresholdSource  # one-class models: a training-score quantile or held-out + synthetic
     device: torch.device
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
@@ -222,6 +225,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         pretrained=saved_ae,
         patches=patches,
         anomalies_reason=anomalies.reason if req.synthetic is None else "as given",
+        threshold_from=req.threshold_from or anomalies.threshold,
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
@@ -370,6 +374,7 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
     }
     model = pipeline.train_model(
         spec, x, y, plan.cfg, pre, seed=plan.request.seed, autoencoder=ae, threshold_quantile=plan.request.threshold_quantile,
+        threshold_source=plan.threshold_from,
         resize=plan.resize, patches=plan.patches, on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
     )  # fmt: skip
     return TrainOutcome(model, skipped)

@@ -79,3 +79,27 @@ def test_bad_source_options_are_usage_errors(photos: Path, tmp_path: Path, optio
     result = ssd("train", "-u", photos, *options, "--out", tmp_path / "m.safetensors", *FAST)
     assert result.exit_code == 2, result.output
     assert message in result.text
+
+
+def test_threshold_from_held_out_and_synthetic_anomalies(tmp_path: Path) -> None:
+    """10% of the unlabeled images are held out; the stored threshold is F1-best between them and
+    synthetic anomalies made from them, and lies above the held-out images' scores mostly."""
+    photos = folder(tmp_path / "many", 100, 64, 3)
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--threshold-from", "synthetic", "--patch-size", "32", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "F1-best between 10% of the unlabeled images" in result.text
+    saved = load_model(out)
+    record = saved.training
+    assert record["n_unlabeled"] == 90 and record["calibration"]["n_held_out_normal"] == 10
+    assert record["calibration"]["n_synthetic"] == 40 and saved.threshold == record["calibration"]["threshold"]
+    assert "F1-best between 10 held-out images and 40 synthetic anomalies" in saved.threshold_rule
+
+
+def test_too_few_images_to_hold_out_keep_the_quantile(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--threshold-from", "synthetic", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    saved = load_model(out)
+    assert saved.training["calibration"] is None and "quantile" in saved.threshold_rule
+    assert saved.training["threshold_source"] == "quantile (too few images to hold out)"

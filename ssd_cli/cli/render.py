@@ -126,6 +126,7 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     if not pretrain_only:
         lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}")
         lines.append(f"  anomalies: {_anomalies(plan)}")
+        lines.append(f"  threshold: {_threshold(plan)}")
     if plan.estimate_seconds is not None:
         lines.append(f"  estimate: about {duration(plan.estimate_seconds)} of training here (from a few timed steps), plus decoding the images")
     console.print("\n".join(lines), highlight=False)
@@ -144,6 +145,16 @@ def _anomalies(plan: TrainPlan) -> str:
         parts.append("no synthetic ones")
     loss = "(d+eps)^-1" if cfg.anomaly_loss.value == "inverse" else "-log(1-exp(-d))"
     return f"{', '.join(parts)}; each pays {loss} ({safe(plan.anomalies_reason)})"
+
+
+def _threshold(plan: TrainPlan) -> str:
+    """How the stored threshold will be set."""
+    if plan.cfg.objective.value == "soft-boundary":
+        return "the radius R"
+    if plan.threshold_from.value == "synthetic":
+        return ("F1-best between 10% of the unlabeled images, held out of training, and synthetic anomalies made from them "
+                f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than 100 images)")  # fmt: skip
+    return f"the {plan.request.threshold_quantile:g}-quantile of the training scores"
 
 
 def _what(plan: TrainPlan, pretrain_only: bool) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective
+from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource
 from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli import app, handle_errors
@@ -125,6 +125,7 @@ def train(
     pretrain_lr_milestones: Annotated[Optional[str], typer.Option(help="Learning-rate drops of the pretraining, comma-separated (default: the preset's, moved with --pretrain-epochs).")] = None,
     pretrain_weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay of the pretraining (default: the preset's, e.g. 0.5e-3 for grayscale, 0.5e-6 for cifar10).")] = None,
     threshold_quantile: Annotated[float, typer.Option(help="One-class models: the stored threshold is this quantile of the training scores (soft-boundary models use R).")] = 0.95,
+    threshold_from: Annotated[Optional[ThresholdSource], typer.Option("--threshold-from", help="One-class models: quantile (--threshold-quantile of the training scores) or synthetic (10% of the unlabeled images are held out of training; the threshold is the F1-best between them and synthetic anomalies made from them). Default: synthetic for patch-level models, quantile otherwise.")] = None,
     cache: CacheOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -144,7 +145,7 @@ def train(
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
         pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
-        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, seed=seed, cache=cache,
+        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, threshold_from=threshold_from, seed=seed, cache=cache,
         synthetic=None if synthetic is None else parse_kinds(synthetic), synthetic_ratio=synthetic_ratio, anomaly_loss=anomaly_loss,
         outlier_weight=outlier_weight,
     )  # fmt: skip

@@ -23,6 +23,13 @@ class AnomalyLoss(str, Enum):
     HSC = "hsc"  # -log(1 - exp(-d)), the hypersphere classifier's: bounded push, strong near c
 
 
+class ThresholdSource(str, Enum):
+    """Where a one-class model's stored threshold comes from."""
+
+    QUANTILE = "quantile"  # a quantile of the training images' scores
+    SYNTHETIC = "synthetic"  # F1-best between held-out images and synthetic anomalies made from them
+
+
 class Resize(str, Enum):
     """How an image of another shape becomes the square network input; stored in every model file."""
 

@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from ssd_cli.core.config import Objective, OptimConfig, Resize, TrainConfig
+from ssd_cli.core.calibration import holdout, synthetic_threshold
+from ssd_cli.core.config import Objective, OptimConfig, Resize, ThresholdSource, TrainConfig
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
 from ssd_cli.core.objectives import ANOMALY, NORMAL, OUTLIER, UNLABELED
@@ -75,6 +76,7 @@ def train_model(
     seed: int,
     autoencoder: AutoEncoder | None = None,
     threshold_quantile: float = 0.95,
+    threshold_source: ThresholdSource = ThresholdSource.QUANTILE,
     resize: Resize = Resize.SQUASH,
     patches: PatchView | None = None,
     on_epoch: EpochCallback | None = None,
@@ -83,19 +85,30 @@ def train_model(
     """Train phi on (x, y) and describe the result as a model file would hold it.
 
     The threshold is R for soft-boundary models; one-class models have no radius, so the threshold
-    is the `threshold_quantile` of the scores of the non-anomalous training samples.
+    is the `threshold_quantile` of the scores of the non-anomalous training samples, or with
+    ThresholdSource.SYNTHETIC the F1-best one between held-out unlabeled images (kept out of
+    training) and synthetic anomalies made from them (core/calibration.py; the quantile is recorded
+    too). Too few unlabeled images to hold out fall back to the quantile, and the record says so.
     """
     start = time.perf_counter()
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
     view = view_for(spec, patches)
+    held = holdout(y, seed) if threshold_source is ThresholdSource.SYNTHETIC and cfg.objective is Objective.ONE_CLASS else None
+    if held is not None:
+        x_held, x, y = _rows(x, held), x[~held], y[~held]
     result = train_deep_svdd(encoder, x, y, cfg, seed=seed, view=view, on_epoch=on_epoch)
     all_scores = view.scores(encoder, result.c, x)
     train_scores = all_scores[y >= 0]
+    calibration = None
     if cfg.objective is Objective.SOFT_BOUNDARY:
         threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
     else:
         threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
         rule = f"{threshold_quantile:g}-quantile of the training scores"
+        if held is not None:
+            calibration = synthetic_threshold(view, encoder, result.c, x_held, cfg.synthetic, seed)
+            threshold, quantile = calibration.threshold, threshold
+            rule = f"F1-best between {calibration.n_normal} held-out images and {calibration.n_anomalous} synthetic anomalies made from them"
     info = {
         "n_unlabeled": int((y == UNLABELED).sum()),
         "n_labeled_normal": int((y == NORMAL).sum()),
@@ -111,6 +124,8 @@ def train_model(
         "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
         "patches_per_image": patches.samples_per_image if patches else None,
         "labeled_at_threshold": _labeled_at(all_scores, y, threshold),
+        "threshold_source": threshold_source.value if calibration is not None or threshold_source is ThresholdSource.QUANTILE else "quantile (too few images to hold out)",
+        "calibration": calibration.to_dict() | {"quantile_threshold": quantile} if calibration is not None else None,
     }
     info.update(summary or {})
     return SavedModel(
@@ -128,6 +143,11 @@ def train_model(
         resize=resize,
         patch=patches.spec if patches else None,
     )
+
+
+def _rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The rows of x under a boolean mask as a float tensor (an ImageSet preprocesses them)."""
+    return x[torch.nonzero(mask.cpu()).flatten().to(x.device)]
 
 
 def _labeled_at(scores: torch.Tensor, y: torch.Tensor, threshold: float) -> dict | None:

@@ -15,6 +15,7 @@ from ssd_cli.core.config import (
     AnomalyLoss,
     Objective,
     PAPER_PRETRAIN_COLOUR,
+    ThresholdSource,
     PAPER_PRETRAIN_GRAYSCALE,
     PAPER_TRAIN,
     OptimConfig,
@@ -95,6 +96,7 @@ class AnomalyDefaults:
 
     synthetic: SyntheticConfig
     loss: AnomalyLoss
+    threshold: ThresholdSource
     reason: str
 
 
@@ -103,5 +105,5 @@ def anomaly_defaults(patches: bool, objective: Objective) -> AnomalyDefaults:
     synthetic defects of every kind; whole-image models keep the paper's objective, where the
     measurements found no gain (docs/photos.md)."""
     if patches and objective is Objective.ONE_CLASS:
-        return AnomalyDefaults(SyntheticConfig(kinds=tuple(GENERATORS)), AnomalyLoss.INVERSE, "patch-level model: local defects are searched for")
-    return AnomalyDefaults(SyntheticConfig(), AnomalyLoss.INVERSE, "whole-image model: the paper's objective")
+        return AnomalyDefaults(SyntheticConfig(kinds=tuple(GENERATORS)), AnomalyLoss.INVERSE, ThresholdSource.SYNTHETIC, "patch-level model: local defects are searched for")
+    return AnomalyDefaults(SyntheticConfig(), AnomalyLoss.INVERSE, ThresholdSource.QUANTILE, "whole-image model: the paper's objective")
