@@ -262,6 +262,7 @@ def info_table(d: dict) -> Table:
             ("threshold", f"{d['threshold']:.6g} ({d['threshold_rule']})"),
             ("|c| / R", f"{d['center_norm']:.6g} / {d['radius']:.6g}"),
             ("training images", f"{_known(t['n_unlabeled'])} unlabeled, {_known(t['n_labeled_normal'])} labeled normal, {_known(t['n_labeled_anomalous'])} labeled anomalous"),
+            ("anomalous samples", _anomalous_samples(t)),
             ("epochs", f"{_known(t['epochs'])} training, {_known(t['pretrain_epochs'])} pretraining"),
             ("time", f"{_known(t['seconds'])} s training, {_known(t['pretrain_seconds'])} s pretraining"),
         ]
@@ -275,6 +276,12 @@ def info_table(d: dict) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def _anomalous_samples(t: dict) -> str:
+    """Outlier images and synthetic anomalies the model trained with, as `ssd info` shows them."""
+    synthetic = "n/a" if t["synthetic"] is None else ("/".join(t["synthetic"]) or "none")
+    return f"{_known(t['n_outliers'])} outlier images; synthetic: {synthetic}; anomaly loss {_known(t['anomaly_loss'])}"
 
 
 def _known(value: object) -> object:

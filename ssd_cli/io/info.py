@@ -53,6 +53,19 @@ def _separation(value: object) -> dict | None:
     return None
 
 
+def _config_text(config: object, key: str) -> str | None:
+    value = config.get(key) if isinstance(config, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _synthetic(config: object) -> list[str] | None:
+    """The synthetic anomaly kinds the model trained with ([] for none; None where the record is
+    older than synthetic anomalies or malformed)."""
+    synthetic = config.get("synthetic") if isinstance(config, dict) else None
+    kinds = synthetic.get("kinds") if isinstance(synthetic, dict) else None
+    return [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else None
+
+
 def describe_model(saved: SavedModel) -> dict:
     t = saved.training
     return {
@@ -77,6 +90,9 @@ def describe_model(saved: SavedModel) -> dict:
             "final_loss": _number(t.get("final_loss")),
             "labeled_at_threshold": _separation(t.get("labeled_at_threshold")),
             "world_size": t.get("world_size", 1),
+            "n_outliers": _number(t.get("n_outliers")),
+            "synthetic": _synthetic(t.get("config")),
+            "anomaly_loss": _config_text(t.get("config"), "anomaly_loss"),
         },
         "training_record": t,
     }
