@@ -25,20 +25,20 @@ import torch
 
 from ssd_cli.io import modelfile
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling
 from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError, python_names
-from ssd_cli.data.images import Skipped, fit_image, list_images, name_skipped
+from ssd_cli.data.images import Skipped, fit_image, fit_scaled, list_images, name_skipped
 from ssd_cli.data.inputs import Images, segments, save_pngs
 from ssd_cli.data.masks import find_masks, read_masks
 from ssd_cli.io.heatmaps import MapGeometry
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.io.results import AnomalyMaps, Evaluation, Scores
 from ssd_cli.core.maps import pixel_maps
-from ssd_cli.core.patches import PatchSpec
-from ssd_cli.core.scoring import Scorer
+from ssd_cli.core.patches import PatchSpec, image_scores
+from ssd_cli.core.scoring import Grids, Scorer, join_grids
 from ssd_cli.metrics import FPR_LIMIT, PixelMetrics, aupro, pixel_auroc
 from ssd_cli.thresholds import ThresholdRule, operating_points, resolve
 
@@ -46,9 +46,9 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
 # Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
-_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource}
+_ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
-            "patch_size", "patch_stride", "patches_per_image", "threshold_quantile", "seed", "cache",
+            "patch_size", "patch_stride", "patches_per_image", "tiles", "tile_scale", "tiles_per_image", "threshold_quantile", "seed", "cache",
             "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight", "threshold_from")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 _WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
@@ -214,15 +214,17 @@ class Detector:
     def score_maps(
         self, x: Images, *, batch_size: int = 512, workers: int | None = None, on_progress: ProgressCallback | None = None
     ) -> AnomalyMaps:
-        """Anomaly maps of a patch-level model at its input resolution: one (S, S) float32 map per
-        readable image, in input order, each pixel the mean score of the patches covering it,
-        smoothed (core/maps.py). A whole-image model has none (UsageError): its score has no place.
+        """Anomaly maps of a patch-level model at the resolution it saw, in input order: one (S, S)
+        float32 map per readable image at its input size S, each pixel the mean score of the
+        patches covering it, smoothed (core/maps.py); a tiled model's are a list of maps at each
+        scaled image's own size, stitched from its tiles (core/tiles.py). A whole-image model has
+        none (UsageError): its score has no place.
         """
-        patch = self._patch("score_maps")
+        self._patch("score_maps")
         paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress, "score")
         if not paths or grids is None:
             raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
-        return AnomalyMaps(paths, pixel_maps(grids, patch), skipped)
+        return AnomalyMaps(paths, self._input_maps(grids), skipped)
 
     @python_names
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
@@ -261,7 +263,8 @@ class Detector:
         truth_masks = None
         if masks is not None:  # read before any scoring: a mask of the wrong size is found in seconds
             roots = [p for seg in segments(anomalous) for p in seg.paths]
-            truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, self._model().resize)
+            saved = self._model()
+            truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, saved.resize, saved.tile)
             if not truth_masks:
                 raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
         n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress, "--normal")
@@ -277,12 +280,12 @@ class Detector:
             raise InputError(f"{len(both)} file(s) are among both the normal and the anomalous images, so their truth is unknown: {shown}")
         raw = np.concatenate([n_raw, a_raw])
         truth = np.r_[np.zeros(len(n_raw), bool), np.ones(len(a_raw), bool)]
-        maps = np.concatenate([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
+        maps = join_grids([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
         saved = self._model()
         chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
         scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps, self._geometry())
         points = operating_points(raw, truth, chosen, recall)  # the first is the threshold in use
-        pixel = None if truth_masks is None else _pixel_metrics(self._patch("masks"), n_maps, a_paths, a_maps, truth_masks, masks)
+        pixel = None if truth_masks is None else self._pixel_metrics(n_maps, a_paths, a_maps, truth_masks, masks)
         return Evaluation(scores, truth, points[0].metrics, points, pixel)
 
     # --- internals ----------------------------------------------------------------------------
@@ -300,7 +303,27 @@ class Detector:
 
     def _geometry(self) -> MapGeometry | None:
         saved = self._model()
-        return None if saved.patch is None else MapGeometry(saved.patch, saved.resize)
+        return None if saved.patch is None else MapGeometry(saved.patch, saved.resize, saved.tile)
+
+    def _input_maps(self, grids: Grids) -> np.ndarray | list[np.ndarray]:
+        """Maps at the resolution the model saw: (N, S, S) for a patch-level model, one map per
+        scaled image for a tiled one."""
+        geometry = self._geometry()
+        assert geometry is not None, "only patch-level models have maps"
+        return [geometry.at_input(g) for g in grids] if geometry.tile is not None else pixel_maps(np.asarray(grids), geometry.patch)
+
+    def _pixel_metrics(
+        self, n_grids: Grids | None, a_paths: list[Path | None], a_grids: Grids | None, masks: dict[Path, np.ndarray], folder: str | Path | None
+    ) -> PixelMetrics:
+        """Pixel AUROC and AUPRO over the normal images (empty masks) and the anomalous ones with a mask."""
+        assert n_grids is not None and a_grids is not None, "a patch-level model's scores come with maps"
+        masked = [(i, masks[p]) for i, p in enumerate(a_paths) if p is not None and p in masks]
+        if not masked:
+            raise InputError(f"--masks: none of the {len(a_paths)} anomalous images that could be read has a mask in '{folder}' ({_WHERE_MASKS})")
+        normal = list(self._input_maps(n_grids))
+        maps = normal + list(self._input_maps(join_grids([a_grids[i : i + 1] for i, _ in masked])))
+        truth = [np.zeros(m.shape, dtype=bool) for m in normal] + [m for _, m in masked]
+        return PixelMetrics(pixel_auroc(maps, truth), aupro(maps, truth, FPR_LIMIT), FPR_LIMIT, len(masked), len(a_paths) - len(masked))
 
     def _scoring(self) -> Scorer:
         if self._scorer is None:
@@ -309,9 +332,11 @@ class Detector:
 
     def _raw(
         self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str
-    ) -> tuple[list[Path | None], np.ndarray, np.ndarray | None, list[Skipped]]:
-        """Every readable input's score (and anomaly map), in input order, and what was skipped;
-        `what` names the input in errors (the option that gave it)."""
+    ) -> tuple[list[Path | None], np.ndarray, Grids | None, list[Skipped]]:
+        """Every readable input's score (and what its anomaly map is made from), in input order,
+        and what was skipped; `what` names the input in errors (the option that gave it). A tiled
+        model takes in-memory images (and tensors) at their own size and scores them one at a
+        time, as it does files."""
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
         if workers is not None and workers < 1:
@@ -324,6 +349,8 @@ class Detector:
                 listing = list_images(seg.paths, what=what)
                 skipped += listing.skipped
                 plan.append(("files", listing.files))
+            elif saved.tile is not None:
+                plan.append(("scaled", seg.images if seg.tensor is None else tuple(_tensor_images(seg.tensor))))
             elif seg.tensor is not None:
                 if tuple(seg.tensor.shape[1:]) != (channels, size, size):
                     raise InputError(f"the model takes ({channels}, {size}, {size}) tensors, got {tuple(seg.tensor.shape[1:])}; give arrays or PIL images to have them resized")
@@ -341,12 +368,20 @@ class Detector:
             part = _Part()
             if kind == "files":
                 for scored in scorer.score_files(items, batch_size, workers):
-                    part.add(scored.batch.paths, scored.scores, scored.maps, scored.batch.skipped)
-                    done += len(scored.batch.paths) + len(scored.batch.skipped)
+                    part.add(scored.paths, scored.scores, scored.maps, scored.skipped)
+                    done += len(scored.paths) + len(scored.skipped)
+                    _report(on_progress, done, total)
+            elif kind == "scaled":
+                assert saved.tile is not None
+                for im in items:
+                    tiled = scorer.score_tiled(fit_scaled(im, saved.tile.scaled, channels))
+                    part.add([None], torch.tensor([tiled.score]), [tiled], [])
+                    done += 1
                     _report(on_progress, done, total)
             else:
                 for chunk in items.split(batch_size):
-                    part.add([None] * len(chunk), scorer.score(chunk), scorer.score_maps(chunk) if saved.patch is not None else None, [])
+                    maps = scorer.score_maps(chunk) if saved.patch is not None else None
+                    part.add([None] * len(chunk), scorer.score(chunk) if maps is None else image_scores(maps), maps, [])
                     done += len(chunk)
                     _report(on_progress, done, total)
             parts.append(part)
@@ -356,7 +391,7 @@ class Detector:
             for rank_parts in every:
                 merged.extend(rank_parts[i])
         raw = np.concatenate(merged.scores).astype(np.float64) if merged.scores else np.zeros(0)
-        maps = np.concatenate(merged.maps) if saved.patch is not None and merged.maps else None
+        maps = join_grids(merged.maps) if saved.patch is not None and merged.maps else None
         return merged.paths, raw, maps, skipped + merged.skipped
 
 
@@ -366,14 +401,14 @@ class _Part:
 
     paths: list[Path | None] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
-    maps: list[np.ndarray] = field(default_factory=list)
+    maps: list[Grids] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
-    def add(self, paths: list, scores: torch.Tensor, maps: torch.Tensor | None, skipped: list[Skipped]) -> None:
+    def add(self, paths: list, scores: torch.Tensor, maps: Grids | torch.Tensor | None, skipped: list[Skipped]) -> None:
         self.paths += paths
         self.scores.append(scores.numpy())
         if maps is not None:
-            self.maps.append(maps.numpy())
+            self.maps.append(maps.numpy() if isinstance(maps, torch.Tensor) else maps)
         self.skipped += skipped
 
     def extend(self, other: _Part) -> None:
@@ -381,21 +416,6 @@ class _Part:
         self.scores += other.scores
         self.maps += other.maps
         self.skipped += other.skipped
-
-
-def _pixel_metrics(
-    patch: PatchSpec, n_grids: np.ndarray | None, a_paths: list[Path | None], a_grids: np.ndarray | None,
-    masks: dict[Path, np.ndarray], folder: str | Path | None,
-) -> PixelMetrics:  # fmt: skip
-    """Pixel AUROC and AUPRO over the normal images (empty masks) and the anomalous ones with a mask."""
-    assert n_grids is not None and a_grids is not None, "a patch-level model's scores come with maps"
-    masked = [(i, masks[p]) for i, p in enumerate(a_paths) if p is not None and p in masks]
-    if not masked:
-        raise InputError(f"--masks: none of the {len(a_paths)} anomalous images that could be read has a mask in '{folder}' ({_WHERE_MASKS})")
-    maps = pixel_maps(np.concatenate([n_grids, a_grids[[i for i, _ in masked]]]), patch)
-    truth = np.zeros(maps.shape, dtype=bool)
-    truth[len(n_grids) :] = np.stack([m for _, m in masked])
-    return PixelMetrics(pixel_auroc(maps, truth), aupro(maps, truth, FPR_LIMIT), FPR_LIMIT, len(masked), len(a_paths) - len(masked))
 
 
 def _report(on_progress: ProgressCallback | None, done: int, total: int) -> None:

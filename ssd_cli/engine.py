@@ -8,6 +8,7 @@ The CLI renders the plan between the two, so the user sees it before any long wo
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from ssd_cli.core.config import (
     Preprocessing,
     Resize,
     ThresholdSource,
+    Tiling,
     TrainConfig,
 )
 from ssd_cli.device import resolve_device
@@ -32,20 +34,27 @@ from ssd_cli.core.estimate import step_cost, training_seconds
 from ssd_cli.core.imageset import ImageSet, Rows
 from ssd_cli.data.cache import open_or_build
 from ssd_cli.data.images import Skipped, load_images, name_skipped
+from ssd_cli.data.tiles import load_tiles
 from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
 from ssd_cli.core.patches import PatchSpec
+from ssd_cli.core.tiles import TileSpec
 from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.presets import PATCH_SCHEDULE, anomaly_defaults, customised, schedule_for_spec
-from ssd_cli.data.scan import InputChoice, ScanReport, choose_input, input_warnings, scan_inputs
+from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs
 from ssd_cli.core.training import EpochInfo
 
 PRELOAD_BYTES = 1 << 30  # training input up to 1 GiB of float32 is preprocessed once; beyond, a batch at a time
 UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE = "--unlabeled", "--normals", "--anomalies", "--outliers"
 MAX_SEED = 2**32 - 1  # torch's generators take 64 bits, and a patch model's crops add an offset to the seed
 MAX_PATCHES_PER_IMAGE = 1024  # crops per image and epoch; more only multiplies the epoch's memory and time
+# Training tiles kept of each large photo (TrainRequest.tiles_per_image): 8 colour tiles of 256 px
+# are 1.5 MiB of uint8, and with 4 patches of each per epoch a photo costs 8x a 256 px image's
+# training; 500 photos then hold 0.75 GiB, whatever their size.
+TILES_PER_IMAGE = 8
+MAX_TILES_PER_IMAGE = 1024  # as many patches: more tiles per image only multiply memory and time
 
 StageCallback = Callable[[str, EpochInfo], None]  # (stage name, epoch info)
 
@@ -94,11 +103,24 @@ class TrainRequest:
     patch_size: int | None = None  # None: the default rule (default_patch_size); 0: whole images
     patch_stride: int | None = None  # default: half the patch
     patches_per_image: int = 4
+    tiles: Tiling = Tiling.AUTO  # large photos cut into tiles (choose_tiles)
+    tile_scale: float | None = None  # None: native resolution (1), or the --pretrained file's scale
+    tiles_per_image: int = TILES_PER_IMAGE  # training tiles kept of each image (at most)
     threshold_quantile: float = 0.95
     threshold_from: ThresholdSource | None = None  # None: the default for the data
     seed: int = 0
     device: str = "auto"
     cache: Path | None = None  # decode into a disk cache here and train from it (sets larger than memory)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How the images are seen: cut into tiles (spec), or fitted whole to the input (spec None)."""
+
+    spec: TileSpec | None
+    per_image: int = 0  # training tiles kept of each image (at most)
+    typical: int = 0  # tiles of an image of the sample's median size
+    reason: str = ""  # why tiles, or why large images are not tiled ("" when the question did not arise)
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,7 @@ class TrainPlan:
     pretrain: OptimConfig | None  # None: no pretraining (a --pretrained file, or 0 epochs)
     pretrained: SavedAutoencoder | None
     patches: PatchView | None  # patch-level training, or None for whole images
+    tiles: TilePlan  # large photos: patch-level training on tiles of them
     anomalies_reason: str  # why these synthetic anomalies (cfg.synthetic) and anomaly loss
     threshold_from: ThresholdSource  # one-class models: a training-score quantile or held-out + synthetic
     device: torch.device
@@ -129,8 +152,17 @@ class TrainPlan:
 
     @property
     def input_size(self) -> int:
-        """The side images are decoded to (the whole image of a patch-level model)."""
+        """The side images are decoded to (the whole image of a patch-level model, or its tile)."""
         return self.patches.spec.image_size if self.patches else self.spec.image_size
+
+    @property
+    def trained_roles(self) -> list[str]:
+        """The roles whose images are trained on. A tiled model leaves out the labeled anomalies:
+        a photo's defect lies in one of its tiles and nobody said which, so labeling all its tiles
+        anomalous would teach phi that clean tiles are anomalous. They are scored after training
+        instead (the summary says how the threshold separates them)."""
+        roles = [role for role, files in self.files.items() if files]
+        return [r for r in roles if r != ANOMALIES_ROLE] if self.tiles.spec is not None else roles
 
 
 @dataclass
@@ -143,7 +175,9 @@ def _check_options(req: TrainRequest) -> TrainConfig:
     """Cheap checks first: a typo in an option must not wait for a folder scan."""
     if not 0 < req.threshold_quantile < 1:
         raise UsageError(f"--threshold-quantile must be in (0, 1), got {req.threshold_quantile}")
-    for name, value in (("--channels", req.channels), ("--image-size", req.image_size), ("--patch-stride", req.patch_stride), ("--patches-per-image", req.patches_per_image)):
+    named = (("--channels", req.channels), ("--image-size", req.image_size), ("--patch-stride", req.patch_stride),
+             ("--patches-per-image", req.patches_per_image), ("--tiles-per-image", req.tiles_per_image))  # fmt: skip
+    for name, value in named:
         if value is not None and value < 1:
             raise UsageError(f"{name} must be positive, got {value}")
     if not 0 <= req.seed <= MAX_SEED:
@@ -157,6 +191,13 @@ def _check_options(req: TrainRequest) -> TrainConfig:
         given = [n for n, v in (("--pretrain-epochs", p.epochs), ("--pretrain-lr", p.lr), ("--pretrain-lr-milestones", p.lr_milestones), ("--pretrain-weight-decay", p.weight_decay)) if v is not None]
         if given:
             raise UsageError(f"--pretrained skips the pretraining, so {', '.join(given)} would be ignored: give --pretrained or {', '.join(given)}, not both")
+    if req.tiles_per_image > MAX_TILES_PER_IMAGE:
+        raise UsageError(f"--tiles-per-image must be at most {MAX_TILES_PER_IMAGE}, got {req.tiles_per_image}")
+    if req.tile_scale is not None:
+        if not (math.isfinite(req.tile_scale) and 0 < req.tile_scale <= 1):
+            raise UsageError(f"--tile-scale must be in (0, 1] (1 = native resolution), got {req.tile_scale}")
+        if req.tiles is Tiling.OFF:
+            raise UsageError("--tile-scale scales the tiles, but --tiles off asks for none; drop one of them")
     req.train.apply(PAPER_TRAIN)  # negative epochs, zero lr and the like, before the network is known
     req.pretrain.apply(PAPER_TRAIN)
     try:
@@ -183,6 +224,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     else:
         choice, spec, patches = _choose_network(req, report)
         resize, preprocessing = req.resize or Resize.SQUASH, req.preprocessing or Preprocessing.GCN
+    tiles = _tiles_of(saved_ae, req, report.unlabeled) if saved_ae is not None else choose_tiles(req, report, choice.image_size, patches)
+    if tiles.spec is not None and req.cache is not None:
+        raise UsageError("--cache is not available for tiled training (large photos): leave it out, or give --tiles off to fit the images whole")
     schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
     anomalies = anomaly_defaults(patches is not None, base.objective)
     synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, anomalies.synthetic)
@@ -198,20 +242,34 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
     files = _resolve_overlaps(report)
     warnings = input_warnings(report, choice, resize)
+    if req.resize is not None and tiles.spec is not None:
+        warnings.append(f"--resize {req.resize.value} is not used: tiles are cut from the images as they are, keeping their shape")
+    if req.tile_scale is not None and tiles.spec is None:
+        warnings.append(f"--tile-scale {req.tile_scale:g} is not used: the images are not tiled ({tiles.reason or 'they are not much larger than the input'})")
     if patches is not None and cfg.objective is not Objective.ONE_CLASS:
         raise UsageError("patch-level training has the one-class objective only (--patch-size 0 trains on whole images)")
+    threshold_from = req.threshold_from or anomalies.threshold
+    if tiles.spec is not None:  # held-out samples would be tiles: the threshold is a quantile of image scores
+        if req.threshold_from is ThresholdSource.SYNTHETIC:
+            raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
+        threshold_from = ThresholdSource.QUANTILE
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        visits = patches.samples_per_image if patches else 1
+        visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
         n_unlabeled, n_all = len(files[UNLABELED_ROLE]) * visits, sum(len(f) for f in files.values()) * visits
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
             n_normal = (len(files[UNLABELED_ROLE]) + len(files[NORMALS_ROLE])) * visits
             n_all += round(n_normal * cfg.synthetic.ratio)
+        if tiles.spec is not None:  # labeled anomalies are not trained on (TrainPlan.trained_roles)
+            n_all -= len(files[ANOMALIES_ROLE]) * visits
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
         else:
             seconds = training_seconds(cost, n_all, n_unlabeled, cfg.optim.epochs, pre_optim.epochs if wants_pretraining else 0)
+            if tiles.spec is not None and patches is not None:  # the training images scored whole for the threshold
+                scored = sum(len(files[r]) for r in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE))
+                seconds += cost.encoder / FORWARD_SHARE * scored * tiles.typical * patches.spec.grid**2
     return TrainPlan(
         request=req,
         scan=report,
@@ -224,8 +282,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         pretrain=pre_optim if wants_pretraining or pretrain_only else None,
         pretrained=saved_ae,
         patches=patches,
+        tiles=tiles,
         anomalies_reason=anomalies.reason if req.synthetic is None else "as given",
-        threshold_from=req.threshold_from or anomalies.threshold,
+        threshold_from=threshold_from,
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
@@ -288,6 +347,62 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchView | None:
     if req.patch_size and req.patch_size != saved.patch.patch_size:
         raise UsageError(f"--pretrained {req.pretrained} was trained on {saved.patch.patch_size} px patches; --patch-size must match")
     return PatchView(saved.patch, req.patches_per_image)
+
+
+TILE_FACTOR = 2  # auto tiles images whose median short side, at the tile scale, exceeds this many input sides
+FORWARD_SHARE = 3  # a training step costs about this many forward passes (for the estimate)
+
+
+def choose_tiles(req: TrainRequest, report: ScanReport, side: int, patches: PatchView | None) -> TilePlan:
+    """Tiles of `side` px (the patch model's image, so the model inside a tile is the usual one) when
+    --tiles on, or with --tiles auto when the sampled unlabeled images' median short side, scaled by
+    --tile-scale, is more than TILE_FACTOR times the side. Up to 2x, squashing to the input loses at
+    most half the resolution, about the patch grid's own granularity, while tiles would cost at
+    least 2 x 2 (overlapping) tiles' work per image; beyond it, a defect of a few pixels shrinks
+    below the size any patch can see. The tiles overlap by one patch (TileSpec)."""
+    scale = 1.0 if req.tile_scale is None else req.tile_scale
+    scan = report.unlabeled
+    short = scan.short_side
+    large = short is not None and short.median * scale > TILE_FACTOR * side
+    seen = f"median short side {short.median:g} px" if short is not None else ""
+    if req.tiles is Tiling.OFF or (req.tiles is Tiling.AUTO and not large):
+        return TilePlan(None, reason=f"--tiles off: the images ({seen}) are fitted to {side} px" if large else "")
+    if patches is None:
+        if req.tiles is Tiling.ON:
+            raise UsageError("--tiles on needs a patch-level model inside each tile, but this one sees whole images (--patch-size 0, or --arch without --patch-size)")
+        return TilePlan(None, reason=f"not tiled, as the model sees whole images: the images ({seen}) are fitted to {side} px")
+    tile = TileSpec(side, scale, patches.spec.patch_size)
+    at = "native resolution" if scale == 1 else f"scale {scale:g}"
+    if req.tiles is Tiling.ON or short is None:
+        why = "--tiles on"
+    else:
+        shrink = short.median / side
+        why = (
+            f"{seen}{'' if scale == 1 else f' x {scale:g}'} is over {TILE_FACTOR}x the {side} px input: fitted to it, details "
+            f"would shrink {shrink:.1f}x (an 8 px defect to {8 / shrink:.1f} px)"
+        )
+    return TilePlan(tile, req.tiles_per_image, _typical_tiles(tile, scan), f"{why}; tiles keep them at {at}")
+
+
+def _typical_tiles(tile: TileSpec, scan: RoleScan) -> int:
+    """The tiles of an image of the sample's median width and height (1 without a readable sample)."""
+    if scan.width is None or scan.height is None:
+        return 1
+    w, h = tile.scaled((round(scan.width.median), round(scan.height.median)))
+    return len(tile.boxes(h, w))
+
+
+def _tiles_of(saved: SavedAutoencoder, req: TrainRequest, scan: RoleScan) -> TilePlan:
+    """A --pretrained autoencoder trained on tiles fixes the tiles too; one trained without, their absence."""
+    if saved.tile is None:
+        if req.tiles is Tiling.ON or req.tile_scale is not None:
+            raise UsageError(f"--pretrained {req.pretrained} was trained without tiles; --tiles on and --tile-scale need one trained on tiles")
+        return TilePlan(None)
+    if req.tiles is Tiling.OFF:
+        raise UsageError(f"--pretrained {req.pretrained} was trained on tiles; --tiles off needs one trained without")
+    if req.tile_scale is not None and req.tile_scale != saved.tile.scale:
+        raise UsageError(f"--pretrained {req.pretrained} was trained on tiles at scale {saved.tile.scale:g}; --tile-scale must match")
+    return TilePlan(saved.tile, req.tiles_per_image, _typical_tiles(saved.tile, scan), f"from --pretrained {req.pretrained}")
 
 
 def _spec_or_usage(arch: str, channels: int | None, image_size: int | None, decoder: str | None = None) -> LeNetSpec:
@@ -365,6 +480,7 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
         )
         pretrain_seconds = time.perf_counter() - start
     summary = {
+        **decoded.tile_record(plan),
         "pretrain_epochs": plan.pretrain.epochs if plan.pretrain is not None else 0,
         "pretrain_config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)} if plan.pretrain else None,
         "pretrain_seconds": round(pretrain_seconds, 2),
@@ -374,10 +490,31 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
     }
     model = pipeline.train_model(
         spec, x, y, plan.cfg, pre, seed=plan.request.seed, autoencoder=ae, threshold_quantile=plan.request.threshold_quantile,
-        threshold_source=plan.threshold_from,
-        resize=plan.resize, patches=plan.patches, on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
+        threshold_source=plan.threshold_from, resize=plan.resize, patches=plan.patches, tiles=plan.tiles.spec,
+        on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
+        score_images=_scored_whole(plan, workers) if plan.tiles.spec is not None else None,
     )  # fmt: skip
     return TrainOutcome(model, skipped)
+
+
+def _scored_whole(plan: TrainPlan, workers: int | None) -> Callable[[SavedModel], tuple[torch.Tensor, torch.Tensor]]:
+    """For a tiled model: its training images scored whole, every tile, as `ssd score` scores them,
+    with their role labels. The threshold is a quantile of image scores, and training kept only a
+    few tiles of each image, whose worst would understate an image's score. The labeled anomalies,
+    not trained on (TrainPlan.trained_roles), are scored too, so the summary can say how the
+    threshold separates them."""
+    from ssd_cli.core.pipeline import ROLE_LABELS
+    from ssd_cli.core.scoring import Scorer
+
+    def scores(model: SavedModel) -> tuple[torch.Tensor, torch.Tensor]:
+        scorer, out, labels = Scorer(model, plan.device), [torch.zeros(0)], [torch.zeros(0, dtype=torch.int8)]
+        for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE):
+            for batch in scorer.score_files(plan.files[role], workers=workers):
+                out.append(batch.scores)
+                labels.append(torch.full((len(batch.scores),), ROLE_LABELS[role], dtype=torch.int8))
+        return torch.cat(out), torch.cat(labels)
+
+    return scores
 
 
 def run_pretraining(plan: TrainPlan, *, on_epoch: StageCallback | None = None, workers: int | None = None) -> tuple[SavedAutoencoder, list[Skipped]]:
@@ -409,7 +546,8 @@ def _run_pretraining(plan: TrainPlan, on_epoch: StageCallback | None, workers: i
         "input_choice": list(plan.choice.reasons),
     }
     patch = plan.patches.spec if plan.patches else None
-    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch), skipped
+    training.update(decoded.tile_record(plan))
+    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch, tile=plan.tiles.spec), skipped
 
 
 @dataclass
@@ -418,10 +556,21 @@ class _Decoded:
     first, then labeled normals, then labeled anomalies."""
 
     rows: Rows
-    counts: dict[str, int]  # readable images per role, in row order
+    counts: dict[str, int]  # readable images (or a tiled model's tiles) per role, in row order
     skipped: list[Skipped]
     image_shape: tuple[int, int, int]
     images: torch.Tensor | None  # all rows, when they are in memory (None: a disk cache, --cache)
+    photos: dict[str, int] = field(default_factory=dict)  # a tiled model's readable images per role
+
+    def tile_record(self, plan: TrainPlan) -> dict:
+        """What the training record says of the tiles: the images trained on per role (they
+        replace the counts of samples, which are tiles), the tiles per role, and how many tiles
+        each image kept at most."""
+        if plan.tiles.spec is None:
+            return {}
+        keys = {UNLABELED_ROLE: "n_unlabeled", NORMALS_ROLE: "n_labeled_normal", ANOMALIES_ROLE: "n_labeled_anomalous", OUTLIERS_ROLE: "n_outliers"}
+        images = {keys[role]: n for role, n in self.photos.items()}
+        return {**images, "tiles": {"per_image": plan.tiles.per_image, "trained": {keys[role]: n for role, n in self.counts.items()}}}
 
     def chunks(self, role: str, size: int = 4096) -> Iterator[torch.Tensor]:
         names = list(self.counts)
@@ -445,9 +594,11 @@ class _Decoded:
 def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
     """Every role's images at the network's input (into the disk cache with --cache); a role left
     with no readable image is bad input."""
-    roles = {role: files for role, files in plan.files.items() if files}
+    roles = {role: plan.files[role] for role in plan.trained_roles}
     size, channels = plan.input_size, plan.spec.channels
-    if plan.request.cache is not None:
+    if plan.tiles.spec is not None:
+        decoded = _decode_tiles(plan, roles, workers)
+    elif plan.request.cache is not None:
         every = [f for files in roles.values() for f in files]
         disk = open_or_build(every, size, channels, plan.resize, plan.request.cache, workers)
         kept, counts, start = torch.tensor(disk.kept, dtype=torch.int64), {}, 0
@@ -470,6 +621,20 @@ def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
             why = name_skipped([s for s in decoded.skipped if s.path in files])
             raise InputError(f"{role}: none of the {len(files)} image file(s) could be read: {why}")
     return decoded
+
+
+def _decode_tiles(plan: TrainPlan, roles: dict[str, list[Path]], workers: int | None) -> _Decoded:
+    """Each image's tiles, at most plan.tiles.per_image of it, decoded one image at a time."""
+    assert plan.tiles.spec is not None
+    parts, counts, photos, skipped, first = [], {}, {}, [], 0
+    for role, files in roles.items():
+        got = load_tiles(files, plan.tiles.spec, plan.spec.channels, plan.tiles.per_image, plan.request.seed, first, workers)
+        first += len(files)
+        skipped += got.skipped
+        parts.append(got.tiles)
+        counts[role], photos[role] = len(got.tiles), len(got.paths)
+    images = torch.cat(parts)
+    return _Decoded(lambda idx: images[idx], counts, skipped, tuple(images.shape[1:]), images=images, photos=photos)
 
 
 def _stage(on_epoch: StageCallback | None, name: str) -> Callable[[EpochInfo], None] | None:

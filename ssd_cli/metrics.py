@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Union
 
 import numpy as np
 from ssd_cli.errors import InputError
@@ -109,13 +111,16 @@ class PixelMetrics:
         return asdict(self)
 
 
-def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float:
+Maps = Union[np.ndarray, Sequence[np.ndarray]]  # (N, H, W), or N maps of their own sizes (tiled models)
+
+
+def pixel_auroc(maps: Maps, masks: Maps) -> float:
     """AUROC over all pixels of all images pooled (anomalib's pixel AUROC); masks True = defect."""
     m, t = _checked_maps(maps, masks)
-    return auroc(m.ravel(), t.ravel())
+    return auroc(_pooled(m), _pooled(t))
 
 
-def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> float:
+def aupro(maps: Maps, masks: Maps, fpr_limit: float = FPR_LIMIT) -> float:
     """Area under the per-region-overlap curve up to fpr_limit, divided by fpr_limit (MVTec AD's
     AUPRO, which anomalib's approximates by resampling).
 
@@ -132,14 +137,14 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> 
     if not 0 < fpr_limit <= 1:
         raise ValueError(f"the FPR limit must be in (0, 1], got {fpr_limit}")
     m, t = _checked_maps(maps, masks)
-    weights = np.ones(t.shape)
+    weights = [np.ones(truth.shape) for truth in t]
     eight = np.ones((3, 3), dtype=int)  # 8-connectivity: pixels touching by a corner are one region
-    for i in range(len(t)):
-        regions, n = ndimage.label(t[i], structure=eight)
+    for truth, weight in zip(t, weights):
+        regions, n = ndimage.label(truth, structure=eight)
         if n:
             sizes = np.bincount(regions.ravel())
-            weights[i][t[i]] = 1.0 / sizes[regions[t[i]]]
-    fpr, pro, _ = roc_curve(t.ravel(), m.ravel(), sample_weight=weights.ravel(), drop_intermediate=False)
+            weight[truth] = 1.0 / sizes[regions[truth]]
+    fpr, pro, _ = roc_curve(_pooled(t), _pooled(m), sample_weight=_pooled(weights), drop_intermediate=False)
     beyond = int(np.searchsorted(fpr, fpr_limit, side="right"))  # fpr[:beyond] <= fpr_limit < fpr[beyond]
     x, y = fpr[:beyond], pro[:beyond]
     if beyond < len(fpr):
@@ -148,13 +153,21 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> 
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / fpr_limit)
 
 
-def _checked_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m = np.asarray(maps, dtype=np.float64)
-    t = np.asarray(masks, dtype=bool)
-    if m.ndim != 3 or m.shape != t.shape:
-        raise InputError(f"anomaly maps {m.shape} and masks {t.shape} must both be N x H x W")
-    if not np.isfinite(m).all():
+def _checked_maps(maps: Maps, masks: Maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One (H, W) map and mask per image, each pair of one size (images may differ in size)."""
+    m = [np.asarray(x, dtype=np.float64) for x in maps]
+    t = [np.asarray(x, dtype=bool) for x in masks]
+    if len(m) != len(t) or any(a.ndim != 2 or a.shape != b.shape for a, b in zip(m, t)):
+        shapes = [a.shape for a in m[:2]], [b.shape for b in t[:2]]
+        raise InputError(f"anomaly maps {shapes[0]}... and masks {shapes[1]}... must both be N x H x W, one H x W pair per image")
+    if not all(np.isfinite(a).all() for a in m):
         raise InputError("anomaly maps contain NaN or infinity")
-    if not t.any() or t.all():
-        raise InputError("the masks mark no defect pixel" if not t.any() else "the masks mark every pixel as defect")
+    defects = sum(int(b.sum()) for b in t)
+    if defects == 0 or defects == sum(b.size for b in t):
+        raise InputError("the masks mark no defect pixel" if not defects else "the masks mark every pixel as defect")
     return m, t
+
+
+def _pooled(arrays: list[np.ndarray]) -> np.ndarray:
+    """Every pixel of every image, in one flat array."""
+    return np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)

@@ -42,7 +42,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     elif kind == 1:  # a metadata key removed
         meta.pop(rng.choice(sorted(meta)))
     elif kind == 2:  # inside a JSON metadata value: one number changed
-        key = rng.choice([k for k in ("network", "preprocessing", "patch", "training") if k in meta])
+        key = rng.choice([k for k in ("network", "preprocessing", "patch", "tile", "training") if k in meta])
         text = meta[key]
         digits = [i for i, ch in enumerate(text) if ch.isdigit()]
         if digits:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core.config import Preprocessing, Resize
+from ssd_cli.core.config import Preprocessing, Resize, Tiling
 from ssd_cli.errors import UsageError
 
 
@@ -33,6 +33,9 @@ ResizeOpt = Annotated[Optional[Resize], typer.Option("--resize", help="Fitting i
 PatchOpt = Annotated[Optional[int], typer.Option("--patch-size", help="Patch-level model: phi sees patches of this side of the images at their input size, an image scores as its worst patch, and each gets an anomaly map; 0 = whole images. Default: a quarter of the input side for inputs of 128 px and more (unless --arch is given or the objective is soft-boundary), else whole images.")]
 PatchStrideOpt = Annotated[Optional[int], typer.Option("--patch-stride", help="Step of the scoring grid of patches (default: half the patch).")]
 PatchesPerImageOpt = Annotated[int, typer.Option("--patches-per-image", help="Random patches of each image per epoch in patch-level training.")]
+TilesOpt = Annotated[Tiling, typer.Option("--tiles", help="Large photos: auto (default) cuts images whose median short side, at --tile-scale, is over twice the input side into tiles of the input side (256 px) and trains and scores those at that scale, instead of squashing the images to the input; an image scores as its worst tile. on: always; off: never. Tiles need a patch-level model inside them.")]
+TileScaleOpt = Annotated[Optional[float], typer.Option("--tile-scale", help="Scale of the images that tiles are cut from, in (0, 1]: 1 (default) = native resolution, 0.5 = half (4x fewer tiles, details half as large).")]
+TilesPerImageOpt = Annotated[int, typer.Option("--tiles-per-image", help="Tiled training: at most this many random tiles of each image (seeded) are trained on, which bounds memory and time; scoring uses every tile.")]
 PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="gcn (default, the paper's): global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data; scale: pixels to [0,1].")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the preset's, 200).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]

@@ -22,6 +22,7 @@ from rich.table import Table
 from ssd_cli.core.training import EpochInfo
 from ssd_cli.data.images import name_skipped
 from ssd_cli.io.files import printable
+from ssd_cli.io.info import tile_words
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
     from ssd_cli.experiments.benchmark import Run
@@ -107,16 +108,26 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     spec, side = plan.spec, plan.input_size
     why = f" ({safe('; '.join(plan.choice.reasons))})" if plan.choice.reasons else " (as given)"
     shape = f"{spec.channels}x{side}x{side}"
+    tiles = plan.tiles
     if plan.patches is not None:
-        shape = f"{spec.channels}x{spec.image_size}x{spec.image_size} patches of {shape} images"
+        shape = f"{spec.channels}x{spec.image_size}x{spec.image_size} patches of {shape} {'tiles' if tiles.spec else 'images'}"
     lines.append(f"  network: {spec.name}, {shape}{why}")
+    if tiles.spec is not None:
+        lines.append(
+            f"  tiles: {tile_words(tiles.spec)}, about {tiles.typical} per image; at most {tiles.per_image} random ones of each "
+            f"image trained on (seeded), every one scored; an image scores as its worst tile ({safe(tiles.reason)})"
+        )
+    elif tiles.reason:
+        lines.append(f"  tiles: none; {safe(tiles.reason)}")
     if plan.patches is not None:
         p = plan.patches.spec
         lines.append(
-            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per image and epoch); "
-            f"an image scores as the worst of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
+            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per "
+            f"{'tile' if tiles.spec else 'image'} and epoch); a {'tile' if tiles.spec else 'image'} scores as the worst "
+            f"of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
         )
-    lines.append(f"  input: --resize {plan.resize.value}, preprocessing {plan.preprocessing.value}")
+    fitted = "tiles (the images keep their shape)" if tiles.spec else f"--resize {plan.resize.value}"
+    lines.append(f"  input: {fitted}, preprocessing {plan.preprocessing.value}")
     if plan.pretrained is not None:
         lines.append(f"  pretraining: none, phi starts from {safe(str(plan.request.pretrained))}")
     elif plan.pretrain is not None:
@@ -136,6 +147,8 @@ def _anomalies(plan: TrainPlan) -> str:
     """Where the anomalous samples of the objective come from, and what they pay."""
     cfg = plan.cfg
     parts = [f"{len(plan.files.get('--anomalies', []))} labeled"]
+    if plan.tiles.spec is not None and plan.files.get("--anomalies"):
+        parts[0] += " (scored after training, not trained on: which tile holds a photo's defect is unknown)"
     if plan.files.get("--outliers"):
         parts.append(f"{len(plan.files['--outliers'])} outlier images (weight {cfg.outlier_weight:g})")
     s = cfg.synthetic
@@ -154,6 +167,8 @@ def _threshold(plan: TrainPlan) -> str:
     if plan.threshold_from.value == "synthetic":
         return ("F1-best between 10% of the unlabeled images, held out of training, and synthetic anomalies made from them "
                 f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than 100 images)")  # fmt: skip
+    if plan.tiles.spec is not None:
+        return f"the {plan.request.threshold_quantile:g}-quantile of the training images' scores, each scored over all its tiles after training"
     return f"the {plan.request.threshold_quantile:g}-quantile of the training scores"
 
 
@@ -253,9 +268,12 @@ def info_table(d: dict) -> Table:
     patch = f"; patches {inp['patch']['patch_size']} px, stride {inp['patch']['stride']} ({inp['patch']['grid']}x{inp['patch']['grid']} grid)" if inp["patch"] else ""
     rows = [
         ("network", f"{net['name']}: conv {net['conv_filters']} (kernel {net['kernel_size']}), dense {net['dense_units']}, {len(net['layers'])} layers, no bias; {net['decoder']} decoder in pretraining"),
-        ("input", f"{inp['channels']}x{inp['size']}x{inp['size']}, resize {inp['resize']}{patch}"),
+        ("input", f"{inp['channels']}x{inp['size']}x{inp['size']}" + (" tiles" if inp["tile"] else f", resize {inp['resize']}") + patch),
         ("preprocessing", pre["kind"] + (f" (min-max [{pre['low']:.5g}, {pre['high']:.5g}])" if pre["kind"] == "gcn" else "")),
     ]
+    if inp["tile"]:
+        tile = inp["tile"]
+        rows.insert(2, ("tiles", f"images scaled by {tile['scale']:g} and cut into {tile['tile_size']} px tiles overlapping by at least {tile['overlap']} px; an image scores as its worst tile"))
     if d["kind"] == "model":
         rows += [
             ("objective", f"{d['objective']}, nu {d['nu']:g}, eta {d['eta']:g}"),

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource
+from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling
 from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.io.files import check_writable
+from ssd_cli.io.info import tile_words
 from ssd_cli.cli import app, handle_errors
 from ssd_cli.cli.options import (
     ArchOpt,
@@ -27,6 +28,9 @@ from ssd_cli.cli.options import (
     ResizeOpt,
     SeedOpt,
     SizeOpt,
+    TileScaleOpt,
+    TilesOpt,
+    TilesPerImageOpt,
     milestones,
 )
 from ssd_cli.cli.render import console, render_train_plan, safe, stage_progress, warn, warn_skipped
@@ -54,6 +58,9 @@ def pretrain(
     patch_size: PatchOpt = None,
     patch_stride: PatchStrideOpt = None,
     patches_per_image: PatchesPerImageOpt = 4,
+    tiles: TilesOpt = Tiling.AUTO,
+    tile_scale: TileScaleOpt = None,
+    tiles_per_image: TilesPerImageOpt = 8,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Pretraining epochs (default: the network's preset, e.g. 150 for mnist; the learning-rate drop moves with it).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's, 1e-4).")] = None,
@@ -74,7 +81,7 @@ def pretrain(
     request = train_request(
         unlabeled, device=device, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
         patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, preprocessing=preprocessing,
-        epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
+        tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image, epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, seed=seed, cache=cache,
     )  # fmt: skip
     with console.status("looking at the images and timing a few training steps"):
@@ -113,6 +120,9 @@ def train(
     patch_size: PatchOpt = None,
     patch_stride: PatchStrideOpt = None,
     patches_per_image: PatchesPerImageOpt = 4,
+    tiles: TilesOpt = Tiling.AUTO,
+    tile_scale: TileScaleOpt = None,
+    tiles_per_image: TilesPerImageOpt = 8,
     preprocessing: PreOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the network's preset; paper networks 150). The learning-rate drop moves with it. The pretraining keeps its own schedule: shorten it with --pretrain-epochs (0 = none).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the preset's; paper 1e-4, then 1e-5).")] = None,
@@ -142,6 +152,7 @@ def train(
     settings = dict(
         objective=objective, nu=nu, eta=eta, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
         preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image,
+        tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image,
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
         pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
@@ -171,16 +182,20 @@ def train(
     kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] + t["n_outliers"] or plan.cfg.synthetic.enabled else "Deep SVDD"
     side = saved.input_size
     outliers = f" / {t['n_outliers']} outliers" if t["n_outliers"] else ""
-    patches = f" on {spec.image_size} px patches" if saved.patch else ""
+    shape = f"{spec.channels}x{side}x{side}" + (f" on {spec.image_size} px patches" if saved.patch else "")
+    if saved.tile is not None:
+        shape = f"{spec.channels}x{spec.image_size}x{spec.image_size} patches of {tile_words(saved.tile)}"
     console.print(
-        f"wrote [bold]{safe(str(out))}[/]: {kind} {objective.value}, {spec.name} {spec.channels}x{side}x{side}{patches}, "
+        f"wrote [bold]{safe(str(out))}[/]: {kind} {objective.value}, {spec.name} {shape}, "
         f"{t['n_unlabeled']} unlabeled / {t['n_labeled_normal']} normal / {t['n_labeled_anomalous']} anomalous"
         f"{outliers}, "
         f"{t['epochs']} epochs in {t['seconds']} s (+ {t['pretrain_seconds']} s pretraining) on {plan.device}, final loss {_num(t['final_loss'])}, "
         f"threshold {saved.threshold:.4g} ({saved.threshold_rule})"
     )
     labeled = t.get("labeled_at_threshold")
-    if labeled:
+    if labeled and saved.tile is not None and labeled["n_anomalous"]:
+        console.print(f"at this threshold, on the labeled images (anomalies were not trained on, tiled; normals were): {separation(labeled)}")
+    elif labeled:
         console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
 
 

@@ -38,6 +38,14 @@ class Resize(str, Enum):
     PAD = "pad"  # resize the long side to size, pad the rest with black: keeps everything and the aspect ratio
 
 
+class Tiling(str, Enum):
+    """Whether large photos are cut into tiles at native resolution (core/tiles.py) or fitted whole."""
+
+    AUTO = "auto"  # tiles when the images are much larger than the input (engine.choose_tiles)
+    ON = "on"
+    OFF = "off"
+
+
 class Preprocessing(str, Enum):
     """How raw pixels become network input; stored in every model file so scoring repeats it."""
 

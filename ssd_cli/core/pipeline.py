@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -13,6 +15,7 @@ from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
 from ssd_cli.core.objectives import ANOMALY, NORMAL, OUTLIER, UNLABELED
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.tiles import TileSpec
 from ssd_cli.core.training import (
     EpochCallback,
     pretrain_autoencoder,
@@ -79,17 +82,24 @@ def train_model(
     threshold_source: ThresholdSource = ThresholdSource.QUANTILE,
     resize: Resize = Resize.SQUASH,
     patches: PatchView | None = None,
+    tiles: TileSpec | None = None,
     on_epoch: EpochCallback | None = None,
     summary: dict | None = None,
+    score_images: Callable[[SavedModel], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> SavedModel:
     """Train phi on (x, y) and describe the result as a model file would hold it.
 
     The threshold is R for soft-boundary models; one-class models have no radius, so the threshold
-    is the `threshold_quantile` of the scores of the non-anomalous training samples, or with
+    is the `threshold_quantile` of the scores of the non-anomalous training images, or with
     ThresholdSource.SYNTHETIC the F1-best one between held-out unlabeled images (kept out of
     training) and synthetic anomalies made from them (core/calibration.py; the quantile is recorded
     too). Too few unlabeled images to hold out fall back to the quantile, and the record says so.
+    The training images' scores are the view's scores of x, or, where the samples are not the
+    images (a tiled model trains on some tiles of each), `score_images(model)`: the training
+    images' scores and labels under the model (the quantile then, never SYNTHETIC: its held-out
+    samples would be tiles).
     """
+    assert score_images is None or threshold_source is ThresholdSource.QUANTILE, "held-out samples must be images"
     start = time.perf_counter()
     encoder = initial_encoder(spec, autoencoder, seed, x.device)
     view = view_for(spec, patches)
@@ -97,22 +107,37 @@ def train_model(
     if held is not None:
         x_held, x, y = _rows(x, held), x[~held], y[~held]
     result = train_deep_svdd(encoder, x, y, cfg, seed=seed, view=view, on_epoch=on_epoch)
-    all_scores = view.scores(encoder, result.c, x)
-    train_scores = all_scores[y >= 0]
+    model = SavedModel(
+        spec=spec,
+        objective=cfg.objective,
+        nu=cfg.nu,
+        eta=cfg.eta,
+        preprocessor=pre,
+        c=result.c,
+        radius=result.radius,
+        threshold=math.nan,  # set below, from the scores of the model as it is
+        threshold_rule="",
+        encoder_state=encoder.state_dict(),
+        resize=resize,
+        patch=patches.spec if patches else None,
+        tile=tiles,
+    )
+    all_scores, labels = score_images(model) if score_images is not None else (view.scores(encoder, result.c, x), y)
+    train_scores = all_scores[labels >= 0]
     calibration = None
     if cfg.objective is Objective.SOFT_BOUNDARY:
-        threshold, rule = result.radius, "radius R of the soft-boundary hypersphere"
+        model.threshold, model.threshold_rule = result.radius, "radius R of the soft-boundary hypersphere"
     else:
-        threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
-        rule = f"{threshold_quantile:g}-quantile of the training scores"
+        model.threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
+        model.threshold_rule = f"{threshold_quantile:g}-quantile of the training scores"
         if held is not None:
             calibration = synthetic_threshold(view, encoder, result.c, x_held, cfg.synthetic, seed)
-            threshold, quantile = calibration.threshold, threshold
-            rule = f"F1-best between {calibration.n_normal} held-out images and {calibration.n_anomalous} synthetic anomalies made from them"
-    info = {
-        "n_unlabeled": int((y == UNLABELED).sum()),
-        "n_labeled_normal": int((y == NORMAL).sum()),
-        "n_labeled_anomalous": int((y == ANOMALY).sum()),
+            model.threshold, quantile = calibration.threshold, model.threshold
+            model.threshold_rule = f"F1-best between {calibration.n_normal} held-out images and {calibration.n_anomalous} synthetic anomalies made from them"
+    model.training = {
+        "n_unlabeled": int((labels == UNLABELED).sum()),
+        "n_labeled_normal": int((labels == NORMAL).sum()),
+        "n_labeled_anomalous": int((labels == ANOMALY).sum()),
         "n_outliers": int((y == OUTLIER).sum()),
         "epochs": cfg.optim.epochs,
         "final_loss": result.losses[-1] if result.losses else None,
@@ -121,28 +146,14 @@ def train_model(
         "device": str(x.device),
         "config": cfg.to_dict(),
         "pretrained": autoencoder is not None,
-        "fraction_outside_threshold": float((train_scores > threshold).float().mean()),
+        "fraction_outside_threshold": float((train_scores > model.threshold).float().mean()),
         "patches_per_image": patches.samples_per_image if patches else None,
-        "labeled_at_threshold": _labeled_at(all_scores, y, threshold),
+        "labeled_at_threshold": _labeled_at(all_scores, labels, model.threshold),
         "threshold_source": threshold_source.value if calibration is not None or threshold_source is ThresholdSource.QUANTILE else "quantile (too few images to hold out)",
         "calibration": calibration.to_dict() | {"quantile_threshold": quantile} if calibration is not None else None,
+        **(summary or {}),
     }
-    info.update(summary or {})
-    return SavedModel(
-        spec=spec,
-        objective=cfg.objective,
-        nu=cfg.nu,
-        eta=cfg.eta,
-        preprocessor=pre,
-        c=result.c,
-        radius=result.radius,
-        threshold=threshold,
-        threshold_rule=rule,
-        encoder_state=encoder.state_dict(),
-        training=info,
-        resize=resize,
-        patch=patches.spec if patches else None,
-    )
+    return model
 
 
 def _rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -10,20 +10,37 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ssd_cli.data.images import ImageBatch, iter_image_batches
+from ssd_cli.data.images import Skipped, iter_image_batches
+from ssd_cli.data.tiles import cut_tiles, iter_scaled
 from ssd_cli.io.modelfile import SavedModel
 from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.patches import image_scores, patch_distances
 from ssd_cli.core.embedding import eval_batch_size
+from ssd_cli.core.tiles import TiledGrids
+
+TILES_AT_ONCE = 64  # a tiled image's tiles are cut and scored this many at a time
+
+# Per image, what its anomaly map is made from: patch-level models, an (N, G, G) array of patch
+# scores (one grid per image); tiled models, one TiledGrids per image. None for whole-image models.
+Grids = np.ndarray | list[TiledGrids]
+
+
+def join_grids(parts: Sequence[Grids]) -> Grids:
+    """Consecutive runs of images' grids as one run: arrays are concatenated, lists joined."""
+    if any(isinstance(p, list) for p in parts):
+        return [g for p in parts for g in p]
+    return np.concatenate(parts)
 
 
 @dataclass
 class ScoredBatch:
-    batch: ImageBatch
+    paths: list[Path]  # the readable images
+    skipped: list[Skipped]
     scores: torch.Tensor  # float32 on the CPU, one per readable image
-    maps: torch.Tensor | None = None  # patch-level models: (N, G, G) patch scores, the anomaly map
+    maps: Grids | None = None
 
 
 class Scorer:
@@ -52,17 +69,36 @@ class Scorer:
         maps = [patch_distances(self.encoder, self.c, self._input(chunk), self.saved.patch) for chunk in images.split(64)]
         return torch.cat(maps).cpu() if maps else torch.zeros((0, self.saved.patch.grid, self.saved.patch.grid))
 
+    def score_tiled(self, image: np.ndarray | torch.Tensor) -> TiledGrids:
+        """A tiled model's patch scores of one scaled (C, h, w) uint8 image, every tile of it; the
+        tiles are cut TILES_AT_ONCE at a time, so memory stays that of the image and a few tiles."""
+        tile = self.saved.tile
+        assert tile is not None, "only tiled models score tiles"
+        h, w = image.shape[1], image.shape[2]
+        n = len(tile.boxes(h, w))
+        grids = [self.score_maps(cut_tiles(image, tile, range(i, min(i + TILES_AT_ONCE, n)))) for i in range(0, n, TILES_AT_ONCE)]
+        return TiledGrids(torch.cat(grids).numpy(), h, w)
+
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         x = self.saved.preprocessor(images.to(self.device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last)
 
     def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
         """Stream image files (not folders: list them with images.list_images) through decode and
-        network; the next batch decodes while this one is scored."""
+        network; the next batch decodes while this one is scored. A tiled model's files come one
+        image at a time (data/tiles.py), each scored over all its tiles."""
         saved = self.saved
+        if saved.tile is not None:
+            for path, image in iter_scaled(files, saved.tile, saved.spec.channels, workers):
+                if isinstance(image, Skipped):
+                    yield ScoredBatch([], [image], torch.zeros(0), [])
+                else:
+                    t = self.score_tiled(image)
+                    yield ScoredBatch([path], [], torch.tensor([t.score]), [t])
+            return
         for batch in iter_image_batches(files, saved.input_size, saved.spec.channels, batch_size, workers, resize=saved.resize):
             if saved.patch is None:
-                yield ScoredBatch(batch, self.score(batch.images))
+                yield ScoredBatch(batch.paths, batch.skipped, self.score(batch.images))
             else:
                 maps = self.score_maps(batch.images)
-                yield ScoredBatch(batch, image_scores(maps), maps)
+                yield ScoredBatch(batch.paths, batch.skipped, image_scores(maps), maps.numpy())

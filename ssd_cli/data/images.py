@@ -185,6 +185,34 @@ def fit_image(im: Image.Image, size: int, channels: int, resize: Resize = Resize
     return _fit(im, (0, 0, *im.size), size, channels, resize)
 
 
+Scaling = Callable[[tuple[int, int]], tuple[int, int]]  # (width, height) as displayed -> the size wanted
+
+
+def decode_scaled(path: Path, scaling: Scaling, channels: int, *, mask: bool = False) -> np.ndarray:
+    """Decode one image, as displayed, to (channels, h, w) uint8 at the size `scaling` gives for its
+    displayed size (tiled models: data/tiles.py), keeping its shape instead of fitting a square.
+
+    JPEGs are decoded at reduced scale when that still covers the size wanted. mask=True reads a
+    ground-truth mask: one channel, nearest neighbour and no JPEG reduction, so no defect pixel is
+    averaged into grey. Raises one of DECODE_ERRORS if the file is unreadable.
+    """
+    with open_image(path) as im:
+        turned = im.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_SIDES
+        w, h = scaling((im.height, im.width) if turned else im.size)
+        stored = (h, w) if turned else (w, h)
+        drafted = None if mask else im.draft(_mode(channels), stored)
+        im.load()
+        resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
+        return _scaled(im, drafted[1] if drafted else (0, 0, *im.size), stored, channels, resample)
+
+
+def fit_scaled(im: Image.Image, scaling: Scaling, channels: int) -> np.ndarray:
+    """An image already in memory, scaled exactly as decode_scaled scales a file (the Python API)."""
+    turned = im.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_SIDES
+    w, h = scaling((im.height, im.width) if turned else im.size)
+    return _scaled(im, (0, 0, *im.size), (h, w) if turned else (w, h), channels, Image.Resampling.BILINEAR)
+
+
 def decode_mask(path: Path, size: int, resize: Resize) -> np.ndarray:
     """A ground-truth mask (white, >= 128, is defect) fitted as its image is, to (size, size) bool.
 
@@ -221,12 +249,19 @@ def unfit_map(values: np.ndarray, wh: tuple[int, int], resize: Resize) -> np.nda
     """
     size = values.shape[0]
     (left, top, right, bottom), (x0, y0, x1, y1) = placement(wh, size, resize)
-    seen = Image.fromarray(np.ascontiguousarray(values[y0:y1, x0:x1], dtype=np.float32), "F")
     w, h = round(right - left), round(bottom - top)
     out = np.full((wh[1], wh[0]), np.nan, dtype=np.float32)
     # crop's half-pixel offset (an odd difference of sides) goes down, as _crop rounds whole pixels
-    out[int(top) : int(top) + h, int(left) : int(left) + w] = np.asarray(seen.resize((w, h), Image.Resampling.BILINEAR))
+    out[int(top) : int(top) + h, int(left) : int(left) + w] = stretch_map(values[y0:y1, x0:x1], (w, h))
     return out
+
+
+def stretch_map(values: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
+    """An (h, w) map resized bilinearly to (height, width) = wh reversed, float32 (unchanged if it fits)."""
+    if values.shape == (wh[1], wh[0]):
+        return np.asarray(values, dtype=np.float32)
+    seen = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), "F")
+    return np.asarray(seen.resize(wh, Image.Resampling.BILINEAR))
 
 
 def _mode(channels: int) -> str:
@@ -236,19 +271,33 @@ def _mode(channels: int) -> str:
 def _fit(
     im: Image.Image, region: Box, size: int, channels: int, resize: Resize, resample: Image.Resampling = Image.Resampling.BILINEAR
 ) -> np.ndarray:
-    target = _mode(channels)
     orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
-    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
-        im = _to_eight_bit(im)
-    if im.mode != target:
-        im = im.convert(target)
-    content = _resample(im, *_GEOMETRY[resize](region, size), resample)
+    content = _resample(_converted(im, channels), *_GEOMETRY[resize](region, size), resample)
     # Each policy's region is centred, so it is the same in the stored and the displayed image:
     # the small result is turned (EXIF orientation) instead of the large input.
+    return _array(_centred(_displayed(content, orientation), size), channels)
+
+
+def _scaled(im: Image.Image, region: Box, out: tuple[int, int], channels: int, resample: Image.Resampling) -> np.ndarray:
+    """The whole region of im resampled to `out` (stored orientation), then turned as displayed."""
+    orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    return _array(_displayed(_resample(_converted(im, channels), out, region, resample), orientation), channels)
+
+
+def _converted(im: Image.Image, channels: int) -> Image.Image:
+    target = _mode(channels)
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
+        im = _to_eight_bit(im)
+    return im if im.mode == target else im.convert(target)
+
+
+def _displayed(content: Image.Image, orientation: int) -> Image.Image:
     method = _EXIF_TRANSPOSE.get(orientation)
-    if method is not None:
-        content = content.transpose(method)
-    arr = np.asarray(_centred(content, size), dtype=np.uint8)
+    return content if method is None else content.transpose(method)
+
+
+def _array(im: Image.Image, channels: int) -> np.ndarray:
+    arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 

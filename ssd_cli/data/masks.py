@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ssd_cli.core.config import Resize
-from ssd_cli.data.images import DECODE_ERRORS, decode_mask, displayed_size, image_suffixes, list_images
+from ssd_cli.core.tiles import TileSpec
+from ssd_cli.data.images import DECODE_ERRORS, decode_mask, decode_scaled, displayed_size, image_suffixes, list_images
 from ssd_cli.errors import InputError
 
 MASK_SUFFIX = "_mask"
@@ -56,8 +57,9 @@ def find_masks(roots: Sequence[Path], folder: Path) -> dict[Path, Path]:
     return found
 
 
-def read_masks(pairs: dict[Path, Path], size: int, resize: Resize) -> dict[Path, np.ndarray]:
-    """image file -> its mask fitted to (size, size) bool by the image's resize policy.
+def read_masks(pairs: dict[Path, Path], size: int, resize: Resize, tile: TileSpec | None = None) -> dict[Path, np.ndarray]:
+    """image file -> its mask fitted to (size, size) bool by the image's resize policy; for a tiled
+    model, scaled as its image is for the tiles (its own shape, nearest neighbour).
 
     A mask that cannot be read, or whose size differs from its image's, is an InputError naming
     it; an image that cannot be read is left to scoring, which skips it with a warning.
@@ -66,7 +68,7 @@ def read_masks(pairs: dict[Path, Path], size: int, resize: Resize) -> dict[Path,
     for image, mask in pairs.items():
         try:
             mask_wh = displayed_size(mask)
-            fitted = decode_mask(mask, size, resize)
+            fitted = decode_mask(mask, size, resize) if tile is None else decode_scaled(mask, tile.scaled, 1, mask=True)[0] >= 128
         except DECODE_ERRORS as exc:
             raise InputError(f"mask '{mask}' cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         try:

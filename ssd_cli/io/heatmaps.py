@@ -19,7 +19,8 @@ from PIL import Image
 from ssd_cli.core.config import Resize
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.patches import PatchSpec
-from ssd_cli.data.images import unfit_map
+from ssd_cli.core.tiles import TiledGrids, TileSpec, stitch
+from ssd_cli.data.images import stretch_map, unfit_map
 
 SCALE_TOP = 2.0  # the top of the colour scale, in thresholds
 
@@ -88,13 +89,25 @@ def overlay(im: Image.Image, image_map: np.ndarray, threshold: float) -> Image.I
 
 @dataclass(frozen=True)
 class MapGeometry:
-    """Where a patch-level model's scores lie in an image: its patch grid, and how images were
-    fitted to its input. Enough to turn a (G, G) grid of patch scores into a map of any image."""
+    """Where a patch-level model's scores lie in an image: its patch grid, how images were fitted
+    to its input, and for a tiled model its tiles. Enough to turn one image's patch scores (a
+    (G, G) grid, or a TiledGrids) into a map of that image at any size."""
 
     patch: PatchSpec
     resize: Resize
+    tile: TileSpec | None = None
 
-    def at_image(self, grid: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
+    def at_input(self, grids: np.ndarray | TiledGrids) -> np.ndarray:
+        """The map at the resolution the model saw: the S x S input, or a tiled model's scaled image."""
+        if isinstance(grids, TiledGrids):
+            assert self.tile is not None, "tile scores need a tiled model's geometry"
+            return stitch(grids, self.tile, self.patch)
+        return pixel_maps(np.asarray(grids)[None], self.patch)[0]
+
+    def at_image(self, grids: np.ndarray | TiledGrids, wh: tuple[int, int]) -> np.ndarray:
         """The map of one image as displayed at (width, height): (height, width) float32, NaN
-        where the model did not look (crop's margins)."""
-        return unfit_map(pixel_maps(np.asarray(grid)[None], self.patch)[0], wh, self.resize)
+        where the model did not look (crop's margins). A tiled model saw the whole image, scaled:
+        its map is stretched back."""
+        if isinstance(grids, TiledGrids):
+            return stretch_map(self.at_input(grids), wh)
+        return unfit_map(self.at_input(grids), wh, self.resize)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ssd_cli.io import modelfile
+from ssd_cli.core.tiles import TileSpec
 from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel
+
+
+def tile_words(tile: TileSpec) -> str:
+    """A tile geometry in a few words, for the plan, the summary and the facts of a report."""
+    scale = "native resolution" if tile.scale == 1 else f"scale {tile.scale:g}"
+    return f"{tile.tile_size} px tiles at {scale}, overlapping by at least {tile.overlap} px"
 
 
 def _input(saved: SavedModel | SavedAutoencoder) -> dict:
@@ -20,6 +27,7 @@ def _input(saved: SavedModel | SavedAutoencoder) -> dict:
         "size": side,
         "resize": saved.resize.value,
         "patch": saved.patch.to_dict() if saved.patch else None,
+        "tile": saved.tile.to_dict() if saved.tile else None,
     }
 
 
@@ -127,6 +135,8 @@ def facts(saved: SavedModel | None, path: Path | None = None) -> list[tuple[str,
         return []
     t, side = saved.training, saved.input_size
     patch = f", {saved.spec.image_size} px patches" if saved.patch else ""
+    if saved.tile is not None:
+        patch += f" of {tile_words(saved.tile)}"
     out = [("model", str(path))] if path is not None else []
     out += [
         ("network", f"{saved.spec.name}, input {saved.spec.channels}x{side}x{side} ({saved.resize.value}{patch})"),

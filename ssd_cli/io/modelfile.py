@@ -26,9 +26,10 @@ from ssd_cli.errors import ModelFileError, TrainingDiverged
 from ssd_cli.io.files import write_atomic
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
 from ssd_cli.core.patches import PatchSpec
+from ssd_cli.core.tiles import TileSpec
 from ssd_cli.core.preprocess import Preprocessor
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MODEL_FORMAT = "ssd-model"
 AUTOENCODER_FORMAT = "ssd-autoencoder"
 
@@ -37,10 +38,12 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF
 
 
 class _Input:
-    """The side images are decoded to: the network's input, or the whole image of a patch model."""
+    """The side images are decoded to: the network's input, the whole image of a patch model, or
+    the tile of a tiled one (whose images are scaled and cut into tiles of that side)."""
 
     spec: LeNetSpec
     patch: PatchSpec | None
+    tile: TileSpec | None
 
     @property
     def input_size(self) -> int:
@@ -63,6 +66,7 @@ class SavedModel(_Input):
     tool_version: str = __version__
     resize: Resize = Resize.SQUASH  # how images were fitted to the square input; scoring repeats it
     patch: PatchSpec | None = None  # patch-level model: phi sees patches of images decoded at patch.image_size
+    tile: TileSpec | None = None  # tiled model: images are scaled and cut into tiles of patch.image_size
 
     def encoder(self, device: torch.device | str = "cpu") -> Encoder:
         enc = Encoder(self.spec)
@@ -79,6 +83,7 @@ class SavedAutoencoder(_Input):
     tool_version: str = __version__
     resize: Resize = Resize.SQUASH
     patch: PatchSpec | None = None
+    tile: TileSpec | None = None
 
     def autoencoder(self) -> AutoEncoder:
         ae = AutoEncoder(self.spec)
@@ -86,21 +91,23 @@ class SavedAutoencoder(_Input):
         return ae
 
 
-def _common_meta(kind: str, spec: LeNetSpec, pre: Preprocessor, training: dict, resize: Resize, patch: PatchSpec | None) -> dict[str, str]:
+def _common_meta(kind: str, saved: SavedModel | SavedAutoencoder) -> dict[str, str]:
+    spec, pre, patch, tile = saved.spec, saved.preprocessor, saved.patch, saved.tile
     return {
         **({"patch": json.dumps(patch.to_dict())} if patch is not None else {}),
+        **({"tile": json.dumps(tile.to_dict())} if tile is not None else {}),
         "format": kind,
         "format_version": str(FORMAT_VERSION),
         "tool": "ssd",
         "tool_version": __version__,
         "network": json.dumps(spec.to_dict()),
-        "resize": Resize(resize).value,
+        "resize": Resize(saved.resize).value,
         # Kept from version 1 for people and tools that read them; the loader checks they agree.
         "architecture": spec.name,
         "channels": str(spec.channels),
         "image_size": str(spec.image_size),
         "preprocessing": pre.to_json(),
-        "training": json.dumps(training),
+        "training": json.dumps(saved.training),
     }
 
 
@@ -113,7 +120,7 @@ def save_model(path: Path, m: SavedModel, *, force: bool = False) -> None:
     tensors["c"] = m.c.detach().to("cpu", torch.float32).contiguous()
     tensors["radius"] = torch.tensor([m.radius], dtype=torch.float32)
     _refuse_non_finite(tensors, threshold=m.threshold, nu=m.nu, eta=m.eta, preprocessing_low=m.preprocessor.low, preprocessing_high=m.preprocessor.high)
-    meta = _common_meta(MODEL_FORMAT, m.spec, m.preprocessor, m.training, m.resize, m.patch)
+    meta = _common_meta(MODEL_FORMAT, m)
     meta.update(objective=m.objective.value, nu=repr(m.nu), eta=repr(m.eta), threshold=repr(m.threshold), threshold_rule=m.threshold_rule)
     write_atomic(path, safetensors_bytes(tensors, metadata=meta), force)
 
@@ -121,7 +128,7 @@ def save_model(path: Path, m: SavedModel, *, force: bool = False) -> None:
 def save_autoencoder(path: Path, a: SavedAutoencoder, *, force: bool = False) -> None:
     tensors = _cpu(a.state, "autoencoder.")
     _refuse_non_finite(tensors, preprocessing_low=a.preprocessor.low, preprocessing_high=a.preprocessor.high)
-    meta = _common_meta(AUTOENCODER_FORMAT, a.spec, a.preprocessor, a.training, a.resize, a.patch)
+    meta = _common_meta(AUTOENCODER_FORMAT, a)
     write_atomic(path, safetensors_bytes(tensors, metadata=meta), force)
 
 
@@ -158,7 +165,8 @@ def _network_v2(meta: dict[str, str]) -> tuple[LeNetSpec, Resize]:
     return spec, Resize(meta["resize"])
 
 
-_NETWORK_READERS = {"1": _network_v1, "2": _network_v2, "3": _network_v2}  # 3: the network names its decoder
+# 3: the network names its decoder; 4: tiled models (`tile`), which older readers would score untiled
+_NETWORK_READERS = {"1": _network_v1, "2": _network_v2, "3": _network_v2, "4": _network_v2}
 
 
 def _patch(meta: dict[str, str], spec: LeNetSpec) -> PatchSpec | None:
@@ -169,6 +177,16 @@ def _patch(meta: dict[str, str], spec: LeNetSpec) -> PatchSpec | None:
     if patch.patch_size != spec.image_size:
         raise _Damaged(f"patches of {patch.patch_size} px do not fit the network's {spec.image_size} px input")
     return patch
+
+
+def _tile(meta: dict[str, str], patch: PatchSpec | None) -> TileSpec | None:
+    """The tile geometry of a tiled model (absent otherwise); its tiles are the patch model's images."""
+    if "tile" not in meta:
+        return None
+    tile = TileSpec.from_dict(json.loads(meta["tile"]))
+    if patch is None or tile.tile_size != patch.image_size:
+        raise _Damaged(f"tiles of {tile.tile_size} px need a patch-level model on {tile.tile_size} px images")
+    return tile
 
 
 def _finite(**values: float) -> None:
@@ -262,7 +280,8 @@ def _read(path: Path, kind: _Kind) -> tuple[dict, dict[str, torch.Tensor]]:
             )
         try:
             spec, resize = _NETWORK_READERS[version](meta)
-            fields = {"spec": spec, "resize": resize, "patch": _patch(meta, spec), **_common_fields(meta), **kind.fields(meta)}
+            patch = _patch(meta, spec)
+            fields = {"spec": spec, "resize": resize, "patch": patch, "tile": _tile(meta, patch), **_common_fields(meta), **kind.fields(meta)}
             _check_tensors(f, _expected(kind, spec))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))

@@ -59,13 +59,13 @@ class Scores:
     results: list[ScoreResult]
     threshold: Threshold
     skipped: list[Skipped] = field(default_factory=list)
-    maps: np.ndarray | None = None  # patch-level models: (N, G, G) patch scores, input order
+    maps: Sequence | None = None  # patch-level models: per image, its patch scores (core/scoring.Grids), input order
     geometry: MapGeometry | None = None  # patch-level models: how maps lie in the images
 
     @classmethod
     def build(
         cls, paths: list[Path | None], scores: np.ndarray, threshold: Threshold, skipped: list[Skipped],
-        maps: np.ndarray | None = None, geometry: MapGeometry | None = None,
+        maps: Sequence | None = None, geometry: MapGeometry | None = None,
     ) -> Scores:  # fmt: skip
         s = np.asarray(scores, dtype=np.float64)
         norm = normalised(s, threshold.value)
@@ -149,7 +149,9 @@ class AnomalyMaps:
     """A patch-level model's anomaly maps (`Detector.score_maps`), in input order."""
 
     paths: list[Path | None]  # None for an in-memory image
-    maps: np.ndarray  # (N, S, S) float32 at the model's input resolution S: one map per path
+    # float32 at the resolution the model saw, one map per path: (N, S, S) at a patch-level model's
+    # input S, or a tiled model's list of (h, w) maps, each at its scaled image's size
+    maps: np.ndarray | list[np.ndarray]
     skipped: list[Skipped] = field(default_factory=list)
 
     def __len__(self) -> int:
