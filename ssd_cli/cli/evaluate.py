@@ -33,7 +33,7 @@ def evaluate(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics, the thresholds to choose from and every score with its label to this JSON file.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report: metrics, ROC and precision-recall curves, score histogram by label, thresholds, the most anomalous images and the worst misses.")] = None,
     gallery: GalleryOpt = 48,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches); a tiled model decodes and scores one image at a time.")] = 512,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:

@@ -39,7 +39,7 @@ def score(
     maps: Annotated[Optional[Path], typer.Option("--maps", help="Patch-level models: write an anomaly heatmap of every scored image into this folder (new or empty), a PNG at the image's own size named RANK-STEM.png (0001-img.png for img.jpg) so names stay unique; colours are score / threshold from 0 to 2: blue below the threshold, yellow to red above it.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the ranked table to print (0 = all).")] = 20,
     gallery: GalleryOpt = 48,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches).")] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images decoded per batch (memory is bounded by about two batches); a tiled model decodes and scores one image at a time.")] = 512,
     workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: half the cores, at most 8; the rest run the network).")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
