@@ -241,7 +241,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0
     files = _resolve_overlaps(report)
-    warnings = input_warnings(report, choice, resize)
+    warnings = input_warnings(report, choice, resize, tiled=tiles.spec is not None)
     if req.resize is not None and tiles.spec is not None:
         warnings.append(f"--resize {req.resize.value} is not used: tiles are cut from the images as they are, keeping their shape")
     if req.tile_scale is not None and tiles.spec is None:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ssd_cli.api import Detector
-from ssd_cli.core.config import Objective, Preprocessing, Tiling
+from ssd_cli.core.config import Objective, Preprocessing, Resize, Tiling
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.nets import Encoder, get_spec
 from ssd_cli.core.patches import PatchSpec
@@ -390,3 +390,31 @@ def test_training_on_tiles_end_to_end(large: Path, tmp_path: Path) -> None:
             assert im.size == (120, 100)
     result = ssd("train", "-u", large, "--image-size", 32, "--patch-size", 16, "--tiles", "off", "--tile-scale", "0.5", "--out", tmp_path / "x.safetensors")
     one_line_error(result, ExitCode.USAGE, "--tile-scale", "--tiles off")
+
+
+def test_tiles_keep_the_shape_so_wide_photos_get_no_squash_warning(tmp_path: Path) -> None:
+    wide = photos(tmp_path / "wide", 3, (240, 100), colour=False)  # aspect 2.4
+    assert not any("squash distorts" in w for w in plan(wide).warnings)
+    assert any("squash distorts" in w for w in plan(wide, tiles=Tiling.OFF).warnings)
+    assert any("--resize crop is not used" in w for w in plan(wide, resize=Resize.CROP).warnings)
+
+
+def test_a_pretrained_autoencoder_fixes_the_tiles(large: Path, tmp_path: Path) -> None:
+    from ssd_cli.core.nets import AutoEncoder
+    from ssd_cli.io.modelfile import SavedAutoencoder, save_autoencoder
+
+    spec = get_spec("mnist", 1, 16)
+    for name, tile in (("tiled", TileSpec(32, 0.5, 16)), ("untiled", None)):
+        saved = SavedAutoencoder(spec, Preprocessor(Preprocessing.SCALE), AutoEncoder(spec).state_dict(), patch=PATCH, tile=tile)
+        save_autoencoder(tmp_path / f"{name}.safetensors", saved)
+    tiled, untiled = tmp_path / "tiled.safetensors", tmp_path / "untiled.safetensors"
+    chosen = plan(large, pretrained=tiled, image_size=None, patch_size=None)
+    assert chosen.tiles.spec == TileSpec(32, 0.5, 16) and "from --pretrained" in chosen.tiles.reason
+    assert plan(large, pretrained=untiled, image_size=None, patch_size=None).tiles.spec is None
+    for path, settings, needle in (
+        (tiled, {"tiles": Tiling.OFF}, "trained on tiles"),
+        (tiled, {"tile_scale": 1.0}, "--tile-scale must match"),
+        (untiled, {"tiles": Tiling.ON}, "trained without tiles"),
+    ):
+        with pytest.raises(UsageError, match=needle):
+            plan(large, pretrained=path, image_size=None, patch_size=None, **settings)

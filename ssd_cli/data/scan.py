@@ -297,12 +297,13 @@ def _choose_size(scan: RoleScan, channels: int) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------------- warnings
 
 
-def input_warnings(report: ScanReport, choice: InputChoice, resize: Resize) -> list[str]:
-    """One sentence per problem worth knowing before training; none of them stops the run."""
+def input_warnings(report: ScanReport, choice: InputChoice, resize: Resize, *, tiled: bool = False) -> list[str]:
+    """One sentence per problem worth knowing before training; none of them stops the run. Tiles
+    keep the images' shape, so a tiled model has no shape to warn about."""
     return [
         *_overlap_warnings(report),
         *_few_images(report),
-        *_shape_warnings(report.unlabeled, resize),
+        *([] if tiled else _shape_warnings(report.unlabeled, resize)),
         *_small_images(report.unlabeled, choice),
         *_unreadable(report),
     ]
