@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ssd_cli.api import Detector
-from ssd_cli.core.config import Objective, Preprocessing, Resize, Tiling
+from ssd_cli.core.config import Objective, Preprocessing, Resize, ThresholdSource, Tiling
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.nets import Encoder, get_spec
 from ssd_cli.core.patches import PatchSpec
@@ -330,6 +330,7 @@ def plan(folder: Path, **settings):
 def test_the_plan_tiles_only_large_images_and_says_why(large: Path, tmp_path: Path) -> None:
     tiled = plan(large)
     assert tiled.tiles.spec == TileSpec(32, 1.0, 16) and tiled.tiles.per_image == 8
+    assert tiled.threshold_from is ThresholdSource.QUANTILE  # a patch-level default, but its held-out samples would be tiles
     assert tiled.tiles.typical == len(TILE.boxes(100, 120))
     assert "median short side 100 px is over 2x the 32 px input" in tiled.tiles.reason and "native resolution" in tiled.tiles.reason
     small = plan(photos(tmp_path / "small", 3, (70, 60), colour=False))  # 60 px: not over 2 x 32
@@ -353,6 +354,8 @@ def test_the_plan_tiles_only_large_images_and_says_why(large: Path, tmp_path: Pa
         ({"tiles_per_image": 0}, "--tiles-per-image must be positive"),
         ({"tiles": Tiling.ON, "patch_size": 0}, "needs a patch-level model"),
         ({"cache": Path("cache")}, "--cache is not available for tiled training"),
+        ({"threshold_from": ThresholdSource.SYNTHETIC}, "--threshold-from synthetic is not available for tiled models"),
+        ({"tiles_per_image": 2000}, "--tiles-per-image must be at most 1024"),
     ],
 )
 def test_contradictions_are_one_line_usage_errors(large: Path, settings: dict, needle: str) -> None:
