@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from ssd_cli.core.scoring import Scorer
 from ssd_cli.errors import ModelFileError, UsageError
 from ssd_cli.io.files import write_atomic
 from ssd_cli.io.modelfile import FORMAT_VERSION, MODEL_FORMAT, SavedModel
+
+if TYPE_CHECKING:  # imported when exporting: the export extra is optional
+    import onnx
 
 EXPORT_FORMAT = "ssd-onnx"
 EXPORT_FORMAT_VERSION = 1  # of the graph's interface: its input, outputs and metadata keys
@@ -100,6 +104,10 @@ def export_onnx(saved: SavedModel, path: Path, *, force: bool = False) -> dict[s
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name, proto.producer_version = "ssd", __version__
     proto.doc_string = f"ssd {saved.spec.name} model: uint8 images (N, {saved.spec.channels}, {saved.input_size}, {saved.input_size}) -> {', '.join(_outputs(saved))}"
+    try:
+        onnx.checker.check_model(proto, full_check=True)  # valid for every runtime, not only onnxruntime
+    except onnx.checker.ValidationError as exc:
+        raise ModelFileError(f"cannot export this model to ONNX: the graph is not valid ONNX ({_first_line(exc)}); nothing was written") from None
     data = proto.SerializeToString()
     _check(data, saved)
     write_atomic(path, data, force)
@@ -110,7 +118,7 @@ def _outputs(saved: SavedModel) -> tuple[str, ...]:
     return OUTPUTS if saved.patch is not None else OUTPUTS[:1]
 
 
-def probe_images(saved: SavedModel, n: int) -> torch.Tensor:
+def _probe_images(saved: SavedModel, n: int) -> torch.Tensor:
     """n fixed uint8 images for the check: a constant one (GCN's zero-contrast case) and noise."""
     size, channels = saved.input_size, saved.spec.channels
     images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
@@ -118,12 +126,12 @@ def probe_images(saved: SavedModel, n: int) -> torch.Tensor:
     return images
 
 
-def _trace(saved: SavedModel):
+def _trace(saved: SavedModel) -> onnx.ModelProto:
     """The ONNX ModelProto of the scoring graph, its batch dimension free. torch.export is called
     first and alone: it fails where the batch size would be fixed, where torch.onnx.export
     silently falls back to a fixed batch."""
     graph = ScoringGraph(saved).eval()
-    example = probe_images(saved, 2)
+    example = _probe_images(saved, 2)
     batch = torch.export.Dim("batch", min=1)
     try:
         with torch.no_grad():
@@ -131,7 +139,7 @@ def _trace(saved: SavedModel):
             exported = torch.onnx.export(
                 program, (example,), input_names=[INPUT], output_names=list(_outputs(saved)), opset_version=OPSET, dynamo=True, verbose=False
             )
-    except (torch.onnx.errors.OnnxExporterError, torch._dynamo.exc.UserError) as exc:
+    except (torch.onnx.errors.OnnxExporterError, torch._dynamo.exc.UserError) as exc:  # UserError: what torch.export raises
         raise ModelFileError(f"cannot export this model to ONNX: {_first_line(exc)}") from None
     return exported.model_proto
 
@@ -146,11 +154,11 @@ def _check(data: bytes, saved: SavedModel) -> None:
     try:
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         for n in (3, 1):
-            images = probe_images(saved, n)
+            images = _probe_images(saved, n)
             got = session.run(None, {INPUT: images.numpy()})
             want = [scorer.score(images).numpy()] + ([scorer.score_maps(images).numpy()] if saved.patch is not None else [])
             for name, g, w in zip(_outputs(saved), got, want):
-                difference = relative_difference(g, w)
+                difference = _relative_difference(g, w)
                 if not difference <= RTOL:
                     raise ModelFileError(
                         f"cannot export this model faithfully: onnxruntime's {name} differs from ssd's by {difference:.2g} (relative) "
@@ -160,14 +168,12 @@ def _check(data: bytes, saved: SavedModel) -> None:
         raise ModelFileError(f"cannot export this model faithfully: onnxruntime cannot run the graph ({_first_line(exc)}); nothing was written") from None
 
 
-def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+def _relative_difference(got: np.ndarray, want: np.ndarray) -> float:
     """The largest |got - want| / |want|, inf if the shapes differ. Values far below the largest
     (1e-3 of it) count relative to that: a map cell near 0 next to one of 5 cannot flip a flag."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
         return float("inf")
-    if want.size == 0:
-        return 0.0
     floor = max(1e-3 * float(np.abs(want).max()), np.finfo(np.float32).tiny)
     return float((np.abs(got - want) / np.maximum(np.abs(want), floor)).max())
 
