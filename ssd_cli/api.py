@@ -179,6 +179,7 @@ class Detector:
 
         return {"file": None if self._file is None else str(self._file), **describe_model(self._model())}
 
+    @python_names
     def export(self, path: str | Path, *, force: bool = False) -> dict[str, str]:
         """Write the model as one ONNX graph, for scoring where there is no torch: uint8 images
         (N, C, S, S) at the model's input -> `score` (and `patch_scores` for patch-level models).
