@@ -264,6 +264,18 @@ def test_a_patch_model_exports_its_grid_and_metadata_says_how_to_feed_it(tmp_pat
     np.testing.assert_array_equal(scores, maps.reshape(2, -1).max(axis=1))
 
 
+# Every field of a model: carried into the graph or its metadata, or not needed to score. A field
+# added later (tiles, say) fails here until `ssd export` carries it or refuses models that use it.
+CARRIED = {"spec", "preprocessor", "c", "encoder_state", "patch", "threshold", "threshold_rule", "resize", "tool_version"}
+NOT_NEEDED_TO_SCORE = {"objective", "nu", "eta", "radius", "training"}  # radius: the threshold carries it
+
+
+def test_export_accounts_for_every_field_of_a_model() -> None:
+    from dataclasses import fields
+
+    assert {f.name for f in fields(SavedModel)} == CARRIED | NOT_NEEDED_TO_SCORE
+
+
 def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
     """The check compares with ssd's own scorer, not with the traced graph: an export that drifts
     by 1e-4 (here a graph made to) fails with exit code 4, and the folder stays empty."""
