@@ -17,6 +17,12 @@ One run measures, on the same data, network, batch size and epochs:
    (native-resolution crops of scikit-image's bundled photos; CIFAR-10 mosaics without scikit-image)
    to the 32-px `cifar10` and the 128-px `lenet-128` network, and decoding alone at those sizes.
    Shrink it for a smoke test: --only photos --photo-n 20 --score-repeats 1.
+6. ONNX (--only onnx; needs the export extra): each model exported by `ssd export`'s code and scored
+   by onnxruntime on the CPU beside torch, on the same files and machine and with as many threads:
+   28x28 PNGs (mnist), 32x32 JPEGs (cifar10), 128x128 JPEGs to a patch-level model (32 px patches at
+   stride 16, the cifar10 network), end to end (ssd's decoding included in both) and the network
+   alone on decoded images. With --device cuda and onnxruntime-gpu, also the CUDA provider.
+   Shrink it for a smoke test: --only onnx --score-n 300 --photo-n 50 --score-repeats 1.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -51,6 +58,7 @@ from ssd_cli.data.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_buil
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.data.images import iter_image_batches, list_images, load_images
 from ssd_cli.core.nets import AutoEncoder, Encoder, get_spec
+from ssd_cli.core.patches import PatchSpec, grid_patches
 from ssd_cli.core.preprocess import Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,16 +334,18 @@ def replicate(src: Path, dst: Path, times: int) -> None:
                 shutil.copyfile(f, sub / f.name)
 
 
-def untrained_model(arch: str, images: torch.Tensor, path: Path) -> None:
-    """An untrained network saved through ssd_cli.io.modelfile: scoring cost does not depend on the weights."""
+def untrained_model(arch: str, images: torch.Tensor, path: Path, patch: PatchSpec | None = None) -> None:
+    """An untrained network saved through ssd_cli.io.modelfile: scoring cost does not depend on the
+    weights. With `patch`, a patch-level model of images at patch.image_size."""
     spec = get_spec(arch)
     pre = Preprocessor.fit(Preprocessing.GCN, images)
     enc = training.seeded_init(lambda: Encoder(spec), 0)
-    c = training.embed(enc, pre(images[:500]).contiguous()).mean(0)
+    x = pre(images[:500]) if patch is None else grid_patches(pre(images[:20]), patch).flatten(0, 1)
+    c = training.embed(enc, x.contiguous()).mean(0)
     saved = modelfile.SavedModel(
         spec=spec, objective=Objective.ONE_CLASS, nu=0.1, eta=1.0, preprocessor=pre, c=c, radius=0.0,
         threshold=1e30, threshold_rule="benchmark (untrained)", encoder_state=enc.state_dict(),  # finite: files refuse inf
-        training={"note": "untrained network written by benchmarks/speed.py"},
+        training={"note": "untrained network written by benchmarks/speed.py"}, patch=patch,
     )
     modelfile.save_model(path, saved, force=True)
 
@@ -508,6 +518,102 @@ def bench_photos(root: Path, device: torch.device, args, tmp: Path) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------- ONNX
+
+ONNX_PATCH = PatchSpec(128, 32, 16)  # the 128 px patch-level model: a 7 x 7 grid of 32 px patches
+
+
+def write_mosaics(images: torch.Tensor, folder: Path, n: int) -> None:
+    """n 128x128 JPEGs of 4 x 4 real 32 px photos each (quality 90, as cameras save)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    tiles = images.permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        t = tiles[(16 * i + np.arange(16)) % len(tiles)]
+        arr = np.concatenate([np.concatenate(list(t[4 * r : 4 * r + 4]), axis=1) for r in range(4)], axis=0)
+        Image.fromarray(arr).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def best_rate(n: int, repeats: int, run) -> float:
+    """Images per second of the fastest of `repeats` calls of run() (after one warm-up call)."""
+    run()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        runs.append(time.perf_counter() - start)
+    return n / min(runs)
+
+
+def time_onnx(onnx_path: Path, model: Path, files: list[Path], device: torch.device, provider: str, args) -> dict:
+    """torch and onnxruntime on the same files: end to end through ssd's decoding thread pool
+    (batches of 512), and the network alone on the decoded images."""
+    import onnxruntime
+
+    saved = modelfile.load_model(model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as torch has
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=[provider])
+    scorer = Scorer(saved, device)
+    size, channels = saved.input_size, saved.spec.channels
+    images = load_images(files, size, channels, workers=args.workers, resize=saved.resize).images
+    batches = [b.numpy() for b in images.split(512)]
+
+    def ort_files() -> None:
+        for batch in iter_image_batches(files, size, channels, 512, args.workers, resize=saved.resize):
+            session.run(["score"], {"images": batch.images.numpy()})
+
+    def torch_files() -> None:
+        for _ in scorer.score_files(files, workers=args.workers):
+            pass
+
+    return {
+        "n_files": len(files),
+        "provider": provider,
+        "threads": torch.get_num_threads(),
+        "torch_images_per_s": best_rate(len(files), args.score_repeats, torch_files),
+        "onnx_images_per_s": best_rate(len(files), args.score_repeats, ort_files),
+        "torch_network_images_per_s": best_rate(len(files), args.score_repeats, lambda: scorer.score(images)),
+        "onnx_network_images_per_s": best_rate(len(files), args.score_repeats, lambda: [session.run(["score"], {"images": b}) for b in batches]),
+    }
+
+
+def bench_onnx(root: Path, device: torch.device, args, tmp: Path) -> dict:
+    if importlib.util.find_spec("onnxruntime") is None:
+        log("\n== ONNX: skipped, onnxruntime is not installed (pip install -e '.[export]')")
+        return {"skipped": "onnxruntime not installed"}
+    import onnxruntime
+
+    from ssd_cli.io.onnx_export import export_onnx
+
+    providers = ["CPUExecutionProvider"] + (["CUDAExecutionProvider"] if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers() else [])
+    log(f"\n== ONNX: onnxruntime {onnxruntime.__version__} ({', '.join(providers)}) beside torch on {device}, {torch.get_num_threads()} threads each; "
+        f"end to end (ssd's decoding) and the network alone; load average {tuple(round(v, 2) for v in os.getloadavg())}")
+    mnist = load_builtin("mnist", root, train=True).images[: args.score_n]
+    cifar = cifar_class0(root, min(args.score_n, 5000))
+    out: dict = {}
+    for kind, arch, writer, patch, n in (
+        ("png_28", "mnist", lambda folder: write_pngs(mnist, folder), None, len(mnist)),
+        ("jpeg_32", "cifar10", lambda folder: write_jpegs(cifar, folder), None, len(cifar)),
+        ("patch_128", "cifar10", lambda folder: write_mosaics(cifar, folder, args.photo_n), ONNX_PATCH, args.photo_n),
+    ):
+        folder, model = tmp / f"onnx_{kind}", tmp / f"onnx_{kind}.safetensors"
+        writer(folder)
+        files = list_images([folder]).files
+        untrained_model(arch, load_images(files[:64], patch.image_size if patch else get_spec(arch).image_size, 3 if arch == "cifar10" else 1).images, model, patch)
+        export_onnx(modelfile.load_model(model), model.with_suffix(".onnx"), force=True)
+        for provider in providers:
+            r = time_onnx(model.with_suffix(".onnx"), model, files, device, provider, args)
+            r["ratio"] = r["onnx_images_per_s"] / r["torch_images_per_s"]
+            r["network_ratio"] = r["onnx_network_images_per_s"] / r["torch_network_images_per_s"]
+            out[f"{kind}_{provider}"] = r
+            log(f"  {kind} ({arch}{', patches' if patch else ''}), {r['n_files']} files, {provider}: torch {r['torch_images_per_s']:.0f} img/s, "
+                f"onnxruntime {r['onnx_images_per_s']:.0f} img/s (x{r['ratio']:.2f}); network alone torch {r['torch_network_images_per_s']:.0f}, "
+                f"onnxruntime {r['onnx_network_images_per_s']:.0f} img/s (x{r['network_ratio']:.2f})")
+    return out
+
+
 # --------------------------------------------------------------------------------------------- One-Class variants
 
 
@@ -615,6 +721,15 @@ def summary(res: dict) -> str:
                     lines.append(fmt_row((f"{pw}x{phh} JPEG -> {arch}", f"{r['images_per_s']:.0f}", f"{r['decode_only_images_per_s']:.0f}",
                                           f"{r['loadavg'][0]:.2f}"), w3))
         lines.append(f"  photos: {ph['source']}")
+    if "onnx" in res and "skipped" not in res["onnx"]:
+        lines.append("")
+        w4 = (44, 10, 10, 7, 12, 12, 7)
+        lines.append(fmt_row(("onnxruntime vs torch scoring", "torch", "onnx", "ratio", "torch net", "onnx net", "ratio"), w4))
+        for key, r in res["onnx"].items():
+            if isinstance(r, dict):
+                lines.append(fmt_row((f"{key}, {r['n_files']} files", f"{r['torch_images_per_s']:.0f}", f"{r['onnx_images_per_s']:.0f}", f"{r['ratio']:.2f}x",
+                                      f"{r['torch_network_images_per_s']:.0f}", f"{r['onnx_network_images_per_s']:.0f}", f"{r['network_ratio']:.2f}x"), w4))
+        lines.append("  img/s, best of --score-repeats; 'net': the network alone on decoded images; ratio = onnxruntime / torch")
     lines.append("")
     lines.append("targets:")
     for name, ok, value in targets(res):
@@ -666,7 +781,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--photo-n", type=int, default=1000, help="JPEGs per photo size (224x224 and 1024x768) for the photo scoring")
-    p.add_argument("--only", nargs="+", choices=("mnist", "cifar10", "scoring", "photos"), default=("mnist", "cifar10", "scoring", "photos"))
+    p.add_argument("--only", nargs="+", choices=("mnist", "cifar10", "scoring", "photos", "onnx"), default=("mnist", "cifar10", "scoring", "photos", "onnx"))
     p.add_argument("--skip-memory", action="store_true", help="no `ssd score` subprocesses (peak RSS)")
     p.add_argument("--variants", action="store_true", help="also time One-Class training under other settings: 1 thread, bf16 autocast (and torch.compile with --compile)")
     p.add_argument("--compile", action="store_true", help="with --variants: include torch.compile (slow to compile on CPU)")
@@ -696,6 +811,8 @@ def main(argv=None) -> int:
             section(res, "scoring", bench_scoring, root, device, args, Path(tmpdir))
         if "photos" in args.only:
             section(res, "photos", bench_photos, root, device, args, Path(tmpdir))
+        if "onnx" in args.only:
+            section(res, "onnx", bench_onnx, root, device, args, Path(tmpdir))
         if "mnist" in args.only:
             section(res, "mnist", bench_mnist, root, device, args)
             ctx = res["mnist"].pop("_ctx")

@@ -3,6 +3,7 @@
     det = Detector().fit("normal/", anomalies="bad/", epochs=20)
     det.save("model.safetensors")
     det = Detector.load("model.safetensors")
+    det.export("model.onnx")                 # one ONNX graph for onnxruntime (the `export` extra)
     scores = det.score("incoming/")          # Scores: path, score, normalised score, flag per image
     flags = det.predict(images)              # bool per image
     maps = det.score_maps("incoming/")       # patch-level models: an anomaly map per image
@@ -177,6 +178,18 @@ class Detector:
         from ssd_cli.io.info import describe_model
 
         return {"file": None if self._file is None else str(self._file), **describe_model(self._model())}
+
+    @python_names
+    def export(self, path: str | Path, *, force: bool = False) -> dict[str, str]:
+        """Write the model as one ONNX graph, for scoring where there is no torch: uint8 images
+        (N, C, S, S) at the model's input -> `score` (and `patch_scores` for patch-level models).
+        onnxruntime checks it scores as this detector does before it is written (else a
+        ModelFileError, and no file); needs the `export` extra. Returns the metadata stored in it:
+        threshold and rule, input size, channels, resize policy, patch grid, versions (docs/deploy.md).
+        """
+        from ssd_cli.io.onnx_export import export_onnx
+
+        return export_onnx(self._model(), Path(path), force=force)
 
     # --- scoring ------------------------------------------------------------------------------
 

@@ -148,5 +148,6 @@ def run() -> None:
 # The commands register themselves on `app` when imported, in the order `ssd --help` lists them.
 from ssd_cli.cli import train  # noqa: E402, F401, I001  (pretrain, train)
 from ssd_cli.cli import score  # noqa: E402, F401  (score, info)
+from ssd_cli.cli import export  # noqa: E402, F401
 from ssd_cli.cli import evaluate  # noqa: E402, F401
 from ssd_cli.cli import benchmark  # noqa: E402, F401

@@ -18,8 +18,14 @@ def _scaled(x: torch.Tensor) -> torch.Tensor:
 
 
 def global_contrast_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Per image: subtract the mean, divide by the mean absolute deviation (l1), as Deep SVDD did."""
+    """Per image: subtract the mean, divide by the mean absolute deviation (l1), as Deep SVDD did.
+
+    The first pixel is subtracted before the mean is taken, which GCN's result does not depend on:
+    a constant image is then exactly zero, where the rounding of its float32 mean would leave an
+    ulp of noise that the division blows up to all -1 (for some values and sizes), and differently
+    in every runtime (an exported model, io/onnx_export.py, must score a blank frame as ssd does)."""
     flat = x.flatten(1)
+    flat = flat - flat[:, :1]
     flat = flat - flat.mean(dim=1, keepdim=True)
     scale = flat.abs().mean(dim=1, keepdim=True)
     scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))  # a constant image stays all zero
