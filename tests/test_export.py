@@ -268,12 +268,26 @@ def test_a_patch_model_exports_its_grid_and_metadata_says_how_to_feed_it(tmp_pat
 # added later (tiles, say) fails here until `ssd export` carries it or refuses models that use it.
 CARRIED = {"spec", "preprocessor", "c", "encoder_state", "patch", "threshold", "threshold_rule", "resize", "tool_version"}
 NOT_NEEDED_TO_SCORE = {"objective", "nu", "eta", "radius", "training"}  # radius: the threshold carries it
+REFUSED = {"tile"}  # a model that uses it is refused (test below)
 
 
 def test_export_accounts_for_every_field_of_a_model() -> None:
     from dataclasses import fields
 
-    assert {f.name for f in fields(SavedModel)} == CARRIED | NOT_NEEDED_TO_SCORE
+    assert {f.name for f in fields(SavedModel)} == CARRIED | NOT_NEEDED_TO_SCORE | REFUSED
+
+
+def test_a_tiled_model_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from ssd_cli.core.tiles import TileSpec
+    from ssd_cli.errors import UsageError
+
+    tiled = replace(untrained("cifar10", PatchSpec(64, 32, 16)), tile=TileSpec(tile_size=64, scale=1.0, overlap=32))
+    out = tmp_path / "tiled.onnx"
+    with pytest.raises(UsageError, match="tiled models .* cannot be exported"):
+        onnx_export.export_onnx(tiled, out)
+    assert not out.exists()
 
 
 def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_path: Path, monkeypatch) -> None:

@@ -97,6 +97,8 @@ def export_onnx(saved: SavedModel, path: Path, *, force: bool = False) -> dict[s
     """Write the model's scoring graph to `path` (atomically, never over a file unless force) once
     onnxruntime has shown it scores as ssd does; returns the metadata written into it."""
     require_packages()
+    if saved.tile is not None:  # the graph would take one tile; the tiling and stitching live outside it
+        raise UsageError("tiled models (large photos cut into tiles) cannot be exported to ONNX yet; train with --tiles off to export one")
     import onnx
 
     proto = _trace(saved)
