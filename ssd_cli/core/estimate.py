@@ -1,19 +1,19 @@
 """How long training will take here: a few timed steps of the real network on random data.
 
-Cheap enough to run before every plan (well under a second for the paper's networks, a few seconds
+Cheap enough to run before every plan (one to two seconds for the paper's networks, a few seconds
 for 128-px networks on a CPU), and honest about this machine, its threads and its device.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
 from ssd_cli.core.config import PAPER_TRAIN, TrainConfig
 from ssd_cli.core.nets import AutoEncoder, LeNetSpec
-from ssd_cli.core.training import pretrain_autoencoder, seeded_init, train_deep_svdd
+from ssd_cli.core.training import EpochCallback, pretrain_autoencoder, seeded_init, train_deep_svdd
 
 
 @dataclass(frozen=True)
@@ -24,33 +24,35 @@ class StepCost:
     autoencoder: float
 
 
-def step_cost(spec: LeNetSpec, device: torch.device, batch_size: int, steps: int = 2) -> StepCost:
-    """Time `steps` mini-batches of each phase after one warm-up batch (first calls pay for set-up)."""
+def step_cost(spec: LeNetSpec, device: torch.device, batch_size: int, steps: int = 1) -> StepCost:
+    """Time epochs of `steps` mini-batches in each phase, after a first one that pays for set-up:
+    building the network, finding c and making the optimiser happen once per run, not per step
+    (timing them with the steps made phi's cost 1.5-1.7x too high on a CPU). The faster of two timed
+    epochs counts: on a machine shared with other work one step can take twice as long.
+
+    The paper's small inputs (32 px and less) and any input on a GPU are timed at the batch training
+    uses: the cost per image depends on it (on a CPU, 1.4x from 64 to 200 images measured for
+    fashion-mnist, whose activations then outgrow the cache; on a GPU a step costs about the same at
+    any small batch). Larger inputs on a CPU are timed on 64 images, to stay cheap before every plan.
+    """
     from ssd_cli.core.pipeline import initial_encoder
 
-    batch = max(2, min(batch_size, 64))
-    x = torch.rand((steps + 1) * batch, spec.channels, spec.image_size, spec.image_size, device=device)
+    small = spec.image_size <= 32 or device.type == "cuda"
+    batch = max(2, batch_size if small else min(batch_size, 64))
+    x = torch.rand(steps * batch, spec.channels, spec.image_size, spec.image_size, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.zeros(len(x), dtype=torch.int8, device=device)
-    one_epoch = replace(PAPER_TRAIN, epochs=1, batch_size=batch)
+    epochs = replace(PAPER_TRAIN, epochs=3, lr_milestones=(), batch_size=batch)
 
-    def timed(run) -> float:
-        run(x[:batch])  # warm-up
-        _sync(device)
-        start = time.perf_counter()
-        run(x[batch:])
-        _sync(device)
-        return (time.perf_counter() - start) / (len(x) - batch)
+    def per_image(run: Callable[[EpochCallback], object]) -> float:
+        seconds: list[float] = []  # each epoch's wall time, which ends with a device sync (its loss)
+        run(lambda info: seconds.append(info.seconds))
+        return min(seconds[1:]) / len(x)
 
-    encoder = timed(lambda data: train_deep_svdd(initial_encoder(spec, None, 0, device), data, y[: len(data)], TrainConfig(optim=one_epoch), seed=0))
+    encoder = per_image(lambda on_epoch: train_deep_svdd(initial_encoder(spec, None, 0, device), x, y, TrainConfig(optim=epochs), seed=0, on_epoch=on_epoch))
     ae = seeded_init(lambda: AutoEncoder(spec), 0).to(device)
-    autoencoder = timed(lambda data: pretrain_autoencoder(ae, data, one_epoch, seed=0))
+    autoencoder = per_image(lambda on_epoch: pretrain_autoencoder(ae, x, epochs, seed=0, on_epoch=on_epoch))
     return StepCost(encoder, autoencoder)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_seconds(cost: StepCost, n_train: int, n_pretrain: int, epochs: int, pretrain_epochs: int) -> float:

@@ -46,6 +46,7 @@ from ssd_cli.experiments.protocol import (
     draw_training_set,
     methods_for_level,
     test_targets,
+    training_counts,
 )
 from ssd_cli.core.stacked import (
     pretrain_autoencoders_stacked,
@@ -490,13 +491,23 @@ def forget_autoencoders(out_dir: Path, data: BenchmarkData, settings: BenchmarkS
 def estimate_seconds(
     runs: list[Run], data: BenchmarkData, settings: BenchmarkSettings, device: torch.device, cost: StepCost | None = None, saved: Collection[tuple] = ()
 ) -> float:
-    """A rough time for the plan from a few timed training steps of this architecture here (or
-    from `cost`, timed before); the pretrainings in `saved` (see saved_autoencoders) cost nothing."""
+    """A rough time for the plan, one run after the other, from a few timed training steps of this
+    architecture here (or from `cost`, timed before); the pretrainings in `saved` (see
+    saved_autoencoders) cost nothing. Each run trains on its unlabeled samples (pollution included)
+    and, if its method uses them, its labeled anomalies (up to a quarter more at 20%); each
+    pretraining sees the unlabeled samples only."""
     cost = cost or step_cost(data.spec, device, settings.train.batch_size)
     n_class = {c: int((data.train.labels == c).sum()) for c in range(data.n_classes)}
-    pretrainings = {_pretraining(r) for r in runs if r.method.is_deep_svdd} - set(saved)
-    total = sum(n_class[r.normal_class] * settings.train.epochs * cost.encoder for r in runs)
-    total += sum(n_class[c] * settings.pretrain.epochs * cost.autoencoder for _, _, c, _ in pretrainings)
+
+    def sizes(r: Run) -> tuple[int, int]:  # (unlabeled, labeled) samples of the run's training set
+        n_poll, m = training_counts(n_class[r.normal_class], r.scenario.settings(r.level))
+        return n_class[r.normal_class] + n_poll, m if r.method.uses_labels else 0
+
+    firsts = {_pretraining(r): r for r in reversed(runs) if r.method.is_deep_svdd}
+    done = set(saved)
+    pretrainings = [r for key, r in firsts.items() if key not in done]
+    total = sum(sum(sizes(r)) * settings.train.epochs * cost.encoder for r in runs)
+    total += sum(sizes(r)[0] * settings.pretrain.epochs * cost.autoencoder for r in pretrainings)
     return total
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,9 +102,29 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     todo = [r for r in runs if r.key() not in done]
     cost = step_cost(data.spec, device, settings.train.batch_size)
     saved = bench.saved_autoencoders(req.out, data, settings, todo)
-    estimate = distributed.broadcast(bench.estimate_seconds(todo, data, settings, device, cost, saved))  # every rank decides alike
+    ranks = distributed.ranks().world_size
+    estimate = distributed.broadcast(wall_seconds(todo, data, settings, device, cost, saved, ranks))  # every rank decides alike
     stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
     return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack, cost)
+
+
+def wall_seconds(
+    runs: list[bench.Run], data: bench.BenchmarkData, settings: bench.BenchmarkSettings, device: torch.device,
+    cost: StepCost, saved: Collection[tuple] = (), world_size: int = 1,
+) -> float:  # fmt: skip
+    """The plan's estimated wall time on `world_size` torchrun ranks. Each rank takes whole setups
+    (`shard`: a class and seed share data and pretraining), so this is the most loaded rank when
+    setups go, largest first, to the least loaded one: about the total / world_size, never less
+    than the largest setup. One process: the runs one after the other."""
+    if world_size <= 1:
+        return bench.estimate_seconds(runs, data, settings, device, cost, saved)
+    setups: dict[tuple, list[bench.Run]] = {}
+    for run in runs:
+        setups.setdefault((run.scenario.value, run.normal_class, run.seed), []).append(run)
+    load = [0.0] * world_size
+    for seconds in sorted((bench.estimate_seconds(g, data, settings, device, cost, saved) for g in setups.values()), reverse=True):
+        load[load.index(min(load))] += seconds
+    return max(load)
 
 
 def _settings(req: BenchmarkRequest, preset: bench.Preset, data: bench.BenchmarkData) -> bench.BenchmarkSettings:
@@ -125,7 +145,7 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
 
     def estimate(settings: bench.BenchmarkSettings, some_classes: list[int]) -> float:
         runs = bench.plan_runs(scenarios, some_classes, settings.seeds, methods, settings.nus, levels)
-        return bench.estimate_seconds(runs, data, settings, plan.device, plan.cost)
+        return wall_seconds(runs, data, settings, plan.device, plan.cost, (), distributed.ranks().world_size)
 
     out: list[tuple[str, float | None]] = []
     if req.preset != bench.Preset.QUICK.value:
