@@ -13,8 +13,8 @@ JSON, under --out:
    200, Adam): one run, and K runs stacked as `ssd benchmark` stacks them (ssd_cli/core/stacked.py);
 4. the CIFAR-10 paper preset, scenario (i), one seed, levels 0% and 5%, stacked, one normal class
    after the other in a fixed order, for as long as the budget lasts, through `ssd benchmark`
-   itself; its --out folder is inside the report folder, so rerunning with that folder (--cifar-out)
-   resumes where the budget stopped it. Each cell is printed beside the paper's figure.
+   itself, into OUT/cifar10; --cifar-from an earlier run's folder copies it there first, so the
+   benchmark resumes where the budget stopped it. Each cell is printed beside the paper's figure.
 
 --tiny runs the same code paths on the CPU in seconds (tiny epochs and data, two classes of
 sample_data as the benchmark's dataset); tests/test_gpu_check.py runs it.
@@ -82,6 +82,7 @@ class Config:
     data_root: Path
     out: Path
     cifar_out: Path
+    cifar_from: Path | None  # an earlier run's benchmark folder to resume from
     parity_epochs: int
     classes: tuple[int, ...]
     threads: int | None
@@ -295,7 +296,9 @@ def _tiny_dataset(folder: Path) -> Path:
 def part_cifar(cfg: Config, clock: Clock) -> dict[str, Any]:
     """`ssd benchmark cifar10` (paper preset, scenario (i), one seed, 0% and 5%, stacked), one normal
     class per call so that each class gets both levels; a call still running when the budget ends is
-    stopped, and the next run with the same --cifar-out resumes it (results.jsonl, autoencoders/)."""
+    stopped, and a later run given this folder (--cifar-from) resumes it (results.jsonl, autoencoders/)."""
+    if cfg.cifar_from is not None:
+        shutil.copytree(cfg.cifar_from, cfg.cifar_out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         if cfg.tiny:
             dataset, extra = str(_tiny_dataset(Path(tmp))), ["--epochs", "1", "--pretrain-epochs", "1"]
@@ -308,7 +311,7 @@ def part_cifar(cfg: Config, clock: Clock) -> dict[str, Any]:
         calls = [_benchmark_class(dataset, c, extra, cfg, clock) for c in cfg.classes]
     records = read_results(results).records if results.exists() else []
     return {
-        "dataset": dataset if not cfg.tiny else "tiny-digits (sample_data, 2 classes)",
+        "dataset": dataset if not cfg.tiny else "tiny-digits (--tiny: two classes of sample_data stand in for CIFAR-10, 1 + 1 epochs)",
         "out": str(cfg.cifar_out),
         "runs_before": before,
         "runs_now": len(records),
@@ -340,12 +343,12 @@ def _benchmark_class(dataset: str, c: int, extra: list[str], cfg: Config, clock:
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
-        status = "stopped at the time budget (rerun with the same --cifar-out to resume)"
+        status = "stopped at the time budget (a run with --cifar-from this folder resumes it)"
     seconds = time.perf_counter() - start
-    estimate = re.search(r"estimated (.+?) here", output or "")
+    plan = re.search(r"plan: (\d+ runs, \d+ already in .*?, \d+ to do); estimated (.+?) here", " ".join((output or "").split()))
     log(f"  cifar: class {c}: {status} in {seconds:.0f} s")
     return {
-        "class": c, "status": status, "seconds": round(seconds, 1), "cli_estimate": estimate.group(1) if estimate else None,
+        "class": c, "status": status, "seconds": round(seconds, 1), "plan": plan.group(1) if plan else None, "cli_estimate": plan.group(2) if plan else None,
         "command": " ".join(cmd[1:]), "output_tail": (output or "")[-1500:],
     }  # fmt: skip
 
@@ -433,8 +436,9 @@ def _cifar_md(r: dict[str, Any]) -> list[str]:
     lines = ["## CIFAR-10, paper preset, scenario (i): one seed, 0% and 5%, stacked", "",
              f"Dataset {r['dataset']}; results in `{r['out']}` ({r['runs_before']} runs there before this call, {r['runs_now']} now); "
              "each call: `ssd benchmark` for one normal class.", ""]  # fmt: skip
-    rows = [[str(c["class"]) + (f" ({names[c['class']]})" if names else ""), c["status"], _num(c.get("seconds"), ".0f"), c.get("cli_estimate") or "—"] for c in r["calls"]]
-    lines += _table(["normal class", "status", "wall s", "the plan's estimate"], rows)
+    rows = [[str(c["class"]) + (f" ({names[c['class']]})" if names else ""), c["status"], _num(c.get("seconds"), ".0f"), c.get("plan") or "—", c.get("cli_estimate") or "—"]
+            for c in r["calls"]]  # fmt: skip
+    lines += _table(["normal class", "status", "wall s", "the plan", "its estimate"], rows)
     cells = [[_num(c["level"], "g") + "%", c["method"] + (" †" if c["repeats_unsupervised"] else ""), str(c["n"]),
               "—" if c["auc"] is None else f"{c['auc']:.1f}±{c['std']:.1f}" + (f" (nu {c['nu']:g})" if c["nu"] else ""),
               "—" if c["paper"] is None else f"{c['paper']:.1f}±{c['paper_std']:.1f}", _num(c["diff"], "+.1f")] for c in r["cells"]]  # fmt: skip
@@ -462,7 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cuda (default), cuda:N or cpu; --tiny: cpu")
     p.add_argument("--data-root", type=Path, default=Path(os.environ.get("SSD_DATA_ROOT") or REPO.parent / "shared" / "datasets"),
                    help="folder with cifar10-jpeg/ (or cifar-10-batches-py/); default $SSD_DATA_ROOT, else ../shared/datasets")  # fmt: skip
-    p.add_argument("--cifar-out", type=Path, default=None, help="the benchmark's results folder (default OUT/cifar10); give an earlier one to resume")
+    p.add_argument("--cifar-from", type=Path, default=None, help="an earlier run's benchmark folder (OUT/cifar10), copied into this one's to resume from it")
     p.add_argument("--classes", default=",".join(map(str, CIFAR_ORDER)), help="normal classes, in the order they are run")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; --tiny: 1)")
     return p.parse_args(argv)
@@ -479,7 +483,9 @@ def make_config(a: argparse.Namespace) -> Config:
         sizes = dict(parity_epochs=10, batch=None, steps=10, epochs=4, stacks=STACKS, classes=classes)
     if a.tiny and set(sizes["classes"]) - {0, 1}:
         sizes["classes"] = (0, 1)  # the tiny dataset has two classes
-    return Config(device=device, tiny=a.tiny, budget=a.budget, data_root=a.data_root, out=a.out, cifar_out=a.cifar_out or a.out / "cifar10", threads=threads, **sizes)
+    out = a.out.resolve()  # the benchmark runs in a subprocess from the repository root
+    return Config(device=device, tiny=a.tiny, budget=a.budget, data_root=a.data_root.resolve(), out=out, cifar_out=out / "cifar10",
+                  cifar_from=a.cifar_from.resolve() if a.cifar_from else None, threads=threads, **sizes)  # fmt: skip
 
 
 def run(cfg: Config) -> dict[str, dict[str, Any]]:

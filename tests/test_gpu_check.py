@@ -105,6 +105,17 @@ def test_an_exhausted_budget_stops_every_part_before_any_work(tmp_path):
     assert parts["total"]["seconds"] < 5
 
 
+def test_a_later_run_resumes_the_benchmark_from_an_earlier_folder(tiny, tmp_path):
+    """--cifar-from: what a lent GPU could not finish, the next one takes up (finished runs are not redone)."""
+    gpu_check = _module()
+    earlier = tiny[2] / "cifar10"
+    cfg = gpu_check.make_config(gpu_check.parse_args(["--tiny", "--classes", "0", "--cifar-from", str(earlier), "--out", str(tmp_path)]))
+    result = gpu_check.part_cifar(cfg, gpu_check.Clock(60))
+    assert result["runs_before"] == result["runs_now"] == 14
+    [call] = result["calls"]
+    assert call["status"] == "done" and call["plan"].startswith("7 runs, 7 already in") and call["plan"].endswith("0 to do")
+
+
 def test_the_paper_figures_for_cifar10_are_the_ones_beside_the_cells():
     """The tiny dataset has no paper figures, so check the lookup the full run's cells come from."""
     gpu_check = _module()
