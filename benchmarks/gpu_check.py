@@ -203,10 +203,9 @@ def part_parity(cfg: Config, clock: Clock) -> dict[str, Any]:
     out: dict[str, Any] = {
         "epochs": cfg.parity_epochs, "n_normal": len(normal), "n_anomalies": len(anomalies), "n_scored": len(incoming), "runs": runs,
     }  # fmt: skip
-    if "device" in scores:
-        out["device_vs_cpu"] = compare(scores["device"], scores["cpu"])
-    if "device_again" in scores:
-        out["device_vs_device"] = compare(scores["device_again"], scores["device"])
+    for key, (a, b) in (("device_vs_cpu", ("device", "cpu")), ("device_vs_device", ("device_again", "device"))):
+        if a in scores and b in scores:
+            out[key] = compare(scores[a], scores[b])
     return out
 
 
