@@ -49,7 +49,7 @@ ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
-            "patch_size", "patch_stride", "patches_per_image", "tiles", "tile_scale", "tiles_per_image", "threshold_quantile", "seed", "cache",
+            "patch_size", "patch_stride", "patch_top_k", "patches_per_image", "tiles", "tile_scale", "tiles_per_image", "threshold_quantile", "seed", "cache",
             "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight", "threshold_from")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 _WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
@@ -388,13 +388,13 @@ class Detector:
                 assert saved.tile is not None
                 for im in items:
                     tiled = scorer.score_tiled(fit_scaled(im, saved.tile.scaled, channels))
-                    part.add([None], torch.tensor([tiled.score]), [tiled], [])
+                    part.add([None], torch.tensor([tiled.score(saved.patch.top_k)]), [tiled], [])
                     done += 1
                     _report(on_progress, done, total)
             else:
                 for chunk in items.split(batch_size):
                     maps = scorer.score_maps(chunk) if saved.patch is not None else None
-                    part.add([None] * len(chunk), scorer.score(chunk) if maps is None else image_scores(maps), maps, [])
+                    part.add([None] * len(chunk), scorer.score(chunk) if maps is None else image_scores(maps, saved.patch.top_k), maps, [])
                     done += len(chunk)
                     _report(on_progress, done, total)
             parts.append(part)

@@ -102,6 +102,7 @@ class TrainRequest:
     pretrained: Path | None = None
     patch_size: int | None = None  # None: the default rule (default_patch_size); 0: whole images
     patch_stride: int | None = None  # default: half the patch
+    patch_top_k: int | None = None  # an image scores as the mean of its top k patches; default (patch / stride)^2
     patches_per_image: int = 4
     tiles: Tiling = Tiling.AUTO  # large photos cut into tiles (choose_tiles)
     tile_scale: float | None = None  # None: native resolution (1), or the --pretrained file's scale
@@ -322,7 +323,7 @@ def _choose_network(req: TrainRequest, report: ScanReport) -> tuple[InputChoice,
     except ValueError as exc:
         raise UsageError(f"--patch-size/--patch-stride: {exc}") from None
     reasons = (*whole.reasons[:2], f"{arch}: the network for {patch_size} px patches")
-    return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchView(patch, req.patches_per_image)
+    return InputChoice(arch, whole.channels, whole.image_size, reasons), spec, PatchView(_scored_by(patch, req), req.patches_per_image)
 
 
 PATCH_FROM_SIZE = 128  # inputs of this side and more get patch-level models by default
@@ -346,7 +347,17 @@ def _patches_of(saved: SavedAutoencoder, req: TrainRequest) -> PatchView | None:
         return None
     if req.patch_size and req.patch_size != saved.patch.patch_size:
         raise UsageError(f"--pretrained {req.pretrained} was trained on {saved.patch.patch_size} px patches; --patch-size must match")
-    return PatchView(saved.patch, req.patches_per_image)
+    return PatchView(_scored_by(saved.patch, req), req.patches_per_image)
+
+
+def _scored_by(patch: PatchSpec, req: TrainRequest) -> PatchSpec:
+    """The grid with its image score: the mean of --patch-top-k patches, by default the
+    (patch / stride)^2 patches that hold any one point (docs/photos.md measured it against the max)."""
+    k = req.patch_top_k if req.patch_top_k is not None else max(1, patch.patch_size // patch.stride) ** 2
+    try:
+        return replace(patch, top_k=k)
+    except ValueError as exc:
+        raise UsageError(f"--patch-top-k: {exc}") from None
 
 
 TILE_FACTOR = 2  # auto tiles images whose median short side, at the tile scale, exceeds this many input sides

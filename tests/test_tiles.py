@@ -129,7 +129,7 @@ def test_stitching_puts_a_tiles_map_where_the_tile_is() -> None:
     top, left = boxes[6]
     y, x = np.unravel_index(np.argmax(stitched), stitched.shape)
     assert top + 16 <= y < top + 32 and left + 8 <= x < left + 24  # inside that patch of that tile
-    assert stitched.max() <= t.score == 5.0  # a map never exceeds its image's score
+    assert stitched.max() <= t.score() == 5.0  # a map never exceeds its image's score
     outside = np.ones_like(stitched, dtype=bool)
     outside[top : top + 32, left : left + 32] = False
     assert np.all(stitched[outside] == 0)  # nothing leaks beyond the tile
@@ -376,7 +376,7 @@ def test_training_on_tiles_end_to_end(large: Path, tmp_path: Path) -> None:
     assert "at most 3 random ones of each image trained on" in plan_text and "median short side 100 px is over 2x" in plan_text
     assert "2 labeled (scored after training, not trained on" in plan_text
     saved = load_model(out)
-    assert saved.tile == TileSpec(32, 1.0, 16) and saved.patch == PatchSpec(32, 16, 8)
+    assert saved.tile == TileSpec(32, 1.0, 16) and saved.patch == PatchSpec(32, 16, 8, top_k=4)
     t = saved.training
     assert (t["n_unlabeled"], t["n_labeled_anomalous"]) == (6, 2)  # images, not tiles
     assert t["tiles"] == {"per_image": 3, "trained": {"n_unlabeled": 18}}  # 3 of each image's 42 tiles; no anomaly's

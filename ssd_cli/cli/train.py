@@ -119,6 +119,7 @@ def train(
     resize: ResizeOpt = None,
     patch_size: PatchOpt = None,
     patch_stride: PatchStrideOpt = None,
+    patch_top_k: Annotated[Optional[int], typer.Option("--patch-top-k", help="Patch-level models: an image scores as the mean of its K largest patch distances. Default: (patch / stride)^2, the patches that hold any one point (4 at the default stride).")] = None,
     patches_per_image: PatchesPerImageOpt = 4,
     tiles: TilesOpt = Tiling.AUTO,
     tile_scale: TileScaleOpt = None,
@@ -151,7 +152,7 @@ def train(
     check_writable(out, force)
     settings = dict(
         objective=objective, nu=nu, eta=eta, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
-        preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image,
+        preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patch_top_k=patch_top_k, patches_per_image=patches_per_image,
         tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image,
         epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
         batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,

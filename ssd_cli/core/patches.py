@@ -30,12 +30,14 @@ class PatchSpec:
 
     The grid starts at the top-left corner and its last patch touches the bottom-right border, so
     (image_size - patch_size) must be a multiple of stride; stride <= patch_size so that every
-    pixel lies in some patch (a defect in a gap would never be scored).
+    pixel lies in some patch (a defect in a gap would never be scored). An image scores as the mean
+    of its top_k largest patch distances (1: its worst patch, as files of ssd 0.4 and before).
     """
 
     image_size: int
     patch_size: int
     stride: int
+    top_k: int = 1
 
     def __post_init__(self) -> None:
         bounds = (("image size", self.image_size, MAX_IMAGE_SIZE), ("patch size", self.patch_size, self.image_size), ("stride", self.stride, self.patch_size))
@@ -49,6 +51,8 @@ class PatchSpec:
             )
         if self.grid**2 > MAX_GRID_PATCHES:
             raise ValueError(f"{self.grid}x{self.grid} patches per image, more than the {MAX_GRID_PATCHES:,} allowed: use a larger stride")
+        if type(self.top_k) is not int or not 1 <= self.top_k <= self.grid**2:
+            raise ValueError(f"top_k must be an integer from 1 to the {self.grid**2} patches of the grid, got {self.top_k!r}")
 
     @property
     def grid(self) -> int:
@@ -56,18 +60,19 @@ class PatchSpec:
         return (self.image_size - self.patch_size) // self.stride + 1
 
     def to_dict(self) -> dict:
-        return {"image_size": self.image_size, "patch_size": self.patch_size, "stride": self.stride, "grid": self.grid}
+        return {"image_size": self.image_size, "patch_size": self.patch_size, "stride": self.stride, "grid": self.grid, "top_k": self.top_k}
 
     @classmethod
     def from_dict(cls, d: object) -> PatchSpec:
-        """A spec from `to_dict` output, validated (ValueError); `grid`, if given, must match."""
+        """A spec from `to_dict` output, validated (ValueError); `grid`, if given, must match; without
+        `top_k` (files of ssd 0.4 and before) an image scores as its worst patch."""
         if not isinstance(d, dict):
             raise ValueError(f"a patch description must be a JSON object, got {type(d).__name__}")
         known = {"image_size", "patch_size", "stride"}
-        missing, unknown = sorted(known - set(d)), sorted(map(str, set(d) - known - {"grid"}))
+        missing, unknown = sorted(known - set(d)), sorted(map(str, set(d) - known - {"grid", "top_k"}))
         if missing or unknown:
             raise ValueError(f"the patch description lacks {missing} or has unknown keys {unknown}")
-        spec = cls(d["image_size"], d["patch_size"], d["stride"])
+        spec = cls(d["image_size"], d["patch_size"], d["stride"], d.get("top_k", 1))
         if "grid" in d and d["grid"] != spec.grid:
             raise ValueError(f"inconsistent patch description: grid {d['grid']!r}, but its sizes give {spec.grid}")
         return spec
@@ -153,6 +158,11 @@ def patch_distances(encoder: Encoder, c: torch.Tensor, x: torch.Tensor, p: Patch
     return torch.cat(maps) if maps else torch.zeros((0, g, g), device=x.device)
 
 
-def image_scores(maps: torch.Tensor) -> torch.Tensor:
-    """An image is as anomalous as its worst patch: the max over its map, (N,)."""
-    return maps.flatten(1).amax(dim=1)
+def image_scores(maps: torch.Tensor, top_k: int = 1) -> torch.Tensor:
+    """An image's score from its map, (N,): the mean of its top_k largest patch distances. A defect
+    point lies in (patch / stride)^2 grid patches, so their mean is steadier than the one worst patch,
+    which any single odd patch of normal texture can set."""
+    flat = maps.flatten(1)
+    if top_k == 1:
+        return flat.amax(dim=1)
+    return flat.topk(min(top_k, flat.shape[1]), dim=1).values.mean(dim=1)

@@ -55,7 +55,7 @@ class Scorer:
         """Scores s(x) = ||phi(x) - c|| for uint8 images already at the model's size and channels;
         for a patch-level model, the largest patch score of each image."""
         if self.saved.patch is not None:
-            return image_scores(self.score_maps(images))
+            return image_scores(self.score_maps(images), self.saved.patch.top_k)
         out = [
             squared_distances(self.encoder(self._input(chunk)), self.c).sqrt()
             for chunk in images.split(eval_batch_size(self.device))
@@ -94,11 +94,11 @@ class Scorer:
                     yield ScoredBatch([], [image], torch.zeros(0), [])
                 else:
                     t = self.score_tiled(image)
-                    yield ScoredBatch([path], [], torch.tensor([t.score]), [t])
+                    yield ScoredBatch([path], [], torch.tensor([t.score(saved.patch.top_k)]), [t])
             return
         for batch in iter_image_batches(files, saved.input_size, saved.spec.channels, batch_size, workers, resize=saved.resize):
             if saved.patch is None:
                 yield ScoredBatch(batch.paths, batch.skipped, self.score(batch.images))
             else:
                 maps = self.score_maps(batch.images)
-                yield ScoredBatch(batch.paths, batch.skipped, image_scores(maps), maps.numpy())
+                yield ScoredBatch(batch.paths, batch.skipped, image_scores(maps, saved.patch.top_k), maps.numpy())

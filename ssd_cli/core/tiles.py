@@ -94,17 +94,18 @@ class TiledGrids:
     height: int
     width: int
 
-    @property
-    def score(self) -> float:
-        """The image's score: its worst patch over all tiles."""
-        return float(self.grids.max())
+    def score(self, top_k: int = 1) -> float:
+        """The image's score: the mean of its top_k largest patch distances over all tiles
+        (patches.image_scores over the tiles together)."""
+        flat = np.sort(self.grids.ravel())
+        return float(flat[-top_k:].mean(dtype=np.float64)) if top_k > 1 else float(flat[-1])
 
 
 def stitch(t: TiledGrids, tile: TileSpec, patch: PatchSpec, sigma: float | None = None) -> np.ndarray:
     """The (height, width) float32 map of a scaled image: each tile's pixel map (core/maps.py) put
-    where the tile is, the maximum where tiles overlap. The maximum, as the image's score is the
-    worst tile's: a defect that one tile sees whole is not diluted by a neighbour that sees it cut
-    at its border, and the map never exceeds the image's score."""
+    where the tile is, the maximum where tiles overlap: a defect that one tile sees whole is not
+    diluted by a neighbour that sees it cut at its border, and the map never exceeds the image's
+    worst patch."""
     boxes = tile.boxes(t.height, t.width)
     if len(boxes) != len(t.grids):
         raise ValueError(f"a {t.width}x{t.height} image has {len(boxes)} tiles, but {len(t.grids)} grids were given")

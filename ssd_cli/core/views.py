@@ -132,7 +132,7 @@ class PatchView:
         return init_patch_center(encoder, x, y, self.spec, eps)  # type: ignore[arg-type]
 
     def scores(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return image_scores(patch_distances(encoder, c, x, self.spec))  # type: ignore[arg-type]
+        return image_scores(patch_distances(encoder, c, x, self.spec), self.spec.top_k)  # type: ignore[arg-type]
 
 
 def holds_defect(masks: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ Where a model is deployed there is rarely torch, and a second preprocessing path
 drifts from training's: exported models that score differently are the common complaint. So the
 graph holds all of scoring after decoding: the stored preprocessing (scale or GCN with its
 statistics), phi, the distance to c and, for patch-level models, the grid of patches and the map
-(image score = its maximum). It is traced from the very modules `ssd score` runs, and before a byte
+(image score = the mean of its top_k largest patch scores). It is traced from the very modules `ssd score` runs, and before a byte
 is written onnxruntime runs it beside ssd's own scorer on probe images at two batch sizes: a graph
 that does not give the same scores (within RTOL) is refused, never written. What a deployment
 still does itself, decoding and fitting each image to the square input, is named in the file's
@@ -67,7 +67,7 @@ class ScoringGraph(nn.Module):
         g = self.patch.grid
         # view(-1, ...), not view(len(x), ...): len() would fix the batch size in the traced graph
         maps = squared_distances(self.encoder(grid_patches(x, self.patch).flatten(0, 1)), self.c).sqrt().view(-1, g, g)
-        return image_scores(maps), maps
+        return image_scores(maps, self.patch.top_k), maps
 
 
 def metadata(saved: SavedModel) -> dict[str, str]:
