@@ -240,7 +240,8 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         raise UsageError(str(exc)) from None
     # `ssd pretrain` has one set of optimiser options, which apply to the pretraining schedule
     pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
-    wants_pretraining = saved_ae is None and pre_optim.epochs > 0
+    asked = req.pretrain.epochs is not None or schedule.pretrain_by_default
+    wants_pretraining = saved_ae is None and pre_optim.epochs > 0 and asked
     files = _resolve_overlaps(report)
     warnings = input_warnings(report, choice, resize, tiled=tiles.spec is not None)
     if req.resize is not None and tiles.spec is not None:

@@ -198,7 +198,8 @@ def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: P
     maps = detector.score_maps(images)
     assert maps.shape == (8, 3, 3)
     again = Scorer(load_model(out), torch.device("cpu"))
-    assert torch.equal(again.score(images), maps.flatten(1).amax(1))
+    assert saved.patch.top_k == 4  # (patch / stride)^2 patches hold any one point
+    assert torch.equal(again.score(images), maps.flatten(1).topk(4, dim=1).values.mean(1))
     scores_csv = tmp_path / "s.csv"
     ok(ssd("score", out, *files, "--output", scores_csv, "--device", "cpu"))
     with open(scores_csv, newline="") as f:
@@ -238,7 +239,10 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     assert (plan.patches.spec.patch_size, plan.patches.spec.stride, plan.patches.samples_per_image) == (32, 16, 4)
     assert plan.cfg.synthetic.kinds == ("cutpaste", "scar", "confetti", "perlin")  # patch models train against synthetic defects
     assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("cifar10", 1, 32)
-    assert plan.cfg.optim.epochs == 40 and plan.pretrain.epochs == 40  # the patch schedule, not cifar10's 150/350
+    # the patch schedule, not cifar10's 150/350: 20 epochs of batches of 32 at lr 1e-3, no pretraining unless asked
+    assert (plan.cfg.optim.epochs, plan.cfg.optim.batch_size, plan.cfg.optim.lr, plan.pretrain) == (20, 32, 1e-3, None)
+    asked = plan_training(TrainRequest(unlabeled=(big,), pretrain=OptimOverrides(epochs=5), device="cpu"), estimate=False)
+    assert asked.pretrain is not None and asked.pretrain.epochs == 5
     whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
     assert whole.patches is None and whole.spec.name == "lenet-128"
     named = plan_training(TrainRequest(unlabeled=(big,), arch="lenet-128", device="cpu"), estimate=False)

@@ -132,6 +132,8 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         lines.append(f"  pretraining: none, phi starts from {safe(str(plan.request.pretrained))}")
     elif plan.pretrain is not None:
         lines.append(f"  pretraining: {_optim(plan.pretrain)}")
+    elif plan.patches is not None and plan.request.pretrain.epochs is None:
+        lines.append("  pretraining: none (patch-level models start from random weights: pretraining measured no gain; --pretrain-epochs N adds it)")
     else:
         lines.append("  pretraining: none (phi starts from random weights)")
     if not pretrain_only:
