@@ -92,8 +92,8 @@ def test_threshold_from_held_out_and_synthetic_anomalies(tmp_path: Path) -> None
     saved = load_model(out)
     record = saved.training
     assert record["n_unlabeled"] == 90 and record["calibration"]["n_held_out_normal"] == 10
-    assert record["calibration"]["n_synthetic"] == 40 and saved.threshold == record["calibration"]["threshold"]
-    assert "F1-best between 10 held-out images and 40 synthetic anomalies" in saved.threshold_rule
+    assert record["calibration"]["n_synthetic"] == 10 and saved.threshold == record["calibration"]["threshold"]
+    assert "F1-best between 10 held-out images and 10 synthetic anomalies" in saved.threshold_rule
 
 
 def test_too_few_images_to_hold_out_keep_the_quantile(photos: Path, tmp_path: Path) -> None:

@@ -1,0 +1,67 @@
+"""F1 on a photo set's test images at the thresholds a trained model offers (issue 18, item 9).
+
+    .venv/bin/python benchmarks/threshold_check.py --set SET --model M.safetensors --evaluation M.json [--seed S]
+
+For a model that `ssd train` wrote with `--threshold-from synthetic` and the JSON that
+`ssd evaluate --output` wrote for it, prints F1 at: the stored threshold; the 0.95-quantile of the
+training scores (recorded beside it); and the synthetic rule as the current code computes it,
+replayed on the same held-out images (the training folder is listed and split exactly as
+`ssd train` did, so a changed rule can be checked on an existing model without training again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssd_cli.core.calibration import holdout, synthetic_threshold
+from ssd_cli.core.synthetic import SyntheticConfig
+from ssd_cli.core.views import PatchView
+from ssd_cli.data.images import load_images
+from ssd_cli.engine import TrainRequest, plan_training
+from ssd_cli.io.modelfile import load_model
+from ssd_cli.core.scoring import Scorer
+
+
+def f1_at(scores: np.ndarray, truth: np.ndarray, threshold: float) -> float:
+    flagged = scores > threshold
+    tp = int((flagged & truth).sum())
+    return 2 * tp / (int(flagged.sum()) + int(truth.sum())) if flagged.any() or truth.any() else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--evaluation", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    saved = load_model(args.model)
+    rows = json.loads(args.evaluation.read_text())["scores"]
+    scores = np.array([r["score"] for r in rows])
+    truth = np.array([r["is_anomaly"] for r in rows], dtype=bool)
+    record = saved.training.get("calibration") or {}
+    plan = plan_training(TrainRequest(unlabeled=(args.set / "train/normal",), anomalies=(args.set / "train/bad",), device="cpu"), estimate=False)
+    files = plan.files["--unlabeled"] if "--unlabeled" in plan.files else next(iter(plan.files.values()))
+    images = load_images(files, saved.input_size, saved.spec.channels, resize=saved.resize).images
+    y = torch.zeros(len(images) + len(plan.files.get("--anomalies", [])), dtype=torch.int8)
+    y[len(images):] = -1
+    held = holdout(y, args.seed)
+    scorer = Scorer(saved, torch.device("cpu"))
+    x_held = scorer._input(images[held[: len(images)]])
+    kinds = tuple(saved.training["config"]["synthetic"]["kinds"])
+    now = synthetic_threshold(PatchView(saved.patch), scorer.encoder, scorer.c, x_held, SyntheticConfig(kinds=kinds), args.seed)
+    out = {
+        "stored": {"threshold": saved.threshold, "f1": f1_at(scores, truth, saved.threshold)},
+        "quantile": {"threshold": record.get("quantile_threshold"), "f1": f1_at(scores, truth, record["quantile_threshold"]) if record else None},
+        "synthetic_now": {"threshold": now.threshold, "f1": f1_at(scores, truth, now.threshold)},
+    }
+    print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))
+
+
+if __name__ == "__main__":
+    main()
