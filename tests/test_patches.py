@@ -202,3 +202,15 @@ def test_soft_boundary_and_mismatched_network_are_refused() -> None:
         train_deep_svdd(encoder(), x, y, TrainConfig(), seed=0, view=PatchView(P.PatchSpec(32, 16, 16), 1))
     with pytest.raises(ValueError, match="patches per image"):
         PatchView(GRID8, 0)
+
+
+def test_image_score_is_the_mean_of_the_top_k_patches_and_old_specs_keep_the_max() -> None:
+    maps = torch.tensor([[[0.1, 0.9], [0.5, 0.3]]])
+    assert P.image_scores(maps, 2).tolist() == pytest.approx([0.7])
+    assert P.image_scores(maps, 4).tolist() == pytest.approx([0.45])
+    spec = P.PatchSpec(32, 8, 4, top_k=4)
+    assert P.PatchSpec.from_dict(spec.to_dict()) == spec
+    old = {"image_size": 32, "patch_size": 8, "stride": 4, "grid": 7}  # a file of ssd 0.4: no top_k
+    assert P.PatchSpec.from_dict(old).top_k == 1
+    with pytest.raises(ValueError, match="top_k must be an integer from 1 to the 49 patches"):
+        P.PatchSpec(32, 8, 4, top_k=50)
