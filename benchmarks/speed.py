@@ -11,9 +11,9 @@ One run measures, on the same data, network, batch size and epochs:
 2. The same for the CIFAR-10 network on 5,000 32x32 colour images (class 0 of the train split).
 3. AUC parity: (a) and (b) One-Class Deep SVDD on MNIST from the same pretrained weights and seed,
    scored on the MNIST test split (class 0 normal).
-4. Scoring: Scorer.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
+4. Scoring: data.score_files.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
    the peak RSS of `ssd score` subprocesses on those folders and on folders 10x larger.
-5. Photo scoring (--only photos): Scorer.score_files over 224x224 and 1024x768 JPEGs of real photos
+5. Photo scoring (--only photos): data.score_files.score_files over 224x224 and 1024x768 JPEGs of real photos
    (native-resolution crops of scikit-image's bundled photos; CIFAR-10 mosaics without scikit-image)
    to the 32-px `cifar10` and the 128-px `lenet-128` network, and decoding alone at those sizes.
    Shrink it for a smoke test: --only photos --photo-n 20 --score-repeats 1.
@@ -55,7 +55,9 @@ from ssd_cli.io import modelfile
 from ssd_cli.core import pipeline, training
 from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.data.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
+from ssd_cli.core.model import SavedModel
 from ssd_cli.core.scoring import Scorer
+from ssd_cli.data.score_files import score_files
 from ssd_cli.data.images import iter_image_batches, list_images, load_images
 from ssd_cli.core.nets import AutoEncoder, Encoder, get_spec
 from ssd_cli.core.patches import PatchSpec, grid_patches
@@ -342,7 +344,7 @@ def untrained_model(arch: str, images: torch.Tensor, path: Path, patch: PatchSpe
     enc = training.seeded_init(lambda: Encoder(spec), 0)
     x = pre(images[:500]) if patch is None else grid_patches(pre(images[:20]), patch).flatten(0, 1)
     c = training.embed(enc, x.contiguous()).mean(0)
-    saved = modelfile.SavedModel(
+    saved = SavedModel(
         spec=spec, objective=Objective.ONE_CLASS, nu=0.1, eta=1.0, preprocessor=pre, c=c, radius=0.0,
         threshold=1e30, threshold_rule="benchmark (untrained)", encoder_state=enc.state_dict(),  # finite: files refuse inf
         training={"note": "untrained network written by benchmarks/speed.py"}, patch=patch,
@@ -355,12 +357,12 @@ def time_scoring(model: Path, folder: Path, device: torch.device, repeats: int, 
     start = time.perf_counter()
     files = list_images([folder]).files
     list_s = time.perf_counter() - start
-    for _ in det.score_files(files[:512], workers=workers):  # warm-up: thread pool, allocator, kernels
+    for _ in score_files(det, files[:512], workers=workers):  # warm-up: thread pool, allocator, kernels
         pass
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        n = sum(len(b.scores) for b in det.score_files(files, workers=workers))
+        n = sum(len(b.scores) for b in score_files(det, files, workers=workers))
         runs.append(time.perf_counter() - start)
     assert n == len(files), f"scored {n} of {len(files)} files"
     best = min(runs)
@@ -385,7 +387,7 @@ def cli_peak_rss(model: Path, folder: Path, device: torch.device, out_csv: Path,
 
 
 def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Scoring (Scorer.score_files, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
+    log(f"\n== Scoring (data.score_files.score_files, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
     mnist = load_builtin("mnist", root, train=True).images[: args.score_n]
     cifar = cifar_class0(root, min(args.score_n, 5000))
     if len(cifar) < args.score_n:  # more than one class' worth requested: repeat the images
@@ -493,7 +495,7 @@ def time_decoding(files: list[Path], size: int, repeats: int, workers: int | Non
 
 
 def bench_photos(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Photo scoring (Scorer.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
+    log(f"\n== Photo scoring (data.score_files.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
         f"untrained {' and '.join(PHOTO_NETS)}; load average {tuple(round(v, 2) for v in os.getloadavg())}")
     source, sources = photo_sources(root)
     out: dict = {"source": source, "n_files": args.photo_n}
@@ -565,7 +567,7 @@ def time_onnx(onnx_path: Path, model: Path, files: list[Path], device: torch.dev
             session.run(["score"], {"images": batch.images.numpy()})
 
     def torch_files() -> None:
-        for _ in scorer.score_files(files, workers=args.workers):
+        for _ in score_files(scorer, files, workers=args.workers):
             pass
 
     return {

@@ -34,8 +34,9 @@ from ssd_cli.errors import InputError, UsageError, python_names
 from ssd_cli.data.images import Skipped, fit_image, fit_scaled, list_images, name_skipped
 from ssd_cli.data.inputs import Images, segments, save_pngs
 from ssd_cli.data.masks import find_masks, read_masks
+from ssd_cli.data.score_files import score_files
 from ssd_cli.io.heatmaps import MapGeometry
-from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.model import SavedModel
 from ssd_cli.io.results import AnomalyMaps, Evaluation, Scores
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.patches import PatchSpec, image_scores
@@ -380,7 +381,7 @@ class Detector:
         for kind, items in mine:
             part = _Part()
             if kind == "files":
-                for scored in scorer.score_files(items, batch_size, workers):
+                for scored in score_files(scorer, items, batch_size, workers):
                     part.add(scored.paths, scored.scores, scored.maps, scored.skipped)
                     done += len(scored.paths) + len(scored.skipped)
                     _report(on_progress, done, total)

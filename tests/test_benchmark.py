@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from ssd_cli.experiments import benchmark as bench
 from ssd_cli.cli import app
 from ssd_cli.core.nets import get_spec
 from ssd_cli.experiments.protocol import Method, Scenario
+
+from conftest import folder_dataset
 
 runner = CliRunner()
 
@@ -66,22 +66,8 @@ def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
     assert {"summary.csv", "summary.md"} <= {p.name for p in out.iterdir()}
 
 
-def _folder_dataset(root: Path, data_root: Path) -> Path:
-    """Three MNIST digits as train/<class>/ and test/<class>/ PNG folders (a user's own dataset)."""
-    from ssd_cli.data.datasets import load_builtin
-
-    for split, train, n in (("train", True, 60), ("test", False, 30)):
-        data = load_builtin("mnist", data_root, train=train)
-        for digit in (0, 1, 7):
-            folder = root / split / f"digit{digit}"
-            folder.mkdir(parents=True)
-            for i, idx in enumerate(np.flatnonzero(data.labels.numpy() == digit)[:n]):
-                Image.fromarray(data.images[idx, 0].numpy()).save(folder / f"{i}.png")
-    return root
-
-
 def test_resume_skips_finished_runs_and_redoes_a_cut_one(tmp_path: Path, data_root: Path) -> None:
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     args = ["benchmark", str(dataset), "--scenario", "labeled", "--levels", "0,5", "--epochs", "1", "--pretrain-epochs", "1",
             "--preset", "quick", "--out", str(out), "--device", "cpu", "--nus", "0.1", "--seeds", "1"]
@@ -127,7 +113,7 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
     """The GPU path (several seeds and methods trained at once) must not change the numbers."""
     import torch
 
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     data = bench.load_benchmark_data(str(dataset), data_root, False, None)
     settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 2, 2)
     runs = bench.plan_runs([Scenario.POLLUTION], [0], 2, list(Method), (0.01, 0.1), levels=[10])
@@ -145,7 +131,7 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
 def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path) -> None:
     """Runs pretrained with another decoder, or of another network, are other runs; records from
     before these were recorded were pretrained with the upsample one and still count as such."""
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     args = ["benchmark", str(dataset), "--levels", "0", "--methods", "one_class_dsvdd", "--epochs", "1",
             "--pretrain-epochs", "1", "--preset", "quick", "--out", str(out), "--device", "cpu"]
@@ -185,7 +171,7 @@ def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, dat
     from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, plan_benchmark
     from ssd_cli.io.modelfile import load_autoencoder
 
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     data = bench.load_benchmark_data(str(dataset), data_root, False, None)
     settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 1, 2)

@@ -17,7 +17,7 @@ from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.data.cache import open_or_build
 from ssd_cli.data.images import list_images, load_images
 
-from test_cli import ok, ssd
+from conftest import ok, ssd
 
 
 def test_imageset_gives_what_preprocessing_everything_gives(sample_images) -> None:

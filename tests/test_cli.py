@@ -12,40 +12,15 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 from typer.main import get_command
-from typer.testing import CliRunner
 
 import ssd_cli
 from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
 from ssd_cli.io.modelfile import load_autoencoder, load_model
 
-# Typer's runner mixes stderr into `output` (and also keeps `stderr` separately); wide columns keep
-# the help tables and long paths on one line.
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-runner = CliRunner()
+from conftest import ok, one_line_error, ssd
 
 FAST = ["--device", "cpu", "--batch-size", "16"]
-
-
-def ssd(*args: object):
-    return runner.invoke(app, [str(a) for a in args], env=ENV)
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-
-
-def one_line_error(result, code: ExitCode, *needles: str) -> str:
-    """The documented exit code, exactly one 'error:' line, no traceback."""
-    assert result.exit_code == code, f"expected exit {int(code)}, got {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def make_truncated_png(path: Path, source: Path) -> None:

@@ -19,8 +19,7 @@ from ssd_cli.experiments import benchmark as bench
 from ssd_cli.experiments.benchmark_plan import shard
 from ssd_cli.experiments.protocol import Method, Scenario
 
-from test_benchmark import _folder_dataset
-from test_cli import ok, ssd
+from conftest import folder_dataset, ok, ssd
 
 
 def torchrun(n: int, *args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -82,7 +81,7 @@ def test_scoring_on_two_ranks_equals_one_process(sample_dir: Path, tmp_path: Pat
 
 
 def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(tmp_path: Path, data_root: Path) -> None:
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     common = ["--scenario", "labeled", "--levels", "0,5", "--epochs", 1, "--pretrain-epochs", 1, "--preset", "quick",
               "--device", "cpu", "--nus", "0.1", "--seeds", 1, "--methods", "one_class_dsvdd,one_class_ss_dsvdd"]  # fmt: skip
     ok(ssd("benchmark", dataset, "--out", tmp_path / "one", *common))

@@ -26,8 +26,9 @@ from ssd_cli.core.scoring import Scorer
 from ssd_cli.data.images import list_images, load_images
 from ssd_cli.errors import ExitCode
 from ssd_cli.io import onnx_export
-from ssd_cli.io.modelfile import SavedModel, load_model, save_model
-from test_cli import ok, one_line_error, ssd
+from ssd_cli.core.model import SavedModel
+from ssd_cli.io.modelfile import load_model, save_model
+from conftest import ok, one_line_error, ssd
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-5  # the bound on scores; maps are held to it relative to their largest value

@@ -22,8 +22,7 @@ from ssd_cli.errors import ExitCode, InputError, UsageError
 from ssd_cli.io.modelfile import save_model
 from ssd_cli.metrics import aupro, pixel_auroc
 
-from test_cli import ok, one_line_error, ssd
-from test_train_plan import photos
+from conftest import ok, one_line_error, photos, ssd
 
 # ---------------------------------------------------------------- grids to maps
 

@@ -13,7 +13,7 @@ import pytest
 from ssd_cli.errors import ExitCode, ModelFileError
 from ssd_cli.io.modelfile import load_any, save_autoencoder, save_model
 
-from test_cli import ssd
+from conftest import ssd
 
 N_MUTATIONS = 300
 
@@ -77,7 +77,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 @pytest.fixture(scope="module")
 def valid_files(sample_model, tmp_path_factory) -> list[bytes]:
-    from ssd_cli.io.modelfile import SavedAutoencoder
+    from ssd_cli.core.model import SavedAutoencoder
     from ssd_cli.core.nets import AutoEncoder
 
     folder = tmp_path_factory.mktemp("fuzz")

@@ -24,7 +24,7 @@ from ssd_cli.io import files as files_module
 from ssd_cli.io.files import write_text_atomic
 from ssd_cli.io.modelfile import load_model
 
-from test_cli import ok, one_line_error, ssd
+from conftest import ok, one_line_error, ssd
 
 TINY = ["--epochs", 1, "--pretrain-epochs", 1, "--device", "cpu"]
 

@@ -15,7 +15,7 @@ from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
 from ssd_cli.io.modelfile import load_model
 
-from test_cli import ENV, ok, one_line_error, runner, ssd
+from conftest import ENV, ok, one_line_error, runner, ssd
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,12 @@ warnings, one source of schedules, and patch-level models, end to end through th
 from __future__ import annotations
 
 import csv
-
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-from typer.testing import CliRunner
 
-from ssd_cli.cli import app
 from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
@@ -23,39 +18,13 @@ from ssd_cli.data.images import load_images
 from ssd_cli.io.modelfile import load_autoencoder, load_model
 from ssd_cli.core.presets import SCHEDULES, with_epochs
 
-ENV = {"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
-runner = CliRunner()
+from conftest import ok, photos, ssd
+
 TINY = ["--epochs", "1", "--pretrain-epochs", "1", "--batch-size", "16", "--device", "cpu"]
-
-
-def ssd(*args: object):
-    return runner.invoke(app, [str(a) for a in args], env=ENV)
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
 
 
 def warnings_of(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("warning:")]
-
-
-def photos(folder: Path, n: int, size: tuple[int, int], *, colour: bool = True, seed: int = 0, fmt: str = "png") -> Path:
-    """Smooth random pictures (colour blobs on a gradient), so that they decode like photos."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        base = rng.uniform(40, 200, 3) + 30 * np.sin(xx[..., None] / (5 + 10 * rng.random()) + rng.uniform(0, 6, 3))
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        blob = 60 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2)[..., None] / (2 * (min(w, h) / 5) ** 2))
-        arr = np.clip(base + blob * rng.uniform(-1, 1, 3), 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr if colour else arr.mean(axis=2).astype(np.uint8))
-        im.save(folder / f"{i:03d}.{fmt}")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import typer
 from ssd_cli.core import distributed
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.errors import ExitCode, SsdError, UsageError
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DecoderOpt, DeviceOpt, DownloadOpt, parse_ints
 from ssd_cli.cli.render import console, describe_runs, duration, render_plan, render_summary, run_progress, warn
 

@@ -10,7 +10,7 @@ import typer
 from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, safe, warn, warn_skipped
 from ssd_cli.cli.score import GalleryOpt, check_counts

@@ -11,7 +11,7 @@ import typer
 from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DeviceOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, safe, warn, warn_skipped
 

@@ -12,7 +12,7 @@ from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling
 from ssd_cli.core.synthetic import parse_kinds
 from ssd_cli.io.files import check_writable
 from ssd_cli.io.info import tile_words
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import (
     ArchOpt,
     BatchOpt,
@@ -33,7 +33,7 @@ from ssd_cli.cli.options import (
     TilesPerImageOpt,
     milestones,
 )
-from ssd_cli.cli.render import console, render_train_plan, safe, stage_progress, warn, warn_skipped
+from ssd_cli.cli.render import console, render_train_plan, safe, separation, stage_progress, warn, warn_skipped
 
 
 def show_plan(plan, *, pretrain_only: bool = False) -> None:
@@ -198,15 +198,6 @@ def train(
         console.print(f"at this threshold, on the labeled images (anomalies were not trained on, tiled; normals were): {separation(labeled)}")
     elif labeled:
         console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
-
-
-def separation(labeled: dict) -> str:
-    parts = []
-    if labeled["n_anomalous"]:
-        parts.append(f"{labeled['anomalous_above']} of {labeled['n_anomalous']} anomalies flagged")
-    if labeled["n_normal"]:
-        parts.append(f"{labeled['normal_below']} of {labeled['n_normal']} normals not flagged")
-    return ", ".join(parts)
 
 
 def _num(value: float | None) -> str:

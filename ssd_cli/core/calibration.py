@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssd_cli.core.objectives import UNLABELED
+from ssd_cli.core.roles import UNLABELED
 from ssd_cli.core.synthetic import GENERATORS, SyntheticConfig, make_anomalies
 from ssd_cli.core.views import View
 from ssd_cli.thresholds import f1_best

@@ -86,6 +86,10 @@ class OptimConfig:
         if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
             raise ValueError(f"the learning-rate factor must be a finite number > 0, got {self.lr_gamma}")
 
+    def to_dict(self) -> dict:
+        """As JSON holds it (the milestones a list), for training records."""
+        return asdict(self) | {"lr_milestones": list(self.lr_milestones)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -24,7 +24,8 @@ from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
 from ssd_cli.errors import InputError, TrainingDiverged
 from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder
 from ssd_cli.core.embedding import embed, embed_shared, eval_batch_size
-from ssd_cli.core.objectives import ANOMALY, LOSSES, solve_radius, squared_distances
+from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
+from ssd_cli.core.roles import ANOMALY
 from ssd_cli.core.synthetic import SyntheticConfig, make_anomalies
 from ssd_cli.core.views import Samples, View, WholeView
 

@@ -30,7 +30,8 @@ from ssd_cli.core.config import (
 )
 from ssd_cli.data.datasets import LabeledImages
 from ssd_cli.errors import InputError, ModelFileError, UsageError
-from ssd_cli.io.modelfile import SavedAutoencoder, load_autoencoder, save_autoencoder
+from ssd_cli.core.model import SavedAutoencoder
+from ssd_cli.io.modelfile import load_autoencoder, save_autoencoder
 from ssd_cli.core.estimate import StepCost, step_cost
 from ssd_cli.metrics import auroc
 from ssd_cli.core.nets import AutoEncoder, Classifier, LeNetSpec
