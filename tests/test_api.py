@@ -33,6 +33,7 @@ def test_public_surface_is_lazy_and_listed() -> None:
         ssd_cli.NoSuchThing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_score_a_folder_gives_every_image(detector: Detector, sample_dir: Path) -> None:
     """The internal score_all([folder]) silently returned nothing; a folder must give all its images."""
     scores = detector.score(sample_dir / "incoming")
@@ -134,6 +135,7 @@ def test_evaluate_matches_the_metrics_by_hand(detector: Detector, sample_dir: Pa
         detector.evaluate(incoming[~truth], [])
 
 
+@pytest.mark.slow
 def test_fit_save_load_and_the_cli_give_identical_scores(sample_dir: Path, tmp_path: Path) -> None:
     """Train with the API, save, and score with both the API and `ssd score`: the same numbers."""
     det = Detector(device="cpu").fit(sample_dir / "normal", anomalies=sample_dir / "anomalies", epochs=2, pretrain_epochs=2, seed=3)

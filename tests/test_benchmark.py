@@ -46,6 +46,7 @@ def test_presets_follow_the_paper() -> None:
     assert custom.label != paper.label  # resume never mixes runs of other settings
 
 
+@pytest.mark.slow
 def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
     out = tmp_path / "bench"
     args = ["benchmark", "mnist", "--data-root", str(data_root), "--preset", "quick", "--epochs", "1",
@@ -66,6 +67,7 @@ def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
     assert {"summary.csv", "summary.md"} <= {p.name for p in out.iterdir()}
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_runs_and_redoes_a_cut_one(tmp_path: Path, data_root: Path) -> None:
     dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
@@ -109,6 +111,7 @@ def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 3 and "neither a built-in dataset" in result.output
 
 
+@pytest.mark.slow
 def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_root: Path) -> None:
     """The GPU path (several seeds and methods trained at once) must not change the numbers."""
     import torch
@@ -128,6 +131,7 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
         assert a.record["auc"] == pytest.approx(b.record["auc"], abs=0.01), a.run
 
 
+@pytest.mark.slow
 def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path) -> None:
     """Runs pretrained with another decoder, or of another network, are other runs; records from
     before these were recorded were pretrained with the upsample one and still count as such."""
@@ -162,6 +166,7 @@ def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path)
     assert bad.exit_code == 2 and "decoder must be one of" in bad.output
 
 
+@pytest.mark.slow
 def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stop after hours of pretraining loses no pretraining: the autoencoders are saved as they
     finish, a resumed run reads them instead of pretraining (with the same results), the plan's

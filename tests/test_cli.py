@@ -107,6 +107,7 @@ def read_score_csv(path: Path) -> tuple[str, list[dict]]:
     return path.read_text(encoding="utf-8").splitlines()[0], rows
 
 
+@pytest.mark.slow
 def test_train_then_score_csv(cli_model: Path, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
     result = ssd("score", cli_model, sample_dir / "incoming", "--output", out, "--device", "cpu")

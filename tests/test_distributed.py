@@ -70,6 +70,8 @@ def test_merge_rank_files_adds_each_run_once(tmp_path: Path) -> None:
     assert bench.merge_rank_files(tmp_path) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_scoring_on_two_ranks_equals_one_process(sample_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", sample_dir / "normal", "--epochs", 2, "--pretrain-epochs", 2, "--out", model, "--device", "cpu"))
@@ -80,6 +82,8 @@ def test_scoring_on_two_ranks_equals_one_process(sample_dir: Path, tmp_path: Pat
         assert len(list(csv.DictReader(f))) == 145
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(tmp_path: Path, data_root: Path) -> None:
     dataset = folder_dataset(tmp_path / "digits", data_root)
     common = ["--scenario", "labeled", "--levels", "0,5", "--epochs", 1, "--pretrain-epochs", 1, "--preset", "quick",
@@ -100,6 +104,8 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
     assert len(records) == 12 and len({bench.record_identity(r) for r in records}) == 12
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_one_step_on_ranks_together_equals_one_process() -> None:
     """The gradient of a mini-batch split over 2 and 3 ranks (batch norm synchronised, gradients
     summed) equals one process's, to float rounding; so do the batch-norm running statistics."""
@@ -116,6 +122,8 @@ def torchrun_script(n: int, script: Path) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_training_on_two_ranks_gives_the_one_process_model(sample_dir: Path, tmp_path: Path) -> None:
     """`torchrun ... ssd train` with 2 gloo processes: the same model as one process with the same
     global batch, up to float rounding (which Adam's first steps can turn into differences of

@@ -158,6 +158,7 @@ def session(path: Path) -> onnxruntime.InferenceSession:
 # --- sameness -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_onnx_scores_real_files_as_ssd_score(case, tmp_path: Path) -> None:
     """ssd's decoding feeds the graph; its scores match `ssd score`'s within 1e-5, its flags at the
     stored threshold are identical, and a patch model's maps match Detector.score's."""
@@ -191,6 +192,7 @@ def deploy_script() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_deploy_script_as_written_writes_ssd_scores_csv(case, tmp_path: Path) -> None:
     """docs/deploy.md's script (numpy, Pillow, onnxruntime) decodes, fits and scores the folder
     itself: the same rows in the same order, flags and ranks as `ssd score`'s CSV, scores within 1e-5."""
@@ -228,6 +230,7 @@ def untrained(arch: str, patch: PatchSpec | None = None, seed: int = 0) -> Saved
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", architectures())
 def test_every_registered_network_exports_with_a_free_batch(arch: str, tmp_path: Path) -> None:
     saved = untrained(arch)
@@ -245,6 +248,7 @@ def test_every_registered_network_exports_with_a_free_batch(arch: str, tmp_path:
         np.testing.assert_allclose(got, scorer.score(images).numpy(), rtol=RTOL, atol=0)
 
 
+@pytest.mark.slow
 def test_a_patch_model_exports_its_grid_and_metadata_says_how_to_feed_it(tmp_path: Path) -> None:
     patch = PatchSpec(96, 32, 8)  # a 9 x 9 grid
     saved = untrained("cifar10", patch)
@@ -292,6 +296,7 @@ def test_a_tiled_model_is_refused_and_nothing_is_written(tmp_path: Path) -> None
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
     """The check compares with ssd's own scorer, not with the traced graph: an export that drifts
     by 1e-4 (here a graph made to) fails with exit code 4, and the folder stays empty."""
@@ -306,6 +311,7 @@ def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_p
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_keeps_an_existing_file_unless_forced(tmp_path: Path) -> None:
     model = tmp_path / "model.safetensors"
     save_model(model, untrained("mnist"))

@@ -320,6 +320,7 @@ def whole_model(sample_model, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_score_maps_are_the_grids_spread_at_input_resolution(patch_model: Path, labeled: Path) -> None:
     det = Detector.load(patch_model, device="cpu")
     assert det.has_maps

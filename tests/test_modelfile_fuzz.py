@@ -87,6 +87,7 @@ def valid_files(sample_model, tmp_path_factory) -> list[bytes]:
     return [(folder / "m.safetensors").read_bytes(), (folder / "a.safetensors").read_bytes()]
 
 
+@pytest.mark.slow
 def test_mutated_model_files_load_or_are_refused(valid_files: list[bytes], tmp_path: Path) -> None:
     rng = random.Random(0)
     path = tmp_path / "mutated.safetensors"

@@ -50,6 +50,7 @@ def copy_images(sample_dir: Path, folder: Path, n: int) -> Path:
     "args",
     [["score", "--threshold", "nan"], ["score", "--threshold", "inf"], ["score", "--contamination", "nan"], ["evaluate", "--threshold", "nan"], ["evaluate", "--recall", "nan"]],
 )
+@pytest.mark.slow
 def test_non_finite_scoring_options_are_usage_errors(model: Path, sample_dir: Path, args: list) -> None:
     command, *rest = args
     where = [sample_dir / "incoming"] if command == "score" else ["--labels", sample_dir / "incoming_labels.csv"]
@@ -223,6 +224,7 @@ def test_writing_without_force_is_an_exclusive_create(tmp_path: Path, monkeypatc
     assert target.read_text() == "ours"
 
 
+@pytest.mark.slow
 def test_a_second_benchmark_into_the_same_folder_stops_at_once(data_root: Path, tmp_path: Path) -> None:
     from ssd_cli.experiments.benchmark_plan import LOCK_FILE, results_lock
 

@@ -47,6 +47,7 @@ def tags(html: str) -> list[tuple[str, dict]]:
     return parser.tags
 
 
+@pytest.mark.slow
 def test_contamination_and_top_k_flag_that_many(model: Path, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.csv"
     result = ssd("score", model, sample_dir / "incoming", "--contamination", 0.1, "--output", out, "--device", "cpu")
@@ -175,6 +176,7 @@ def test_info_describes_models_and_autoencoders(model: Path, sample_dir: Path, t
     one_line_error(ssd("info", tmp_path / "junk.safetensors"), ExitCode.BAD_MODEL)
 
 
+@pytest.mark.slow
 def test_a_long_benchmark_plan_is_not_started_without_asking(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     """The paper preset on all MNIST classes is many hours on a CPU: without a terminal it needs
     --yes; at a terminal the default answer is no. Either way nothing runs."""

@@ -35,6 +35,7 @@ def colour_dir(tmp_path_factory) -> Path:
 # --- the plan -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--out", out, *TINY))
@@ -54,6 +55,7 @@ def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: P
     assert any("colour" in r for r in saved.training["input_choice"])
 
 
+@pytest.mark.slow
 def test_user_settings_win_over_the_choice(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--channels", "1", "--resize", "crop", "--out", out, *TINY))
@@ -72,6 +74,7 @@ def test_sample_data_keeps_the_papers_mnist_network(sample_dir: Path) -> None:
 # --- warnings (never failures) -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overlapping_labeled_folder_is_warned_and_counted_once(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--anomalies", colour_dir / "000.png", "--out", out, *TINY))
@@ -81,6 +84,7 @@ def test_overlapping_labeled_folder_is_warned_and_counted_once(colour_dir: Path,
     assert (t["n_unlabeled"], t["n_labeled_anomalous"]) == (59, 1)
 
 
+@pytest.mark.slow
 def test_file_labeled_both_ways_counts_as_unlabeled(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     both = colour_dir / "001.png"
@@ -90,6 +94,7 @@ def test_file_labeled_both_ways_counts_as_unlabeled(colour_dir: Path, tmp_path: 
     assert (t["n_unlabeled"], t["n_labeled_normal"], t["n_labeled_anomalous"]) == (2, 0, 1)
 
 
+@pytest.mark.slow
 def test_few_images_and_wide_shapes_and_small_images_warn(tmp_path: Path) -> None:
     wide = photos(tmp_path / "wide", 12, (90, 30))
     output = ok(ssd("train", "-u", wide, "--image-size", "64", "--out", tmp_path / "m.safetensors", *TINY))
@@ -99,6 +104,7 @@ def test_few_images_and_wide_shapes_and_small_images_warn(tmp_path: Path) -> Non
     assert any("will be upscaled" in w for w in found)
 
 
+@pytest.mark.slow
 def test_clean_folder_gives_no_warning(colour_dir: Path, tmp_path: Path) -> None:
     more = photos(tmp_path / "many", 60, (64, 64), seed=1)
     output = ok(ssd("train", "-u", more, "--out", tmp_path / "m.safetensors", *TINY))
@@ -139,6 +145,7 @@ def test_every_registered_network_has_a_schedule() -> None:
     assert set(nets.architectures()) <= set(SCHEDULES)
 
 
+@pytest.mark.slow
 def test_train_epochs_option_lowers_the_learning_rate(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--epochs", "3", "--pretrain-epochs", "0", "--out", out, "--device", "cpu"))
@@ -154,6 +161,7 @@ def test_bad_overrides_are_usage_errors_before_any_scan(tmp_path: Path) -> None:
 # --- patch-level models ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--patch-size", "32", "--patches-per-image", "2", "--out", out, *TINY))
@@ -178,6 +186,7 @@ def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: P
     assert rows == pytest.approx(by_file, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path: Path) -> None:
     ae = tmp_path / "ae.safetensors"
     ok(ssd("pretrain", "-u", colour_dir, "--patch-size", "32", "--epochs", "1", "--batch-size", "16", "--patches-per-image", "1", "--out", ae, "--device", "cpu"))
@@ -187,6 +196,7 @@ def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path:
     assert load_model(out).patch == load_autoencoder(ae).patch
 
 
+@pytest.mark.slow
 def test_decoder_option_reaches_the_files_and_must_match_a_pretrained_one(sample_dir: Path, tmp_path: Path) -> None:
     ae = tmp_path / "ae.safetensors"
     ok(ssd("pretrain", "-u", sample_dir / "normal", "--decoder", "transposed", "--epochs", "1", "--out", ae, "--device", "cpu"))
@@ -218,6 +228,7 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     assert named.patches is None
 
 
+@pytest.mark.slow
 def test_soft_boundary_on_large_images_says_why_it_trains_whole_images(tmp_path: Path) -> None:
     """128 px inputs get a patch model by default; soft-boundary cannot have one, and the plan says so."""
     from ssd_cli import Detector
