@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from ssd_cli.core.distributed import Ranks, ranks
-from ssd_cli.experiments import benchmark as bench
+from ssd_cli.experiments.results import append_record, merge_rank_files, rank_file, record_identity, results_files
+from ssd_cli.experiments.runs import plan_runs
+from ssd_cli.experiments.settings import PAPER_NUS
 from ssd_cli.experiments.benchmark_plan import shard
 from ssd_cli.experiments.protocol import Method, Scenario
 
@@ -45,7 +47,7 @@ def test_shares_cover_the_items_in_order(n: int, world: int) -> None:
 
 
 def test_benchmark_shards_keep_setups_together_and_balance_cost() -> None:
-    runs = bench.plan_runs([Scenario.LABELED], list(range(10)), 3, list(Method), bench.PAPER_NUS)
+    runs = plan_runs([Scenario.LABELED], list(range(10)), 3, list(Method), PAPER_NUS)
     labels = torch.arange(10).repeat_interleave(torch.tensor([100 + 50 * c for c in range(10)]))
     plan = SimpleNamespace(data=SimpleNamespace(train=SimpleNamespace(labels=labels)), settings=SimpleNamespace(train=SimpleNamespace(epochs=6), pretrain=SimpleNamespace(epochs=6)))
     shares = [shard(runs, plan, Ranks(rank, 4)) for rank in range(4)]
@@ -60,14 +62,14 @@ def test_benchmark_shards_keep_setups_together_and_balance_cost() -> None:
 def test_merge_rank_files_adds_each_run_once(tmp_path: Path) -> None:
     record = {"dataset": "d", "preset": "p", "preprocessing": "gcn", "scenario": "labeled", "level": 0.0, "normal_class": 0, "seed": 0, "method": "m", "nu": None, "auc": 0.9}
     other = {**record, "normal_class": 1}
-    bench.append_record(tmp_path / "results.jsonl", record)
-    bench.append_record(tmp_path / bench.rank_file(0), record)  # a duplicate, e.g. after a stop mid-merge
-    bench.append_record(tmp_path / bench.rank_file(1), other)
-    assert bench.merge_rank_files(tmp_path) == 1
+    append_record(tmp_path / "results.jsonl", record)
+    append_record(tmp_path / rank_file(0), record)  # a duplicate, e.g. after a stop mid-merge
+    append_record(tmp_path / rank_file(1), other)
+    assert merge_rank_files(tmp_path) == 1
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["normal_class"] for line in lines] == [0, 1]
-    assert bench.results_files(tmp_path) == [tmp_path / "results.jsonl"]
-    assert bench.merge_rank_files(tmp_path) == 0
+    assert results_files(tmp_path) == [tmp_path / "results.jsonl"]
+    assert merge_rank_files(tmp_path) == 0
 
 
 @pytest.mark.slow
@@ -93,7 +95,7 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
 
     def aucs(folder: Path) -> dict:
         records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-        assert len(records) == len({bench.record_identity(r) for r in records})  # nothing twice
+        assert len(records) == len({record_identity(r) for r in records})  # nothing twice
         return {(r["normal_class"], r["level"], r["method"]): r["auc"] for r in records}
 
     assert aucs(tmp_path / "two") == aucs(tmp_path / "one") and len(aucs(tmp_path / "one")) == 6
@@ -101,7 +103,7 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
     # resume with another number of ranks: a 3-rank run of more seeds does only the new runs
     torchrun(3, "benchmark", dataset, "--out", tmp_path / "two", *common[:-4], "--seeds", 2, "--methods", "one_class_dsvdd,one_class_ss_dsvdd", cwd=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and len({bench.record_identity(r) for r in records}) == 12
+    assert len(records) == 12 and len({record_identity(r) for r in records}) == 12
 
 
 @pytest.mark.slow

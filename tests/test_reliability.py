@@ -226,7 +226,7 @@ def test_writing_without_force_is_an_exclusive_create(tmp_path: Path, monkeypatc
 
 @pytest.mark.slow
 def test_a_second_benchmark_into_the_same_folder_stops_at_once(data_root: Path, tmp_path: Path) -> None:
-    from ssd_cli.experiments.benchmark_plan import LOCK_FILE, results_lock
+    from ssd_cli.experiments.results import LOCK_FILE, results_lock
 
     out = tmp_path / "b"
     out.mkdir()

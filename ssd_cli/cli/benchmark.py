@@ -101,7 +101,7 @@ def _confirm_long(plan, cheaper: list[tuple[str, float | None]]) -> None:
 
 
 def _report(out: Path) -> None:
-    from ssd_cli.experiments.benchmark import results_files
+    from ssd_cli.experiments.results import results_files
     from ssd_cli.experiments.report import read_results, summarize, write_summary
 
     files = results_files(out) if out.is_dir() else []

@@ -26,7 +26,7 @@ from ssd_cli.io.files import printable
 from ssd_cli.io.info import tile_words
 
 if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
-    from ssd_cli.experiments.benchmark import Run
+    from ssd_cli.experiments.runs import Run
     from ssd_cli.experiments.benchmark_plan import BenchmarkPlan
     from ssd_cli.core.config import OptimConfig
     from ssd_cli.engine import TrainPlan
