@@ -1,6 +1,6 @@
 """The Python API: `Detector`, which the `ssd` commands are built on.
 
-    det = Detector().fit("normal/", anomalies="bad/", epochs=20)
+    det = Detector(epochs=20).fit("normal/", anomalies="bad/")
     det.save("model.safetensors")
     det = Detector.load("model.safetensors")
     det.export("model.onnx")                 # one ONNX graph for onnxruntime (the `export` extra)
@@ -8,7 +8,8 @@
     flags = det.predict(images)              # bool per image
     maps = det.score_maps("incoming/")       # patch-level models: an anomaly map per image
 
-As PyOD's detectors: `fit`, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
+As scikit-learn's and PyOD's detectors: settings in the constructor (`get_params`, `set_params`),
+`fit` taking the data only, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
 Inputs are folders, files, PIL images or arrays (`inputs.py`). Errors are `SsdError`s with a message
 a person can act on; nothing here prints or exits.
 """
@@ -16,7 +17,8 @@ a person can act on; nothing here prints or exits.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from ssd_cli.thresholds import ThresholdRule, operating_points, resolve
 
 ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
-# Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
+# Training settings of `Detector(...)` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
@@ -64,11 +66,16 @@ def no_maps(what: str) -> UsageError:
     )
 
 
-def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outliers: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
-    """A TrainRequest from `ssd train`'s settings by name (None = the preset's / chosen from the data)."""
+def _known(settings: Mapping[str, Any]) -> None:
     unknown = sorted(set(settings) - set(FIT_SETTINGS))
     if unknown:
         raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(FIT_SETTINGS)}")
+
+
+def _request(roles: tuple[list[Path], ...], device: str, settings: Mapping[str, Any]) -> TrainRequest:
+    """The engine's typed TrainRequest, as `ssd train` builds it, from settings by name (None = the
+    preset's / chosen from the data) and the (unlabeled, normals, anomalies, outliers) paths."""
+    _known(settings)
     given = {k: v for k, v in settings.items() if v is not None}
     for name, enum in _ENUMS.items():
         if name in given:
@@ -88,33 +95,53 @@ def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outlie
         given["synthetic"] = parse_kinds(given["synthetic"])
     elif "synthetic" in given:
         given["synthetic"] = tuple(given["synthetic"])
-    return TrainRequest(
-        unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), outliers=tuple(outliers), train=train, pretrain=pretrain, device=device, **given
-    )
+    unlabeled, normals, anomalies, outliers = (tuple(r) for r in roles)
+    return TrainRequest(unlabeled=unlabeled, normals=normals, anomalies=anomalies, outliers=outliers, train=train, pretrain=pretrain, device=device, **given)
 
 
 class Detector:
     """A Semi-Supervised Deep SVDD anomaly detector for images.
 
-    `Detector().fit(...)` trains one, `Detector.load(path)` reads one that `ssd train` or `save`
-    wrote. Scores are distances ||phi(x) - c|| to the hypersphere center: higher is more anomalous,
-    above `threshold_` is anomalous.
+    `Detector(epochs=20).fit(...)` trains one, `Detector.load(path)` reads one that `ssd train` or
+    `save` wrote. Scores are distances ||phi(x) - c|| to the hypersphere center: higher is more
+    anomalous, above `threshold_` is anomalous.
     """
 
     @python_names
-    def __init__(self, model: SavedModel | None = None, *, device: str = "auto") -> None:
+    def __init__(self, model: SavedModel | None = None, *, device: str = "auto", **settings: Any) -> None:
+        """Training settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", ...;
+        `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
+        An unknown name, or a value of the wrong kind, is a UsageError at once."""
         if model is not None and not isinstance(model, SavedModel):  # Detector("cpu") must not fail later
             hint = f"; the device is a keyword argument: Detector(device={model!r})" if isinstance(model, str) else ""
             raise TypeError(f"Detector(model) takes a SavedModel or None (Detector.load(path) reads a file), got {model!r}{hint}")
-        if not isinstance(device, (str, torch.device)):
-            raise TypeError(f"Detector(device=...) takes 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        parse_device(device)
-        self.device = device
+        self.device = "auto"
+        self._settings: dict[str, Any] = {}
+        self.set_params(device=device, **settings)
         self.model_ = model
         self.plan_: TrainPlan | None = None
         self.skipped_: list[Skipped] = []
         self._scorer: Scorer | None = None
         self._file: Path | None = None  # the file the model was read from or last saved to
+
+    # --- settings (scikit-learn's convention) ---------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The device and every training setting by name, None where the default (the preset's, or
+        the choice from the images) applies; `deep` is scikit-learn's, with nothing nested here."""
+        return {"device": self.device, **{name: self._settings.get(name) for name in FIT_SETTINGS}}
+
+    @python_names
+    def set_params(self, **settings: Any) -> Detector:
+        """Change settings (the constructor's, `device` too); checked as the constructor checks them. Returns self."""
+        device = settings.pop("device", self.device)
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"Detector(device=...) takes 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        parse_device(device)
+        merged = {**self._settings, **settings}
+        _request(((),) * 4, device, merged)  # names and kinds of value now, not at the next fit
+        self.device, self._settings = device, merged
+        return self
 
     # --- training and files -------------------------------------------------------------------
 
@@ -124,26 +151,34 @@ class Detector:
         unlabeled: Images,
         normals: Images | None = None,
         anomalies: Images | None = None,
-        *,
         outliers: Images | None = None,
+        *,
         on_plan: Callable[[TrainPlan], None] | None = None,
         on_epoch: StageCallback | None = None,
         workers: int | None = None,
         **settings: Any,
     ) -> Detector:
         """Train on unlabeled images (mostly normal), optional labeled normals and anomalies, and
-        optional outlier images (unrelated pictures used as anomalies, `outlier_weight`).
+        optional outlier images (unrelated pictures used as anomalies, `outlier_weight`), with the
+        settings the detector was made with.
 
-        Settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", resize="crop", ...;
-        `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
         `on_plan` sees the plan before any long work, `on_epoch(stage, info)` every epoch.
         In-memory images are written to a temporary folder as PNG first, so they take the same path
-        as files. Returns self.
+        as files. Returns self. Settings given here (`fit(x, epochs=20)`, the API of ssd 0.4) still
+        work, as `set_params` first, with a DeprecationWarning; ssd 0.5 takes them in the constructor only.
         """
+        if settings:
+            warnings.warn(
+                f"Detector.fit({', '.join(f'{k}=...' for k in settings)}) is deprecated: give the settings to Detector(...) "
+                "or set_params(...); fit will take the data only in ssd 0.5",
+                DeprecationWarning,
+                stacklevel=3,  # the caller of fit, past python_names
+            )
+            self.set_params(**settings)
         with tempfile.TemporaryDirectory(prefix="ssd-fit-") as tmp:
             named = (("unlabeled", unlabeled), ("normals", normals), ("anomalies", anomalies), ("outliers", outliers))
-            roles = [_as_paths(x, Path(tmp) / name) for name, x in named]
-            request = train_request(*roles, device=self.device, **settings)
+            roles = tuple(_as_paths(x, Path(tmp) / name) for name, x in named)
+            request = _request(roles, self.device, self._settings)
             plan = plan_training(request)
             if on_plan is not None:
                 on_plan(plan)

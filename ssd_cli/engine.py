@@ -237,8 +237,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    # `ssd pretrain` has one set of optimiser options, which apply to the pretraining schedule
-    pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
+    pre_optim = req.pretrain.apply(schedule.pretrain)
     asked = req.pretrain.epochs is not None or schedule.pretrain_by_default
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0 and asked
     files = _resolve_overlaps(report)

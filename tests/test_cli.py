@@ -107,7 +107,6 @@ def read_score_csv(path: Path) -> tuple[str, list[dict]]:
     return path.read_text(encoding="utf-8").splitlines()[0], rows
 
 
-@pytest.mark.slow
 def test_train_then_score_csv(cli_model: Path, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.csv"
     result = ssd("score", cli_model, sample_dir / "incoming", "--output", out, "--device", "cpu")
@@ -418,7 +417,7 @@ def test_ctrl_c_during_train_speaks_of_training_not_of_a_benchmark(small_dir: Pa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ssd_cli.api.run_training", interrupted)
+    monkeypatch.setattr("ssd_cli.engine.run_training", interrupted)
     result = ssd("train", "-u", small_dir, "--out", tmp_path / "m.safetensors", *FAST)
     line = one_line_error(result, ExitCode.INTERRUPTED, "interrupted", "no half-written file")
     assert "benchmark" not in line and "resume" not in line

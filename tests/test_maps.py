@@ -298,9 +298,9 @@ def patch_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("maps")
     train = photos(root / "train", 12, (72, 64), colour=False, seed=3)
     out = root / "patch.safetensors"
-    Detector(device="cpu").fit(
-        train, image_size=64, patch_size=32, patch_stride=8, patches_per_image=1, epochs=1, pretrain_epochs=1, batch_size=16
-    ).save(out)
+    Detector(
+        device="cpu", image_size=64, patch_size=32, patch_stride=8, patches_per_image=1, epochs=1, pretrain_epochs=1, batch_size=16
+    ).fit(train).save(out)
     return out
 
 
@@ -320,7 +320,6 @@ def whole_model(sample_model, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_score_maps_are_the_grids_spread_at_input_resolution(patch_model: Path, labeled: Path) -> None:
     det = Detector.load(patch_model, device="cpu")
     assert det.has_maps

@@ -50,7 +50,6 @@ def copy_images(sample_dir: Path, folder: Path, n: int) -> Path:
     "args",
     [["score", "--threshold", "nan"], ["score", "--threshold", "inf"], ["score", "--contamination", "nan"], ["evaluate", "--threshold", "nan"], ["evaluate", "--recall", "nan"]],
 )
-@pytest.mark.slow
 def test_non_finite_scoring_options_are_usage_errors(model: Path, sample_dir: Path, args: list) -> None:
     command, *rest = args
     where = [sample_dir / "incoming"] if command == "score" else ["--labels", sample_dir / "incoming_labels.csv"]

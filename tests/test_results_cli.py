@@ -47,7 +47,6 @@ def tags(html: str) -> list[tuple[str, dict]]:
     return parser.tags
 
 
-@pytest.mark.slow
 def test_contamination_and_top_k_flag_that_many(model: Path, sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.csv"
     result = ssd("score", model, sample_dir / "incoming", "--contamination", 0.1, "--output", out, "--device", "cpu")

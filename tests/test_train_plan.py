@@ -242,7 +242,7 @@ def test_soft_boundary_on_large_images_says_why_it_trains_whole_images(tmp_path:
 
     plans: list = []
     with pytest.raises(Stop):
-        Detector(device="cpu").fit(photos(tmp_path / "big", 6, (140, 130), colour=False), objective="soft-boundary", on_plan=stop)
+        Detector(device="cpu", objective="soft-boundary").fit(photos(tmp_path / "big", 6, (140, 130), colour=False), on_plan=stop)
     plan = plans[0]
     assert plan.patches is None and plan.spec.name == "lenet-128"
     assert any("whole images" in r and "one-class only" in r for r in plan.choice.reasons), plan.choice.reasons
