@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from functools import partial
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,9 @@ import numpy as np
 import torch
 
 from ssd_cli.io import modelfile
+from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling
-from ssd_cli.core.synthetic import parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling, parse_kinds
 from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError, python_names
@@ -248,11 +249,12 @@ class Detector:
         listed in `Scores.skipped`; it is an InputError when nothing at all could be scored.
         """
         rule = ThresholdRule(threshold, contamination, top_k)
-        paths, raw, maps, skipped = self._raw(x, batch_size, workers, on_progress, "score")
-        if not paths:
-            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
+        got = self._raw(x, batch_size, workers, on_progress, "score")
+        if not got.paths:
+            raise InputError(f"score: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
         saved = self._model()
-        return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps, self._geometry())
+        threshold = resolve(rule, saved.threshold, saved.threshold_rule, got.scores)
+        return Scores.build(got.paths, got.scores, threshold, got.skipped, got.maps, self._geometry(), got.images)
 
     @property
     def has_maps(self) -> bool:
@@ -270,10 +272,10 @@ class Detector:
         none (UsageError): its score has no place.
         """
         self._patch("score_maps")
-        paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress, "score")
-        if not paths or grids is None:
-            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
-        return AnomalyMaps(paths, self._input_maps(grids), skipped)
+        got = self._raw(x, batch_size, workers, on_progress, "score")
+        if not got.paths or got.maps is None:
+            raise InputError(f"score: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
+        return AnomalyMaps(got.paths, self._input_maps(got.maps), got.skipped)
 
     @python_names
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
@@ -316,25 +318,25 @@ class Detector:
             truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, saved.resize, saved.tile)
             if not truth_masks:
                 raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
-        n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress, "--normal")
-        seen = len(n_paths) + len(n_skipped)
+        n = self._raw(normal, batch_size, workers, on_progress, "--normal")
+        seen = len(n.paths) + len(n.skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
-        a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after, "--anomalous")
-        for what, paths, skipped in (("--normal", n_paths, n_skipped), ("--anomalous", a_paths, a_skipped)):
-            if not paths:  # the metrics would only say that every sample is of the other kind
-                raise InputError(f"{what}: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
-        both = {p.resolve() for p in n_paths if p is not None} & {p.resolve() for p in a_paths if p is not None}
+        a = self._raw(anomalous, batch_size, workers, after, "--anomalous")
+        for what, got in (("--normal", n), ("--anomalous", a)):
+            if not got.paths:  # the metrics would only say that every sample is of the other kind
+                raise InputError(f"{what}: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
+        both = {p.resolve() for p in n.paths if p is not None} & {p.resolve() for p in a.paths if p is not None}
         if both:
             shown = ", ".join(sorted(str(p) for p in both)[:3])
             raise InputError(f"{len(both)} file(s) are among both the normal and the anomalous images, so their truth is unknown: {shown}")
-        raw = np.concatenate([n_raw, a_raw])
-        truth = np.r_[np.zeros(len(n_raw), bool), np.ones(len(a_raw), bool)]
-        maps = join_grids([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
+        raw = np.concatenate([n.scores, a.scores])
+        truth = np.r_[np.zeros(len(n.scores), bool), np.ones(len(a.scores), bool)]
+        maps = join_grids([n.maps, a.maps]) if n.maps is not None and a.maps is not None else None
         saved = self._model()
         chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
-        scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps, self._geometry())
+        scores = Scores.build(n.paths + a.paths, raw, chosen, n.skipped + a.skipped, maps, self._geometry(), n.images + a.images)
         points = operating_points(raw, truth, chosen, recall)  # the first is the threshold in use
-        pixel = None if truth_masks is None else self._pixel_metrics(n_maps, a_paths, a_maps, truth_masks, masks)
+        pixel = None if truth_masks is None else self._pixel_metrics(n.maps, a.paths, a.maps, truth_masks, masks)
         return Evaluation(scores, truth, points[0].metrics, points, pixel)
 
     # --- internals ----------------------------------------------------------------------------
@@ -379,9 +381,7 @@ class Detector:
             self._scorer = Scorer(self._model(), resolve_device(self.device))
         return self._scorer
 
-    def _raw(
-        self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str
-    ) -> tuple[list[Path | None], np.ndarray, Grids | None, list[Skipped]]:
+    def _raw(self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str) -> _Raw:
         """Every readable input's score (and what its anomaly map is made from), in input order,
         and what was skipped; `what` names the input in errors (the option that gave it). A tiled
         model takes in-memory images (and tensors) at their own size and scores them one at a
@@ -392,13 +392,15 @@ class Detector:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         scorer, saved = self._scoring(), self._model()
         size, channels = saved.input_size, saved.spec.channels
-        plan, skipped = [], []
+        plan, skipped, in_memory = [], [], []
         for seg in segments(x):
             if seg.paths:
                 listing = list_images(seg.paths, what=what)
                 skipped += listing.skipped
                 plan.append(("files", listing.files))
-            elif saved.tile is not None:
+                continue
+            in_memory += _image_getters(seg)
+            if saved.tile is not None:
                 plan.append(("scaled", seg.images if seg.tensor is None else tuple(_tensor_images(seg.tensor))))
             elif seg.tensor is not None:
                 if tuple(seg.tensor.shape[1:]) != (channels, size, size):
@@ -409,7 +411,7 @@ class Detector:
                 plan.append(("tensor", torch.from_numpy(fitted)))
         # Under torchrun each rank scores its contiguous share of every part; the shares, gathered in
         # rank order, give every rank the same results in the same order as one process would.
-        r = distributed.ranks()
+        r = ranks()
         mine = [(kind, r.mine(items)) for kind, items in plan]
         total, done = sum(len(items) for _, items in mine), 0
         parts: list[_Part] = []
@@ -441,7 +443,20 @@ class Detector:
                 merged.extend(rank_parts[i])
         raw = np.concatenate(merged.scores).astype(np.float64) if merged.scores else np.zeros(0)
         maps = join_grids(merged.maps) if saved.patch is not None and merged.maps else None
-        return merged.paths, raw, maps, skipped + merged.skipped
+        getters = iter(in_memory)  # in-memory images are never skipped: the k-th path None is the k-th of them
+        return _Raw(merged.paths, raw, maps, skipped + merged.skipped, [None if p is not None else next(getters) for p in merged.paths])
+
+
+@dataclass
+class _Raw:
+    """What `_raw` found: per readable input in input order its path (None in memory), score and
+    what gives the in-memory image (None for a file, for reports' thumbnails); maps; what was skipped."""
+
+    paths: list[Path | None]
+    scores: np.ndarray
+    maps: Grids | None
+    skipped: list[Skipped]
+    images: list[Callable[[], Any] | None]
 
 
 @dataclass
@@ -492,7 +507,23 @@ def _as_paths(x: Images | None, folder: Path) -> list[Path]:
 
 
 def _tensor_images(t: torch.Tensor) -> list:
+    return [_tensor_image(t, i) for i in range(len(t))]
+
+
+def _tensor_image(t: torch.Tensor, i: int) -> Any:
+    """Image i of a uint8 (N, C, H, W) tensor as a PIL image."""
     from PIL import Image
 
-    arr = t.numpy()
-    return [Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)) for a in arr]
+    a = t[i].numpy()
+    return Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+
+
+def _image_getters(seg: Any) -> list[Callable[[], Any]]:
+    """What gives each in-memory image of a segment, made only when a report shows it."""
+    if seg.tensor is not None:
+        return [partial(_tensor_image, seg.tensor, i) for i in range(len(seg.tensor))]
+    return [partial(_same, im) for im in seg.images]
+
+
+def _same(image: Any) -> Any:
+    return image

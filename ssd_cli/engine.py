@@ -20,6 +20,7 @@ from ssd_cli.core import distributed
 from ssd_cli.core.config import (
     PAPER_TRAIN,
     AnomalyLoss,
+    SyntheticConfig,
     Objective,
     OptimConfig,
     Preprocessing,
@@ -38,7 +39,6 @@ from ssd_cli.io.modelfile import load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
 from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.tiles import TileSpec
-from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record

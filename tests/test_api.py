@@ -218,6 +218,19 @@ def test_fit_save_load_and_the_cli_give_identical_scores(sample_dir: Path, tmp_p
     assert loaded.info()["training"]["labeled_at_threshold"]["n_anomalous"] == 45
 
 
+def test_a_report_of_in_memory_images_shows_their_thumbnails(detector: Detector, sample_images, tmp_path: Path) -> None:
+    """PIL images and tensors have no file, but the report shows them as it shows files; the
+    caller's images are left as they were."""
+    pil = [Image.fromarray(a[0].numpy()) for a in sample_images.incoming[:3]]
+    scores = detector.score([*pil, sample_images.incoming[3:5]])
+    assert [r.path for r in scores] == [None] * 5
+    scores.write(tmp_path / "r.html", gallery=5)
+    page = (tmp_path / "r.html").read_text()
+    assert "in-memory image" not in page  # what a card without a picture says
+    assert page.count('src="data:image/jpeg;base64,') >= 5
+    assert [im.size for im in pil] == [(28, 28)] * 3
+
+
 def test_fit_on_in_memory_images(sample_images) -> None:
     """Arrays train through the same path as folders (written as PNG first), and give a model."""
     arrays = sample_images.normal[:60, 0].numpy()  # 60 x 28 x 28 uint8

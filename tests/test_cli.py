@@ -67,6 +67,29 @@ def test_app_help_lists_commands_and_exit_codes() -> None:
     assert "--version" in result.output
 
 
+def test_help_and_version_answer_without_importing_torch() -> None:
+    """`ssd --help`, `ssd --version` and every command's --help answer in well under a second: none
+    of them imports torch (about 1.5 s here), which loads only when a command does work."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.main import get_command\n"
+        "from ssd_cli.cli import app\n"
+        "for args in [['--help'], ['--version'], *([name, '--help'] for name in get_command(app).commands)]:\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("no torch"), result.stderr[-2000:]
+    assert "Usage" in result.stdout and ssd_cli.__version__ in result.stdout
+
+
 def test_version() -> None:
     result = ssd("--version")
     ok(result)

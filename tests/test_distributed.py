@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ssd_cli.core.distributed import Ranks, ranks
+from ssd_cli.core.ranks import Ranks, ranks
 from ssd_cli.experiments.results import append_record, merge_rank_files, rank_file, record_identity, results_files
 from ssd_cli.experiments.runs import plan_runs
 from ssd_cli.experiments.settings import PAPER_NUS

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from ssd_cli import __version__
-from ssd_cli.data.images import DEFAULT_MAX_PIXELS, set_max_pixels
+from ssd_cli.data.limits import DEFAULT_MAX_PIXELS, set_max_pixels
 from ssd_cli.errors import ExitCode, SsdError, command_spelling
 from ssd_cli.io.files import PLACE_ERRORS
 from ssd_cli.cli.render import console, error, quiet_unless_main

@@ -20,12 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ssd_cli.core.roles import Role
-from ssd_cli.core.training import EpochInfo
-from ssd_cli.data.images import name_skipped
 from ssd_cli.io.files import printable
-from ssd_cli.io.info import tile_words
 
-if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
+if TYPE_CHECKING:  # imported lazily: `ssd --help` should not pay for torch, `ssd score` for scikit-learn and torchvision
+    from ssd_cli.core.training import EpochInfo
     from ssd_cli.experiments.runs import Run
     from ssd_cli.experiments.benchmark_plan import BenchmarkPlan
     from ssd_cli.core.config import OptimConfig
@@ -44,7 +42,7 @@ _errors = Console(stderr=True)  # errors, from every rank
 
 def quiet_unless_main() -> None:
     """Under torchrun only rank 0 prints tables, warnings and progress; every rank prints its errors."""
-    from ssd_cli.core.distributed import ranks
+    from ssd_cli.core.ranks import ranks
 
     if not ranks().is_main:
         console.quiet = err_console.quiet = True
@@ -68,6 +66,8 @@ def safe(text: str) -> str:
 
 def warn_skipped(skipped: Sequence[Skipped], what: str) -> None:
     """Name every skipped file (up to MAX_NAMED, then a count), so nothing is dropped silently."""
+    from ssd_cli.data.images import name_skipped
+
     if skipped:
         warn(f"{what}: skipped {len(skipped)} file(s): {name_skipped(skipped, MAX_NAMED)}")
 
@@ -102,6 +102,8 @@ def stage_progress() -> Iterator[Callable[[str, EpochInfo], None]]:
 
 def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     """The plan, before any long work: what was found, what was chosen and why, and what it costs."""
+    from ssd_cli.io.info import tile_words
+
     lines = [f"[bold]plan[/]: {_what(plan, pretrain_only)} on {plan.device}"]
     for role, scan in plan.scan.roles.items():
         used = len(plan.files.get(role, scan.files))

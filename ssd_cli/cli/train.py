@@ -8,11 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling
-from ssd_cli.core.synthetic import parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling, parse_kinds
 from ssd_cli.io.files import check_writable
-from ssd_cli.io.info import tile_words
 from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import (
     ArchOpt,
@@ -74,6 +71,7 @@ def pretrain(
     force: ForceOpt = False,
 ) -> None:
     """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
+    from ssd_cli.core.ranks import ranks
     from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training, run_pretraining
     from ssd_cli.io import modelfile
 
@@ -91,7 +89,7 @@ def pretrain(
     with stage_progress() as on_epoch:
         saved, skipped = run_pretraining(plan, on_epoch=on_epoch)
     warn_skipped(skipped, "pretrain")
-    if not distributed.ranks().is_main:  # under torchrun every rank holds the same autoencoder; rank 0 writes it
+    if not ranks().is_main:  # under torchrun every rank holds the same autoencoder; rank 0 writes it
         return
     modelfile.save_autoencoder(out, saved, force=force)
     t = saved.training
@@ -148,8 +146,10 @@ def train(
     Unless --arch, --channels or --image-size say otherwise, the network, colour and input size are
     chosen from the images; the plan is printed before any training starts.
     """
+    from ssd_cli.core.ranks import ranks
     from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training, run_training
     from ssd_cli.io import modelfile
+    from ssd_cli.io.info import tile_words
 
     check_writable(out, force)
     request = TrainRequest(
@@ -172,7 +172,7 @@ def train(
     with stage_progress() as on_epoch:
         outcome = run_training(plan, on_epoch=on_epoch)
     warn_skipped(outcome.skipped, "train")  # the listing's were named with the plan
-    if not distributed.ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
+    if not ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
         return
     saved = outcome.model
     modelfile.save_model(out, saved, force=force)

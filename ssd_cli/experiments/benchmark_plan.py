@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ssd_cli.core.ranks import Ranks, ranks
 from ssd_cli.core import distributed
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.core.estimate import StepCost, step_cost
@@ -198,7 +199,7 @@ def run_plan(
     appends to its own results.rankN.jsonl, and rank 0 merges those into results.jsonl at the end.
     `on_assigned` is told how many runs this process will do.
     """
-    r = distributed.ranks()
+    r = ranks()
     out = plan.request.out
     with ExitStack() as stack:
         problem = None
@@ -223,7 +224,7 @@ def run_plan(
             forget_autoencoders(out, plan.data, plan.settings, plan.runs)
 
 
-def shard(runs: list[Run], plan: BenchmarkPlan, r: distributed.Ranks) -> list[Run]:
+def shard(runs: list[Run], plan: BenchmarkPlan, r: Ranks) -> list[Run]:
     """This rank's runs. Runs of one setup (normal class and seed: they share the training data and
     the autoencoder pretraining) stay together; setups go to ranks by estimated cost, largest first,
     each to the least loaded rank. Every rank computes the same split, with no communication."""
