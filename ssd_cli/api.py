@@ -1,4 +1,5 @@
-"""The Python API: `Detector`, which the `ssd` commands are built on.
+"""The Python API: `Detector`. `ssd score`, `ssd evaluate` and `ssd export` run through it; `ssd train`
+builds the very TrainRequest `fit` builds, and both hand it to the engine.
 
     det = Detector(epochs=20).fit("normal/", anomalies="bad/")
     det.save("model.safetensors")
