@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pytest
 import torch
 
 from ssd_cli.core import pipeline
@@ -68,6 +69,7 @@ def test_torchrun_ranks_share_whole_setups() -> None:
     assert wall_seconds(runs, data, SETTINGS, CPU, PHI_ONLY, world_size=16) == one / 10  # never less than one setup
 
 
+@pytest.mark.slow
 def test_step_cost_times_steps_not_the_set_up_of_a_run(monkeypatch) -> None:
     """Building phi (and finding c) happens once per run: a slow build must not show in the cost per image."""
     real = pipeline.initial_encoder

@@ -106,7 +106,7 @@ def plan_benchmark(req: BenchmarkRequest) -> BenchmarkPlan:
     todo = [r for r in runs if r.key() not in done]
     cost = step_cost(data.spec, device, settings.train.batch_size)
     saved = saved_autoencoders(req.out, data, settings, todo)
-    estimate = distributed.broadcast(wall_seconds(todo, data, settings, device, cost, saved, distributed.ranks().world_size))  # every rank decides alike
+    estimate = distributed.broadcast(wall_seconds(todo, data, settings, device, cost, saved, ranks().world_size))  # every rank decides alike
     stack = req.stack == "on" or (req.stack == "auto" and stack_is_faster(device))
     return BenchmarkPlan(req, data, settings, runs, todo, estimate, device, stack, cost)
 
@@ -171,7 +171,7 @@ def cheaper_plans(plan: BenchmarkPlan) -> list[tuple[str, float | None]]:
 
     def estimate(settings: BenchmarkSettings, some_classes: list[int]) -> float:
         runs = plan_runs(scenarios, some_classes, settings.seeds, methods, settings.nus, levels)
-        return wall_seconds(runs, data, settings, plan.device, plan.cost, (), distributed.ranks().world_size)
+        return wall_seconds(runs, data, settings, plan.device, plan.cost, (), ranks().world_size)
 
     out: list[tuple[str, float | None]] = []
     if req.preset != Preset.QUICK.value:
