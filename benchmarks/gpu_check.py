@@ -194,7 +194,7 @@ def part_parity(cfg: Config, clock: Clock) -> dict[str, Any]:
             runs[name] = {"skipped": "out of time"}
             continue
         start = time.perf_counter()
-        det = Detector(device=device).fit(normal, anomalies=anomalies, epochs=cfg.parity_epochs, pretrain_epochs=cfg.parity_epochs, seed=0)
+        det = Detector(device=device, epochs=cfg.parity_epochs, pretrain_epochs=cfg.parity_epochs, seed=0).fit(normal, anomalies=anomalies)
         result = det.score(incoming)
         seconds = time.perf_counter() - start
         scores[name] = result.scores

@@ -11,9 +11,9 @@ One run measures, on the same data, network, batch size and epochs:
 2. The same for the CIFAR-10 network on 5,000 32x32 colour images (class 0 of the train split).
 3. AUC parity: (a) and (b) One-Class Deep SVDD on MNIST from the same pretrained weights and seed,
    scored on the MNIST test split (class 0 normal).
-4. Scoring: Scorer.score_files over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
+4. Scoring: Detector.score over 5,000 28x28 PNGs and 5,000 32x32 JPEGs (decode included), and
    the peak RSS of `ssd score` subprocesses on those folders and on folders 10x larger.
-5. Photo scoring (--only photos): Scorer.score_files over 224x224 and 1024x768 JPEGs of real photos
+5. Photo scoring (--only photos): Detector.score over 224x224 and 1024x768 JPEGs of real photos
    (native-resolution crops of scikit-image's bundled photos; CIFAR-10 mosaics without scikit-image)
    to the 32-px `cifar10` and the 128-px `lenet-128` network, and decoding alone at those sizes.
    Shrink it for a smoke test: --only photos --photo-n 20 --score-repeats 1.
@@ -23,6 +23,11 @@ One run measures, on the same data, network, batch size and epochs:
    stride 16, the cifar10 network), end to end (ssd's decoding included in both) and the network
    alone on decoded images. With --device cuda and onnxruntime-gpu, also the CUDA provider.
    Shrink it for a smoke test: --only onnx --score-n 300 --photo-n 50 --score-repeats 1.
+
+Scoring goes through the public `Detector` (load, score, export), as a user's would. Training
+(1-3, --variants), the network-alone figures and the untrained models written to be scored use
+ssd_cli.core directly: they time the training loops and the network themselves, which no public
+entry point exposes apart from the decoding and planning around them.
 """
 
 from __future__ import annotations
@@ -50,11 +55,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import research_pipeline as rp
 
+from ssd_cli import Detector
 from ssd_cli.io import modelfile
 
 from ssd_cli.core import pipeline, training
 from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, TrainConfig
 from ssd_cli.data.datasets import CIFAR10_JPEG_FOLDER, cifar10_source, load_builtin
+from ssd_cli.core.model import SavedModel
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.data.images import iter_image_batches, list_images, load_images
 from ssd_cli.core.nets import AutoEncoder, Encoder, get_spec
@@ -342,7 +349,7 @@ def untrained_model(arch: str, images: torch.Tensor, path: Path, patch: PatchSpe
     enc = training.seeded_init(lambda: Encoder(spec), 0)
     x = pre(images[:500]) if patch is None else grid_patches(pre(images[:20]), patch).flatten(0, 1)
     c = training.embed(enc, x.contiguous()).mean(0)
-    saved = modelfile.SavedModel(
+    saved = SavedModel(
         spec=spec, objective=Objective.ONE_CLASS, nu=0.1, eta=1.0, preprocessor=pre, c=c, radius=0.0,
         threshold=1e30, threshold_rule="benchmark (untrained)", encoder_state=enc.state_dict(),  # finite: files refuse inf
         training={"note": "untrained network written by benchmarks/speed.py"}, patch=patch,
@@ -351,16 +358,16 @@ def untrained_model(arch: str, images: torch.Tensor, path: Path, patch: PatchSpe
 
 
 def time_scoring(model: Path, folder: Path, device: torch.device, repeats: int, workers: int | None) -> dict:
-    det = Scorer(modelfile.load_model(model), device)
+    """`Detector.score` over the listed files, as `ssd score` scores them (decode included)."""
+    det = Detector.load(model, device=str(device))
     start = time.perf_counter()
     files = list_images([folder]).files
     list_s = time.perf_counter() - start
-    for _ in det.score_files(files[:512], workers=workers):  # warm-up: thread pool, allocator, kernels
-        pass
+    det.score(files[:512], workers=workers)  # warm-up: thread pool, allocator, kernels
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        n = sum(len(b.scores) for b in det.score_files(files, workers=workers))
+        n = len(det.score(files, workers=workers))
         runs.append(time.perf_counter() - start)
     assert n == len(files), f"scored {n} of {len(files)} files"
     best = min(runs)
@@ -385,7 +392,7 @@ def cli_peak_rss(model: Path, folder: Path, device: torch.device, out_csv: Path,
 
 
 def bench_scoring(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Scoring (Scorer.score_files, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
+    log(f"\n== Scoring (Detector.score, decode included), {args.score_n} files per folder; peak RSS of `ssd score` at 1x and {args.mem_factor}x")
     mnist = load_builtin("mnist", root, train=True).images[: args.score_n]
     cifar = cifar_class0(root, min(args.score_n, 5000))
     if len(cifar) < args.score_n:  # more than one class' worth requested: repeat the images
@@ -493,7 +500,7 @@ def time_decoding(files: list[Path], size: int, repeats: int, workers: int | Non
 
 
 def bench_photos(root: Path, device: torch.device, args, tmp: Path) -> dict:
-    log(f"\n== Photo scoring (Scorer.score_files, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
+    log(f"\n== Photo scoring (Detector.score, decode included), {args.photo_n} JPEGs per size, quality {PHOTO_QUALITY}, "
         f"untrained {' and '.join(PHOTO_NETS)}; load average {tuple(round(v, 2) for v in os.getloadavg())}")
     source, sources = photo_sources(root)
     out: dict = {"source": source, "n_files": args.photo_n}
@@ -564,9 +571,10 @@ def time_onnx(onnx_path: Path, model: Path, files: list[Path], device: torch.dev
         for batch in iter_image_batches(files, size, channels, 512, args.workers, resize=saved.resize):
             session.run(["score"], {"images": batch.images.numpy()})
 
+    detector = Detector.load(model, device=str(device))
+
     def torch_files() -> None:
-        for _ in scorer.score_files(files, workers=args.workers):
-            pass
+        detector.score(files, workers=args.workers)
 
     return {
         "n_files": len(files),
@@ -585,8 +593,6 @@ def bench_onnx(root: Path, device: torch.device, args, tmp: Path) -> dict:
         return {"skipped": "onnxruntime not installed"}
     import onnxruntime
 
-    from ssd_cli.io.onnx_export import export_onnx
-
     providers = ["CPUExecutionProvider"] + (["CUDAExecutionProvider"] if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers() else [])
     log(f"\n== ONNX: onnxruntime {onnxruntime.__version__} ({', '.join(providers)}) beside torch on {device}, {torch.get_num_threads()} threads each; "
         f"end to end (ssd's decoding) and the network alone; load average {tuple(round(v, 2) for v in os.getloadavg())}")
@@ -602,7 +608,7 @@ def bench_onnx(root: Path, device: torch.device, args, tmp: Path) -> dict:
         writer(folder)
         files = list_images([folder]).files
         untrained_model(arch, load_images(files[:64], patch.image_size if patch else get_spec(arch).image_size, 3 if arch == "cifar10" else 1).images, model, patch)
-        export_onnx(modelfile.load_model(model), model.with_suffix(".onnx"), force=True)
+        Detector.load(model).export(model.with_suffix(".onnx"), force=True)
         for provider in providers:
             r = time_onnx(model.with_suffix(".onnx"), model, files, device, provider, args)
             r["ratio"] = r["onnx_images_per_s"] / r["torch_images_per_s"]

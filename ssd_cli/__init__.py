@@ -2,6 +2,9 @@
 
 The public Python API (docs/python-api.md); everything else is internal. Names are imported on
 first use, so `import ssd_cli` and `ssd --help` stay fast (torch loads only when it is needed).
+
+Layers, each importing only itself and those before it (docs/architecture.md; tests check it):
+errors <- core (with metrics, thresholds, device) <- data <- io <- engine | experiments <- api <- cli.
 """
 
 __version__ = "0.4.0"

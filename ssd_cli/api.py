@@ -1,6 +1,7 @@
-"""The Python API: `Detector`, which the `ssd` commands are built on.
+"""The Python API: `Detector`. `ssd score`, `ssd evaluate` and `ssd export` run through it; `ssd train`
+builds the very TrainRequest `fit` builds, and both hand it to the engine.
 
-    det = Detector().fit("normal/", anomalies="bad/", epochs=20)
+    det = Detector(epochs=20).fit("normal/", anomalies="bad/")
     det.save("model.safetensors")
     det = Detector.load("model.safetensors")
     det.export("model.onnx")                 # one ONNX graph for onnxruntime (the `export` extra)
@@ -8,7 +9,8 @@
     flags = det.predict(images)              # bool per image
     maps = det.score_maps("incoming/")       # patch-level models: an anomaly map per image
 
-As PyOD's detectors: `fit`, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
+As scikit-learn's and PyOD's detectors: settings in the constructor (`get_params`, `set_params`),
+`fit` taking the data only, `decision_function` (raw scores), `predict` (flags) and `threshold_`.
 Inputs are folders, files, PIL images or arrays (`inputs.py`). Errors are `SsdError`s with a message
 a person can act on; nothing here prints or exits.
 """
@@ -16,7 +18,9 @@ a person can act on; nothing here prints or exits.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+import warnings
+from functools import partial
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +29,18 @@ import numpy as np
 import torch
 
 from ssd_cli.io import modelfile
+from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling
-from ssd_cli.core.synthetic import parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling, parse_kinds
 from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError, python_names
 from ssd_cli.data.images import Skipped, fit_image, fit_scaled, list_images, name_skipped
 from ssd_cli.data.inputs import Images, segments, save_pngs
 from ssd_cli.data.masks import find_masks, read_masks
+from ssd_cli.data.score_files import score_files
 from ssd_cli.io.heatmaps import MapGeometry
-from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.model import SavedModel
 from ssd_cli.io.results import AnomalyMaps, Evaluation, Scores
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.patches import PatchSpec, image_scores
@@ -45,7 +50,7 @@ from ssd_cli.thresholds import ThresholdRule, operating_points, resolve
 
 ProgressCallback = Callable[[int, int], None]  # (images done, images in all)
 
-# Settings of `fit` that go to one phase's optimiser; the others are TrainRequest's own fields.
+# Training settings of `Detector(...)` that go to one phase's optimiser; the others are TrainRequest's own fields.
 _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
@@ -63,11 +68,16 @@ def no_maps(what: str) -> UsageError:
     )
 
 
-def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outliers: Any = (), *, device: str = "auto", **settings: Any) -> TrainRequest:
-    """A TrainRequest from `ssd train`'s settings by name (None = the preset's / chosen from the data)."""
+def _known(settings: Mapping[str, Any]) -> None:
     unknown = sorted(set(settings) - set(FIT_SETTINGS))
     if unknown:
         raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(FIT_SETTINGS)}")
+
+
+def _request(roles: tuple[list[Path], ...], device: str, settings: Mapping[str, Any]) -> TrainRequest:
+    """The engine's typed TrainRequest, as `ssd train` builds it, from settings by name (None = the
+    preset's / chosen from the data) and the (unlabeled, normals, anomalies, outliers) paths."""
+    _known(settings)
     given = {k: v for k, v in settings.items() if v is not None}
     for name, enum in _ENUMS.items():
         if name in given:
@@ -87,33 +97,53 @@ def train_request(unlabeled: Any, normals: Any = (), anomalies: Any = (), outlie
         given["synthetic"] = parse_kinds(given["synthetic"])
     elif "synthetic" in given:
         given["synthetic"] = tuple(given["synthetic"])
-    return TrainRequest(
-        unlabeled=tuple(unlabeled), normals=tuple(normals), anomalies=tuple(anomalies), outliers=tuple(outliers), train=train, pretrain=pretrain, device=device, **given
-    )
+    unlabeled, normals, anomalies, outliers = (tuple(r) for r in roles)
+    return TrainRequest(unlabeled=unlabeled, normals=normals, anomalies=anomalies, outliers=outliers, train=train, pretrain=pretrain, device=device, **given)
 
 
 class Detector:
     """A Semi-Supervised Deep SVDD anomaly detector for images.
 
-    `Detector().fit(...)` trains one, `Detector.load(path)` reads one that `ssd train` or `save`
-    wrote. Scores are distances ||phi(x) - c|| to the hypersphere center: higher is more anomalous,
-    above `threshold_` is anomalous.
+    `Detector(epochs=20).fit(...)` trains one, `Detector.load(path)` reads one that `ssd train` or
+    `save` wrote. Scores are distances ||phi(x) - c|| to the hypersphere center: higher is more
+    anomalous, above `threshold_` is anomalous.
     """
 
     @python_names
-    def __init__(self, model: SavedModel | None = None, *, device: str = "auto") -> None:
+    def __init__(self, model: SavedModel | None = None, *, device: str = "auto", **settings: Any) -> None:
+        """Training settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", ...;
+        `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
+        An unknown name, or a value of the wrong kind, is a UsageError at once."""
         if model is not None and not isinstance(model, SavedModel):  # Detector("cpu") must not fail later
             hint = f"; the device is a keyword argument: Detector(device={model!r})" if isinstance(model, str) else ""
             raise TypeError(f"Detector(model) takes a SavedModel or None (Detector.load(path) reads a file), got {model!r}{hint}")
-        if not isinstance(device, (str, torch.device)):
-            raise TypeError(f"Detector(device=...) takes 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        parse_device(device)
-        self.device = device
+        self.device = "auto"
+        self._settings: dict[str, Any] = {}
+        self.set_params(device=device, **settings)
         self.model_ = model
         self.plan_: TrainPlan | None = None
         self.skipped_: list[Skipped] = []
         self._scorer: Scorer | None = None
         self._file: Path | None = None  # the file the model was read from or last saved to
+
+    # --- settings (scikit-learn's convention) ---------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The device and every training setting by name, None where the default (the preset's, or
+        the choice from the images) applies; `deep` is scikit-learn's, with nothing nested here."""
+        return {"device": self.device, **{name: self._settings.get(name) for name in FIT_SETTINGS}}
+
+    @python_names
+    def set_params(self, **settings: Any) -> Detector:
+        """Change settings (the constructor's, `device` too); checked as the constructor checks them. Returns self."""
+        device = settings.pop("device", self.device)
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"Detector(device=...) takes 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        parse_device(device)
+        merged = {**self._settings, **settings}
+        _request(((),) * 4, device, merged)  # names and kinds of value now, not at the next fit
+        self.device, self._settings = device, merged
+        return self
 
     # --- training and files -------------------------------------------------------------------
 
@@ -123,26 +153,34 @@ class Detector:
         unlabeled: Images,
         normals: Images | None = None,
         anomalies: Images | None = None,
-        *,
         outliers: Images | None = None,
+        *,
         on_plan: Callable[[TrainPlan], None] | None = None,
         on_epoch: StageCallback | None = None,
         workers: int | None = None,
         **settings: Any,
     ) -> Detector:
         """Train on unlabeled images (mostly normal), optional labeled normals and anomalies, and
-        optional outlier images (unrelated pictures used as anomalies, `outlier_weight`).
+        optional outlier images (unrelated pictures used as anomalies, `outlier_weight`), with the
+        settings the detector was made with.
 
-        Settings are `ssd train`'s options by name (epochs=20, arch="lenet-64", resize="crop", ...;
-        `FIT_SETTINGS` lists them); what is not given is chosen from the images as the CLI does.
         `on_plan` sees the plan before any long work, `on_epoch(stage, info)` every epoch.
         In-memory images are written to a temporary folder as PNG first, so they take the same path
-        as files. Returns self.
+        as files. Returns self. Settings given here (`fit(x, epochs=20)`, the API of ssd 0.4) still
+        work, as `set_params` first, with a DeprecationWarning; ssd 0.5 takes them in the constructor only.
         """
+        if settings:
+            warnings.warn(
+                f"Detector.fit({', '.join(f'{k}=...' for k in settings)}) is deprecated: give the settings to Detector(...) "
+                "or set_params(...); fit will take the data only in ssd 0.5",
+                DeprecationWarning,
+                stacklevel=3,  # the caller of fit, past python_names
+            )
+            self.set_params(**settings)
         with tempfile.TemporaryDirectory(prefix="ssd-fit-") as tmp:
             named = (("unlabeled", unlabeled), ("normals", normals), ("anomalies", anomalies), ("outliers", outliers))
-            roles = [_as_paths(x, Path(tmp) / name) for name, x in named]
-            request = train_request(*roles, device=self.device, **settings)
+            roles = tuple(_as_paths(x, Path(tmp) / name) for name, x in named)
+            request = _request(roles, self.device, self._settings)
             plan = plan_training(request)
             if on_plan is not None:
                 on_plan(plan)
@@ -212,11 +250,12 @@ class Detector:
         listed in `Scores.skipped`; it is an InputError when nothing at all could be scored.
         """
         rule = ThresholdRule(threshold, contamination, top_k)
-        paths, raw, maps, skipped = self._raw(x, batch_size, workers, on_progress, "score")
-        if not paths:
-            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
+        got = self._raw(x, batch_size, workers, on_progress, "score")
+        if not got.paths:
+            raise InputError(f"score: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
         saved = self._model()
-        return Scores.build(paths, raw, resolve(rule, saved.threshold, saved.threshold_rule, raw), skipped, maps, self._geometry())
+        threshold = resolve(rule, saved.threshold, saved.threshold_rule, got.scores)
+        return Scores.build(got.paths, got.scores, threshold, got.skipped, got.maps, self._geometry(), got.images)
 
     @property
     def has_maps(self) -> bool:
@@ -234,10 +273,10 @@ class Detector:
         none (UsageError): its score has no place.
         """
         self._patch("score_maps")
-        paths, _, grids, skipped = self._raw(x, batch_size, workers, on_progress, "score")
-        if not paths or grids is None:
-            raise InputError(f"score: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
-        return AnomalyMaps(paths, self._input_maps(grids), skipped)
+        got = self._raw(x, batch_size, workers, on_progress, "score")
+        if not got.paths or got.maps is None:
+            raise InputError(f"score: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
+        return AnomalyMaps(got.paths, self._input_maps(got.maps), got.skipped)
 
     @python_names
     def decision_function(self, x: Images, **kwargs: Any) -> np.ndarray:
@@ -280,25 +319,25 @@ class Detector:
             truth_masks = read_masks(find_masks(roots, Path(masks)), self._patch("masks").image_size, saved.resize, saved.tile)
             if not truth_masks:
                 raise InputError(f"--masks: no mask in '{masks}' belongs to an anomalous image ({_WHERE_MASKS})")
-        n_paths, n_raw, n_maps, n_skipped = self._raw(normal, batch_size, workers, on_progress, "--normal")
-        seen = len(n_paths) + len(n_skipped)
+        n = self._raw(normal, batch_size, workers, on_progress, "--normal")
+        seen = len(n.paths) + len(n.skipped)
         after = None if on_progress is None else (lambda done, total: on_progress(seen + done, seen + total))
-        a_paths, a_raw, a_maps, a_skipped = self._raw(anomalous, batch_size, workers, after, "--anomalous")
-        for what, paths, skipped in (("--normal", n_paths, n_skipped), ("--anomalous", a_paths, a_skipped)):
-            if not paths:  # the metrics would only say that every sample is of the other kind
-                raise InputError(f"{what}: none of the {len(skipped)} image file(s) could be read: {name_skipped(skipped)}")
-        both = {p.resolve() for p in n_paths if p is not None} & {p.resolve() for p in a_paths if p is not None}
+        a = self._raw(anomalous, batch_size, workers, after, "--anomalous")
+        for what, got in (("--normal", n), ("--anomalous", a)):
+            if not got.paths:  # the metrics would only say that every sample is of the other kind
+                raise InputError(f"{what}: none of the {len(got.skipped)} image file(s) could be read: {name_skipped(got.skipped)}")
+        both = {p.resolve() for p in n.paths if p is not None} & {p.resolve() for p in a.paths if p is not None}
         if both:
             shown = ", ".join(sorted(str(p) for p in both)[:3])
             raise InputError(f"{len(both)} file(s) are among both the normal and the anomalous images, so their truth is unknown: {shown}")
-        raw = np.concatenate([n_raw, a_raw])
-        truth = np.r_[np.zeros(len(n_raw), bool), np.ones(len(a_raw), bool)]
-        maps = join_grids([n_maps, a_maps]) if n_maps is not None and a_maps is not None else None
+        raw = np.concatenate([n.scores, a.scores])
+        truth = np.r_[np.zeros(len(n.scores), bool), np.ones(len(a.scores), bool)]
+        maps = join_grids([n.maps, a.maps]) if n.maps is not None and a.maps is not None else None
         saved = self._model()
         chosen = resolve(ThresholdRule(threshold), saved.threshold, saved.threshold_rule, raw)
-        scores = Scores.build(n_paths + a_paths, raw, chosen, n_skipped + a_skipped, maps, self._geometry())
+        scores = Scores.build(n.paths + a.paths, raw, chosen, n.skipped + a.skipped, maps, self._geometry(), n.images + a.images)
         points = operating_points(raw, truth, chosen, recall)  # the first is the threshold in use
-        pixel = None if truth_masks is None else self._pixel_metrics(n_maps, a_paths, a_maps, truth_masks, masks)
+        pixel = None if truth_masks is None else self._pixel_metrics(n.maps, a.paths, a.maps, truth_masks, masks)
         return Evaluation(scores, truth, points[0].metrics, points, pixel)
 
     # --- internals ----------------------------------------------------------------------------
@@ -343,9 +382,7 @@ class Detector:
             self._scorer = Scorer(self._model(), resolve_device(self.device))
         return self._scorer
 
-    def _raw(
-        self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str
-    ) -> tuple[list[Path | None], np.ndarray, Grids | None, list[Skipped]]:
+    def _raw(self, x: Images, batch_size: int, workers: int | None, on_progress: ProgressCallback | None, what: str) -> _Raw:
         """Every readable input's score (and what its anomaly map is made from), in input order,
         and what was skipped; `what` names the input in errors (the option that gave it). A tiled
         model takes in-memory images (and tensors) at their own size and scores them one at a
@@ -356,13 +393,15 @@ class Detector:
             raise UsageError(f"--workers must be at least 1, got {workers}")
         scorer, saved = self._scoring(), self._model()
         size, channels = saved.input_size, saved.spec.channels
-        plan, skipped = [], []
+        plan, skipped, in_memory = [], [], []
         for seg in segments(x):
             if seg.paths:
                 listing = list_images(seg.paths, what=what)
                 skipped += listing.skipped
                 plan.append(("files", listing.files))
-            elif saved.tile is not None:
+                continue
+            in_memory += _image_getters(seg)
+            if saved.tile is not None:
                 plan.append(("scaled", seg.images if seg.tensor is None else tuple(_tensor_images(seg.tensor))))
             elif seg.tensor is not None:
                 if tuple(seg.tensor.shape[1:]) != (channels, size, size):
@@ -373,14 +412,14 @@ class Detector:
                 plan.append(("tensor", torch.from_numpy(fitted)))
         # Under torchrun each rank scores its contiguous share of every part; the shares, gathered in
         # rank order, give every rank the same results in the same order as one process would.
-        r = distributed.ranks()
+        r = ranks()
         mine = [(kind, r.mine(items)) for kind, items in plan]
         total, done = sum(len(items) for _, items in mine), 0
         parts: list[_Part] = []
         for kind, items in mine:
             part = _Part()
             if kind == "files":
-                for scored in scorer.score_files(items, batch_size, workers):
+                for scored in score_files(scorer, items, batch_size, workers):
                     part.add(scored.paths, scored.scores, scored.maps, scored.skipped)
                     done += len(scored.paths) + len(scored.skipped)
                     _report(on_progress, done, total)
@@ -405,7 +444,20 @@ class Detector:
                 merged.extend(rank_parts[i])
         raw = np.concatenate(merged.scores).astype(np.float64) if merged.scores else np.zeros(0)
         maps = join_grids(merged.maps) if saved.patch is not None and merged.maps else None
-        return merged.paths, raw, maps, skipped + merged.skipped
+        getters = iter(in_memory)  # in-memory images are never skipped: the k-th path None is the k-th of them
+        return _Raw(merged.paths, raw, maps, skipped + merged.skipped, [None if p is not None else next(getters) for p in merged.paths])
+
+
+@dataclass
+class _Raw:
+    """What `_raw` found: per readable input in input order its path (None in memory), score and
+    what gives the in-memory image (None for a file, for reports' thumbnails); maps; what was skipped."""
+
+    paths: list[Path | None]
+    scores: np.ndarray
+    maps: Grids | None
+    skipped: list[Skipped]
+    images: list[Callable[[], Any] | None]
 
 
 @dataclass
@@ -456,7 +508,23 @@ def _as_paths(x: Images | None, folder: Path) -> list[Path]:
 
 
 def _tensor_images(t: torch.Tensor) -> list:
+    return [_tensor_image(t, i) for i in range(len(t))]
+
+
+def _tensor_image(t: torch.Tensor, i: int) -> Any:
+    """Image i of a uint8 (N, C, H, W) tensor as a PIL image."""
     from PIL import Image
 
-    arr = t.numpy()
-    return [Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)) for a in arr]
+    a = t[i].numpy()
+    return Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+
+
+def _image_getters(seg: Any) -> list[Callable[[], Any]]:
+    """What gives each in-memory image of a segment, made only when a report shows it."""
+    if seg.tensor is not None:
+        return [partial(_tensor_image, seg.tensor, i) for i in range(len(seg.tensor))]
+    return [partial(_same, im) for im in seg.images]
+
+
+def _same(image: Any) -> Any:
+    return image

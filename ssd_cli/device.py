@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 
@@ -12,7 +13,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     """'auto' is CUDA when available, else CPU; 'cuda[:N]' must exist. Under torchrun this joins
     the process group, and CUDA means the GPU of this process's local rank."""
     device = parse_device(spec)
-    if distributed.ranks().active:
+    if ranks().active:
         distributed.setup(use_cuda=device.type == "cuda")
         return distributed.rank_device(device)
     return device

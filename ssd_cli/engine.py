@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from ssd_cli.core import distributed
 from ssd_cli.core.config import (
     PAPER_TRAIN,
     AnomalyLoss,
+    SyntheticConfig,
     Objective,
     OptimConfig,
     Preprocessing,
@@ -31,23 +32,21 @@ from ssd_cli.core.config import (
 from ssd_cli.device import resolve_device
 from ssd_cli.errors import InputError, UsageError
 from ssd_cli.core.estimate import step_cost, training_seconds
-from ssd_cli.core.imageset import ImageSet, Rows
-from ssd_cli.data.cache import open_or_build
-from ssd_cli.data.images import Skipped, load_images, name_skipped
-from ssd_cli.data.tiles import load_tiles
-from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel, load_autoencoder
+from ssd_cli.data.decoded import DecodedSet, decode_images, decode_tiles
+from ssd_cli.data.images import Skipped
+from ssd_cli.core.model import SavedAutoencoder, SavedModel
+from ssd_cli.io.modelfile import load_autoencoder
 from ssd_cli.core.nets import LeNetSpec, get_spec, network_for_size
 from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.tiles import TileSpec
-from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record
+from ssd_cli.core.roles import Role
 from ssd_cli.core.presets import PATCH_SCHEDULE, anomaly_defaults, customised, schedule_for_spec
 from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs
 from ssd_cli.core.training import EpochInfo
 
-PRELOAD_BYTES = 1 << 30  # training input up to 1 GiB of float32 is preprocessed once; beyond, a batch at a time
-UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE = "--unlabeled", "--normals", "--anomalies", "--outliers"
 MAX_SEED = 2**32 - 1  # torch's generators take 64 bits, and a patch model's crops add an offset to the seed
 MAX_PATCHES_PER_IMAGE = 1024  # crops per image and epoch; more only multiplies the epoch's memory and time
 # Training tiles kept of each large photo (TrainRequest.tiles_per_image): 8 colour tiles of 256 px
@@ -130,7 +129,7 @@ class TrainPlan:
 
     request: TrainRequest
     scan: ScanReport
-    files: dict[str, list[Path]]  # per role, after overlaps were resolved
+    files: dict[Role, list[Path]]  # per role, after overlaps were resolved
     choice: InputChoice
     spec: LeNetSpec
     resize: Resize
@@ -157,13 +156,13 @@ class TrainPlan:
         return self.patches.spec.image_size if self.patches else self.spec.image_size
 
     @property
-    def trained_roles(self) -> list[str]:
+    def trained_roles(self) -> list[Role]:
         """The roles whose images are trained on. A tiled model leaves out the labeled anomalies:
         a photo's defect lies in one of its tiles and nobody said which, so labeling all its tiles
         anomalous would teach phi that clean tiles are anomalous. They are scored after training
         instead (the summary says how the threshold separates them)."""
         roles = [role for role, files in self.files.items() if files]
-        return [r for r in roles if r != ANOMALIES_ROLE] if self.tiles.spec is not None else roles
+        return [r for r in roles if r is not Role.ANOMALIES] if self.tiles.spec is not None else roles
 
 
 @dataclass
@@ -214,7 +213,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     if req.arch is not None:
         _spec_or_usage(req.arch, None, None)  # an unknown name is a usage error before any scan
     saved_ae = load_autoencoder(req.pretrained) if req.pretrained is not None else None
-    roles = {UNLABELED_ROLE: list(req.unlabeled), NORMALS_ROLE: list(req.normals), ANOMALIES_ROLE: list(req.anomalies), OUTLIERS_ROLE: list(req.outliers)}
+    roles = {Role.UNLABELED: list(req.unlabeled), Role.NORMALS: list(req.normals), Role.ANOMALIES: list(req.anomalies), Role.OUTLIERS: list(req.outliers)}
     report = scan_inputs({k: v for k, v in roles.items() if v})
     if saved_ae is not None:
         spec, choice = _from_pretrained(req, saved_ae)
@@ -238,8 +237,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    # `ssd pretrain` has one set of optimiser options, which apply to the pretraining schedule
-    pre_optim = (req.train if pretrain_only else req.pretrain).apply(schedule.pretrain)
+    pre_optim = req.pretrain.apply(schedule.pretrain)
     asked = req.pretrain.epochs is not None or schedule.pretrain_by_default
     wants_pretraining = saved_ae is None and pre_optim.epochs > 0 and asked
     files = _resolve_overlaps(report)
@@ -259,20 +257,20 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
         visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
-        n_unlabeled, n_all = len(files[UNLABELED_ROLE]) * visits, sum(len(f) for f in files.values()) * visits
+        n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, sum(len(f) for f in files.values()) * visits
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
-            n_normal = (len(files[UNLABELED_ROLE]) + len(files[NORMALS_ROLE])) * visits
+            n_normal = (len(files[Role.UNLABELED]) + len(files[Role.NORMALS])) * visits
             n_all += round(n_normal * cfg.synthetic.ratio)
         if tiles.spec is not None:  # labeled anomalies are not trained on (TrainPlan.trained_roles)
-            n_all -= len(files[ANOMALIES_ROLE]) * visits
+            n_all -= len(files[Role.ANOMALIES]) * visits
         elif patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference
-            n_all += round(len(files[ANOMALIES_ROLE]) * visits * patches.spec.grid**2 / FORWARD_SHARE)
+            n_all += round(len(files[Role.ANOMALIES]) * visits * patches.spec.grid**2 / FORWARD_SHARE)
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
         else:
             seconds = training_seconds(cost, n_all, n_unlabeled, cfg.optim.epochs, pre_optim.epochs if wants_pretraining else 0)
             if tiles.spec is not None and patches is not None:  # the training images scored whole for the threshold
-                scored = sum(len(files[r]) for r in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE))
+                scored = sum(len(files[r]) for r in (Role.UNLABELED, Role.NORMALS, Role.ANOMALIES))
                 seconds += cost.encoder / FORWARD_SHARE * scored * tiles.typical * patches.spec.grid**2
     return TrainPlan(
         request=req,
@@ -443,22 +441,22 @@ def _from_pretrained(req: TrainRequest, saved: SavedAutoencoder) -> tuple[LeNetS
     return spec, InputChoice(spec.name, spec.channels, side, (reason,))
 
 
-def _resolve_overlaps(report: ScanReport) -> dict[str, list[Path]]:
+def _resolve_overlaps(report: ScanReport) -> dict[Role, list[Path]]:
     """Each file counts once (scan.input_warnings says so to the user): a labeled file also found
     among the unlabeled counts as labeled, since its label is the stronger information; a file
     labeled both normal and anomalous contradicts itself and counts as unlabeled only."""
-    files = {role: list(report.roles[role].files) if role in report.roles else [] for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE, OUTLIERS_ROLE)}
+    files = {role: list(report.roles[role].files) if role in report.roles else [] for role in Role}
     if not report.overlaps:
         return files
     key = {role: {p.resolve(): p for p in paths} for role, paths in files.items()}
-    both = key[NORMALS_ROLE].keys() & key[ANOMALIES_ROLE].keys()
-    labeled = (key[NORMALS_ROLE].keys() | key[ANOMALIES_ROLE].keys()) - both
-    files[NORMALS_ROLE] = [p for k, p in key[NORMALS_ROLE].items() if k not in both]
-    files[ANOMALIES_ROLE] = [p for k, p in key[ANOMALIES_ROLE].items() if k not in both]
-    files[UNLABELED_ROLE] = [p for k, p in key[UNLABELED_ROLE].items() if k not in labeled]
-    files[UNLABELED_ROLE] += [key[NORMALS_ROLE][k] for k in sorted(both - key[UNLABELED_ROLE].keys())]
-    if not files[UNLABELED_ROLE]:
-        n = len(key[UNLABELED_ROLE])
+    both = key[Role.NORMALS].keys() & key[Role.ANOMALIES].keys()
+    labeled = (key[Role.NORMALS].keys() | key[Role.ANOMALIES].keys()) - both
+    files[Role.NORMALS] = [p for k, p in key[Role.NORMALS].items() if k not in both]
+    files[Role.ANOMALIES] = [p for k, p in key[Role.ANOMALIES].items() if k not in both]
+    files[Role.UNLABELED] = [p for k, p in key[Role.UNLABELED].items() if k not in labeled]
+    files[Role.UNLABELED] += [key[Role.NORMALS][k] for k in sorted(both - key[Role.UNLABELED].keys())]
+    if not files[Role.UNLABELED]:
+        n = len(key[Role.UNLABELED])
         raise InputError(
             f"--unlabeled: all {n} file(s) are also given as labeled (--normals/--anomalies), and a file counts once, as labeled; "
             "no unlabeled image is left to train on"
@@ -482,23 +480,19 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
 
     spec, dev = plan.spec, plan.device
     decoded = _decode(plan, workers)
-    skipped = decoded.skipped
-    pre = plan.pretrained.preprocessor if plan.pretrained else Preprocessor.fit(plan.preprocessing, decoded.chunks(UNLABELED_ROLE))
+    pre = plan.pretrained.preprocessor if plan.pretrained else Preprocessor.fit(plan.preprocessing, decoded.chunks(Role.UNLABELED))
     x, y = decoded.training_set(pre, dev)
     ae = plan.pretrained.autoencoder().to(dev) if plan.pretrained else None
     pretrain_seconds = 0.0
     if ae is None and plan.pretrain is not None:
         start = time.perf_counter()
         ae, _ = pipeline.pretrain(
-            spec, x[y == pipeline.UNLABELED], plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches
+            spec, x[y == Role.UNLABELED.label], plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches
         )
         pretrain_seconds = time.perf_counter() - start
     summary = {
-        **decoded.tile_record(plan),
-        "pretrain_epochs": plan.pretrain.epochs if plan.pretrain is not None else 0,
-        "pretrain_config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)} if plan.pretrain else None,
-        "pretrain_seconds": round(pretrain_seconds, 2),
-        "pretrained_from": str(plan.request.pretrained) if plan.request.pretrained else None,
+        **_tile_record(plan, decoded),
+        **pretraining_summary(plan.pretrain, pretrain_seconds, str(plan.request.pretrained) if plan.request.pretrained else None),
         "input_choice": list(plan.choice.reasons),
         "resize": plan.resize.value,
     }
@@ -508,7 +502,7 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
         on_epoch=_stage(on_epoch, f"training ({plan.cfg.objective.value})"), summary=summary,
         score_images=_scored_whole(plan, workers) if plan.tiles.spec is not None else None,
     )  # fmt: skip
-    return TrainOutcome(model, skipped)
+    return TrainOutcome(model, decoded.skipped)
 
 
 def _scored_whole(plan: TrainPlan, workers: int | None) -> Callable[[SavedModel], tuple[torch.Tensor, torch.Tensor]]:
@@ -517,15 +511,15 @@ def _scored_whole(plan: TrainPlan, workers: int | None) -> Callable[[SavedModel]
     few tiles of each image, whose worst would understate an image's score. The labeled anomalies,
     not trained on (TrainPlan.trained_roles), are scored too, so the summary can say how the
     threshold separates them."""
-    from ssd_cli.core.pipeline import ROLE_LABELS
     from ssd_cli.core.scoring import Scorer
+    from ssd_cli.data.score_files import score_files
 
     def scores(model: SavedModel) -> tuple[torch.Tensor, torch.Tensor]:
         scorer, out, labels = Scorer(model, plan.device), [torch.zeros(0)], [torch.zeros(0, dtype=torch.int8)]
-        for role in (UNLABELED_ROLE, NORMALS_ROLE, ANOMALIES_ROLE):
-            for batch in scorer.score_files(plan.files[role], workers=workers):
+        for role in (Role.UNLABELED, Role.NORMALS, Role.ANOMALIES):
+            for batch in score_files(scorer, plan.files[role], workers=workers):
                 out.append(batch.scores)
-                labels.append(torch.full((len(batch.scores),), ROLE_LABELS[role], dtype=torch.int8))
+                labels.append(torch.full((len(batch.scores),), role.label, dtype=torch.int8))
         return torch.cat(out), torch.cat(labels)
 
     return scores
@@ -544,115 +538,31 @@ def _run_pretraining(plan: TrainPlan, on_epoch: StageCallback | None, workers: i
 
     assert plan.pretrain is not None
     decoded = _decode(plan, workers)
-    skipped = decoded.skipped
-    pre = Preprocessor.fit(plan.preprocessing, decoded.chunks(UNLABELED_ROLE))
+    pre = Preprocessor.fit(plan.preprocessing, decoded.chunks(Role.UNLABELED))
     x, _ = decoded.training_set(pre, plan.device)
     start = time.perf_counter()
     ae, losses = pipeline.pretrain(plan.spec, x, plan.pretrain, seed=plan.request.seed, on_epoch=_stage(on_epoch, "pretraining"), patches=plan.patches)
-    training = {
-        "n_unlabeled": len(x),
-        "epochs": plan.pretrain.epochs,
-        "final_loss": losses[-1] if losses else None,
-        "seconds": round(time.perf_counter() - start, 2),
-        "seed": plan.request.seed,
-        "device": str(plan.device),
-        "config": plan.pretrain.__dict__ | {"lr_milestones": list(plan.pretrain.lr_milestones)},
-        "input_choice": list(plan.choice.reasons),
-    }
+    training = pretraining_record(len(x), plan.pretrain, losses, time.perf_counter() - start, plan.request.seed, plan.device)
+    training = {**training, "input_choice": list(plan.choice.reasons), **_tile_record(plan, decoded)}
     patch = plan.patches.spec if plan.patches else None
-    training.update(decoded.tile_record(plan))
-    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch, tile=plan.tiles.spec), skipped
+    return SavedAutoencoder(plan.spec, pre, ae.state_dict(), training, resize=plan.resize, patch=patch, tile=plan.tiles.spec), decoded.skipped
 
 
-@dataclass
-class _Decoded:
-    """The training images of every role, as uint8 rows (in memory, or a disk cache): unlabeled
-    first, then labeled normals, then labeled anomalies."""
-
-    rows: Rows
-    counts: dict[str, int]  # readable images (or a tiled model's tiles) per role, in row order
-    skipped: list[Skipped]
-    image_shape: tuple[int, int, int]
-    images: torch.Tensor | None  # all rows, when they are in memory (None: a disk cache, --cache)
-    photos: dict[str, int] = field(default_factory=dict)  # a tiled model's readable images per role
-
-    def tile_record(self, plan: TrainPlan) -> dict:
-        """What the training record says of the tiles: the images trained on per role (they
-        replace the counts of samples, which are tiles), the tiles per role, and how many tiles
-        each image kept at most."""
-        if plan.tiles.spec is None:
-            return {}
-        keys = {UNLABELED_ROLE: "n_unlabeled", NORMALS_ROLE: "n_labeled_normal", ANOMALIES_ROLE: "n_labeled_anomalous", OUTLIERS_ROLE: "n_outliers"}
-        images = {keys[role]: n for role, n in self.photos.items()}
-        return {**images, "tiles": {"per_image": plan.tiles.per_image, "trained": {keys[role]: n for role, n in self.counts.items()}}}
-
-    def chunks(self, role: str, size: int = 4096) -> Iterator[torch.Tensor]:
-        names = list(self.counts)
-        start = sum(self.counts[r] for r in names[: names.index(role)])
-        stop = start + self.counts[role]
-        for a in range(start, stop, size):
-            yield self.rows(torch.arange(a, min(a + size, stop)))
-
-    def training_set(self, pre: Preprocessor, device: torch.device) -> tuple[ImageSet, torch.Tensor]:
-        """x and the label vector y on the device; x is preprocessed once when it is in memory and
-        small (PRELOAD_BYTES), else a mini-batch at a time."""
-        from ssd_cli.core.pipeline import ROLE_LABELS
-
-        y = torch.cat([torch.full((n,), ROLE_LABELS[role], dtype=torch.int8) for role, n in self.counts.items()]).to(device)
-        n = sum(self.counts.values())
-        if self.images is not None and self.images.numel() * 4 <= PRELOAD_BYTES:
-            return ImageSet.preprocessed(self.images, pre, device), y
-        return ImageSet(self.rows, n, self.image_shape, pre, device), y
-
-
-def _decode(plan: TrainPlan, workers: int | None) -> _Decoded:
-    """Every role's images at the network's input (into the disk cache with --cache); a role left
-    with no readable image is bad input."""
+def _decode(plan: TrainPlan, workers: int | None) -> DecodedSet:
+    """The trained roles' images at the network's input: tiles of large photos, or whole images
+    (into the disk cache with --cache)."""
     roles = {role: plan.files[role] for role in plan.trained_roles}
-    size, channels = plan.input_size, plan.spec.channels
     if plan.tiles.spec is not None:
-        decoded = _decode_tiles(plan, roles, workers)
-    elif plan.request.cache is not None:
-        every = [f for files in roles.values() for f in files]
-        disk = open_or_build(every, size, channels, plan.resize, plan.request.cache, workers)
-        kept, counts, start = torch.tensor(disk.kept, dtype=torch.int64), {}, 0
-        for role, files in roles.items():  # rows are in file order, so each role's rows are a range
-            counts[role] = int(((kept >= start) & (kept < start + len(files))).sum())
-            start += len(files)
-        decoded = _Decoded(disk.rows, counts, list(disk.skipped), (channels, size, size), images=None)
-    else:
-        parts, counts, skipped = [], {}, []
-        for role, files in roles.items():
-            batch = load_images(files, size, channels, workers=workers, resize=plan.resize)
-            skipped += batch.skipped
-            parts.append(batch.images)
-            counts[role] = len(batch.paths)
-        images = torch.cat(parts)
-        decoded = _Decoded(lambda idx: images[idx], counts, skipped, (channels, size, size), images=images)
-    for role, n in decoded.counts.items():
-        if n == 0:
-            files = set(roles[role])
-            why = name_skipped([s for s in decoded.skipped if s.path in files])
-            raise InputError(f"{role}: none of the {len(files)} image file(s) could be read: {why}")
-    return decoded
+        return decode_tiles(roles, plan.tiles.spec, plan.spec.channels, plan.tiles.per_image, plan.request.seed, workers)
+    return decode_images(roles, plan.input_size, plan.spec.channels, plan.resize, cache=plan.request.cache, workers=workers)
 
 
-def _decode_tiles(plan: TrainPlan, roles: dict[str, list[Path]], workers: int | None) -> _Decoded:
-    """Each image's tiles, at most plan.tiles.per_image of it, decoded one image at a time."""
-    assert plan.tiles.spec is not None
-    parts, counts, photos, skipped, first = [], {}, {}, [], 0
-    for role, files in roles.items():
-        got = load_tiles(files, plan.tiles.spec, plan.spec.channels, plan.tiles.per_image, plan.request.seed, first, workers)
-        first += len(files)
-        skipped += got.skipped
-        parts.append(got.tiles)
-        counts[role], photos[role] = len(got.tiles), len(got.paths)
-    images = torch.cat(parts)
-    return _Decoded(lambda idx: images[idx], counts, skipped, tuple(images.shape[1:]), images=images, photos=photos)
+def _tile_record(plan: TrainPlan, decoded: DecodedSet) -> dict:
+    """What the training record says of the tiles (nothing for a model that is not tiled)."""
+    return tile_record(decoded.photos, decoded.counts, plan.tiles.per_image) if plan.tiles.spec is not None else {}
 
 
 def _stage(on_epoch: StageCallback | None, name: str) -> Callable[[EpochInfo], None] | None:
     if on_epoch is None:
         return None
     return lambda info: on_epoch(name, info)
-

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
 from ssd_cli.core.nets import AutoEncoder, Encoder, get_spec
 from ssd_cli.core.objectives import squared_distances
@@ -18,7 +19,7 @@ from ssd_cli.core.training import reconstruction_loss
 def gradients(model: torch.nn.Module, loss_of, x: torch.Tensor, together: bool) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
     if together:
-        mine = distributed.ranks().mine(x)
+        mine = ranks().mine(x)
         (loss_of(model, mine) * (len(mine) / len(x))).backward()
         distributed.sum_gradients([p for p in model.parameters()])
     else:
@@ -52,7 +53,7 @@ def main() -> None:
         if not all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in stats):
             print(f"{name}: batch-norm running statistics differ", file=sys.stderr)
             sys.exit(1)
-    if distributed.ranks().is_main:
+    if ranks().is_main:
         print("ok")
 
 

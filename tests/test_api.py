@@ -33,6 +33,70 @@ def test_public_surface_is_lazy_and_listed() -> None:
         ssd_cli.NoSuchThing  # noqa: B018
 
 
+def test_settings_live_in_the_constructor_as_in_scikit_learn() -> None:
+    """get_params / set_params as scikit-learn's estimators have them: a copy made from the params
+    is the same detector, unknown names and values of the wrong kind fail at once."""
+    det = Detector(epochs=3, resize="crop", device="cpu")
+    params = det.get_params()
+    assert set(params) == {"device", *ssd_cli.FIT_SETTINGS}
+    assert (params["device"], params["epochs"], params["resize"], params["arch"]) == ("cpu", 3, "crop", None)
+    assert Detector(**params).get_params() == params
+    assert det.set_params(epochs=4, seed=7) is det and det.get_params()["epochs"] == 4 and det.get_params()["resize"] == "crop"
+    with pytest.raises(UsageError, match=r"unknown setting\(s\) epoch; known: arch, decoder"):
+        Detector(epoch=3)
+    with pytest.raises(UsageError, match=r"unknown setting\(s\) pretrain_batch_size; known: "):
+        det.set_params(pretrain_batch_size=8)
+    with pytest.raises(UsageError, match="resize must be one of squash, crop, pad, got 'squish'"):
+        Detector(resize="squish")
+    assert det.get_params()["epochs"] == 4  # a refused change changes nothing
+    with pytest.raises(TypeError):
+        det.set_params(device=0)
+
+
+class _Planned(Exception):
+    """Raised from on_plan (or in place of the planner): the request or plan is all a test wants."""
+
+
+def test_settings_given_to_fit_still_work_with_a_deprecation_warning(sample_dir: Path) -> None:
+    det = Detector(device="cpu", epochs=5)
+    plans: list = []
+
+    def stop(plan) -> None:
+        plans.append(plan)
+        raise _Planned
+
+    with pytest.warns(DeprecationWarning, match=r"fit\(epochs=\.\.\., seed=\.\.\.\) is deprecated: give the settings to Detector") as caught:
+        with pytest.raises(_Planned):
+            det.fit(sample_dir / "normal", epochs=2, seed=3, on_plan=stop)
+    assert caught[0].filename == __file__  # it points at the caller of fit
+    assert plans[0].cfg.optim.epochs == 2 and plans[0].request.seed == 3
+    assert det.get_params()["epochs"] == 2  # as set_params
+    with pytest.raises(UsageError, match="unknown setting"), pytest.warns(DeprecationWarning):
+        det.fit(sample_dir / "normal", epoch=2)
+
+
+def test_ssd_train_and_detector_fit_build_the_same_request(sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One typed door: the command and the API hand the engine equal TrainRequests."""
+    from ssd_cli import api, engine
+
+    requests = []
+
+    def planner(request, **kwargs):
+        requests.append(request)
+        raise _Planned
+
+    monkeypatch.setattr(engine, "plan_training", planner)
+    monkeypatch.setattr(api, "plan_training", planner)
+    runner.invoke(app, ["train", "-u", str(sample_dir / "normal"), "--anomalies", str(sample_dir / "anomalies"), "--epochs", "3",
+                        "--pretrain-lr", "0.001", "--lr-milestones", "2", "--resize", "crop", "--synthetic", "scar,perlin",
+                        "--batch-size", "16", "--patch-size", "0", "--threshold-from", "quantile", "--device", "cpu"])  # fmt: skip
+    settings = dict(epochs=3, pretrain_lr=0.001, lr_milestones=[2], resize="crop", synthetic="scar,perlin", batch_size=16, patch_size=0, threshold_from="quantile")
+    with pytest.raises(_Planned):
+        Detector(device="cpu", **settings).fit(sample_dir / "normal", anomalies=sample_dir / "anomalies")
+    assert len(requests) == 2 and requests[0] == requests[1]
+    assert requests[0].train.epochs == 3 and requests[0].pretrain.lr == 0.001 and requests[0].pretrain.batch_size == 16
+
+
 def test_score_a_folder_gives_every_image(detector: Detector, sample_dir: Path) -> None:
     """The internal score_all([folder]) silently returned nothing; a folder must give all its images."""
     scores = detector.score(sample_dir / "incoming")
@@ -104,7 +168,7 @@ def test_errors_are_exceptions_with_messages(detector: Detector, tmp_path: Path)
     with pytest.raises(InputError, match="cannot read images"):
         detector.score({"not": "images"})  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="unknown setting"):
-        Detector().fit(tmp_path, epoch=3)
+        Detector(epoch=3)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="could be read"):
         detector.score(tmp_path / "broken.png")
@@ -134,9 +198,10 @@ def test_evaluate_matches_the_metrics_by_hand(detector: Detector, sample_dir: Pa
         detector.evaluate(incoming[~truth], [])
 
 
+@pytest.mark.slow
 def test_fit_save_load_and_the_cli_give_identical_scores(sample_dir: Path, tmp_path: Path) -> None:
     """Train with the API, save, and score with both the API and `ssd score`: the same numbers."""
-    det = Detector(device="cpu").fit(sample_dir / "normal", anomalies=sample_dir / "anomalies", epochs=2, pretrain_epochs=2, seed=3)
+    det = Detector(device="cpu", epochs=2, pretrain_epochs=2, seed=3).fit(sample_dir / "normal", anomalies=sample_dir / "anomalies")
     assert det.plan_ is not None and det.plan_.spec.name == "mnist"
     model = tmp_path / "api.safetensors"
     det.save(model)
@@ -153,10 +218,23 @@ def test_fit_save_load_and_the_cli_give_identical_scores(sample_dir: Path, tmp_p
     assert loaded.info()["training"]["labeled_at_threshold"]["n_anomalous"] == 45
 
 
+def test_a_report_of_in_memory_images_shows_their_thumbnails(detector: Detector, sample_images, tmp_path: Path) -> None:
+    """PIL images and tensors have no file, but the report shows them as it shows files; the
+    caller's images are left as they were."""
+    pil = [Image.fromarray(a[0].numpy()) for a in sample_images.incoming[:3]]
+    scores = detector.score([*pil, sample_images.incoming[3:5]])
+    assert [r.path for r in scores] == [None] * 5
+    scores.write(tmp_path / "r.html", gallery=5)
+    page = (tmp_path / "r.html").read_text()
+    assert "in-memory image" not in page  # what a card without a picture says
+    assert page.count('src="data:image/jpeg;base64,') >= 5
+    assert [im.size for im in pil] == [(28, 28)] * 3
+
+
 def test_fit_on_in_memory_images(sample_images) -> None:
     """Arrays train through the same path as folders (written as PNG first), and give a model."""
     arrays = sample_images.normal[:60, 0].numpy()  # 60 x 28 x 28 uint8
-    det = Detector(device="cpu").fit(list(arrays), epochs=1, pretrain_epochs=1, batch_size=32)
+    det = Detector(device="cpu", epochs=1, pretrain_epochs=1, batch_size=32).fit(list(arrays))
     assert det.model_ is not None and det.model_.training["n_unlabeled"] == 60
     assert det.model_.spec.channels == 1 and det.model_.input_size == 28
     assert det.predict(arrays[:5]).shape == (5,)
@@ -199,7 +277,7 @@ def test_errors_name_python_arguments_not_options(detector: Detector, sample_dir
         detector.save(tmp_path / "m.safetensors")
     assert "force=True" in str(caught.value) and "--force" not in str(caught.value)
     with pytest.raises(UsageError) as caught:
-        Detector().fit(tmp_path, seed=-1)
+        Detector(seed=-1).fit(tmp_path)
     assert str(caught.value).startswith("seed must")
     with pytest.raises(UsageError, match=r"^batch_size must"):
         detector.predict(sample_dir / "incoming", batch_size=0)
@@ -222,7 +300,7 @@ def test_skipped_lists_every_file_training_left_out(detector: Detector, sample_d
     (folder / "gone.png").symlink_to(tmp_path / "nothing.png")
     os.mkfifo(folder / "pipe.png")
     (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    det = Detector(device="cpu").fit(folder, epochs=1, pretrain_epochs=0, batch_size=4)
+    det = Detector(device="cpu", epochs=1, pretrain_epochs=0, batch_size=4).fit(folder)
     left_out = {s.path.name for s in det.skipped_}
     assert left_out == {"notes.txt", "gone.png", "pipe.png", "cut.png"}, det.skipped_
     assert left_out == {s.path.name for s in detector.score(folder).skipped}

@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from ssd_cli.experiments import benchmark as bench
+from ssd_cli.experiments.autoencoders import AUTOENCODER_DIR, saved_autoencoders
+from ssd_cli.experiments.benchmark_plan import estimate_seconds
+from ssd_cli.experiments.data import load_benchmark_data
+from ssd_cli.experiments.results import RESULTS_FILE
+from ssd_cli.experiments.runs import group_runs, plan_runs
+from ssd_cli.experiments.settings import PAPER_NUS, Preset, preset_settings, with_epochs
 from ssd_cli.cli import app
 from ssd_cli.core.nets import get_spec
 from ssd_cli.experiments.protocol import Method, Scenario
+
+from conftest import folder_dataset
 
 runner = CliRunner()
 
@@ -23,7 +29,7 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_plan_matches_the_papers_table_layout() -> None:
-    runs = bench.plan_runs([Scenario.LABELED], [0, 1], 2, list(Method), bench.PAPER_NUS)
+    runs = plan_runs([Scenario.LABELED], [0, 1], 2, list(Method), PAPER_NUS)
     # level 0: soft (2 nus) + one-class; levels 1, 5, 10, 20: soft SS (2 nus) + one-class SS + supervised
     assert len(runs) == 2 * 2 * (3 + 4 * 4)
     assert {r.method for r in runs if r.level == 0} == {Method.SOFT_DSVDD, Method.ONE_CLASS_DSVDD}
@@ -35,17 +41,18 @@ def test_plan_matches_the_papers_table_layout() -> None:
 
 
 def test_presets_follow_the_paper() -> None:
-    paper = bench.preset_settings(bench.Preset.PAPER, get_spec("mnist"))
+    paper = preset_settings(Preset.PAPER, get_spec("mnist"))
     assert (paper.train.epochs, paper.train.lr, paper.train.lr_milestones, paper.train.batch_size) == (150, 1e-4, (50,), 200)
     assert paper.train.weight_decay == 1e-6 and paper.seeds == 10 and paper.nus == (0.01, 0.1)
     assert (paper.pretrain.epochs, paper.pretrain.lr_milestones, paper.pretrain.weight_decay) == (150, (50,), 0.5e-3)
-    colour = bench.preset_settings(bench.Preset.PAPER, get_spec("cifar10"))
+    colour = preset_settings(Preset.PAPER, get_spec("cifar10"))
     assert (colour.pretrain.epochs, colour.pretrain.lr_milestones, colour.pretrain.weight_decay) == (350, (250,), 0.5e-6)
-    custom = bench.with_epochs(paper, 15, 30)
+    custom = with_epochs(paper, 15, 30)
     assert custom.train.lr_milestones == (5,) and custom.pretrain.lr_milestones == (10,)
     assert custom.label != paper.label  # resume never mixes runs of other settings
 
 
+@pytest.mark.slow
 def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
     out = tmp_path / "bench"
     args = ["benchmark", "mnist", "--data-root", str(data_root), "--preset", "quick", "--epochs", "1",
@@ -66,22 +73,9 @@ def test_smoke_run_on_mnist(tmp_path: Path, data_root: Path) -> None:
     assert {"summary.csv", "summary.md"} <= {p.name for p in out.iterdir()}
 
 
-def _folder_dataset(root: Path, data_root: Path) -> Path:
-    """Three MNIST digits as train/<class>/ and test/<class>/ PNG folders (a user's own dataset)."""
-    from ssd_cli.data.datasets import load_builtin
-
-    for split, train, n in (("train", True, 60), ("test", False, 30)):
-        data = load_builtin("mnist", data_root, train=train)
-        for digit in (0, 1, 7):
-            folder = root / split / f"digit{digit}"
-            folder.mkdir(parents=True)
-            for i, idx in enumerate(np.flatnonzero(data.labels.numpy() == digit)[:n]):
-                Image.fromarray(data.images[idx, 0].numpy()).save(folder / f"{i}.png")
-    return root
-
-
+@pytest.mark.slow
 def test_resume_skips_finished_runs_and_redoes_a_cut_one(tmp_path: Path, data_root: Path) -> None:
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     args = ["benchmark", str(dataset), "--scenario", "labeled", "--levels", "0,5", "--epochs", "1", "--pretrain-epochs", "1",
             "--preset", "quick", "--out", str(out), "--device", "cpu", "--nus", "0.1", "--seeds", "1"]
@@ -123,15 +117,16 @@ def test_unknown_dataset_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 3 and "neither a built-in dataset" in result.output
 
 
+@pytest.mark.slow
 def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_root: Path) -> None:
     """The GPU path (several seeds and methods trained at once) must not change the numbers."""
     import torch
 
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
-    data = bench.load_benchmark_data(str(dataset), data_root, False, None)
-    settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 2, 2)
-    runs = bench.plan_runs([Scenario.POLLUTION], [0], 2, list(Method), (0.01, 0.1), levels=[10])
-    assert len(bench.group_runs(runs, stack=True)) == 3  # unsupervised, SS and supervised groups
+    dataset = folder_dataset(tmp_path / "digits", data_root)
+    data = load_benchmark_data(str(dataset), data_root, False, None)
+    settings = with_epochs(preset_settings(Preset.QUICK, data.spec), 2, 2)
+    runs = plan_runs([Scenario.POLLUTION], [0], 2, list(Method), (0.01, 0.1), levels=[10])
+    assert len(group_runs(runs, stack=True)) == 3  # unsupervised, SS and supervised groups
     alone = list(bench.run_benchmark(data, runs, settings, tmp_path / "a", torch.device("cpu"), stack=False))
     stacked = list(bench.run_benchmark(data, runs, settings, tmp_path / "b", torch.device("cpu"), stack=True))
     assert [r.run for r in alone] == runs and {r.run for r in stacked} == set(runs)
@@ -142,10 +137,11 @@ def test_stacked_runs_give_the_same_results_as_one_by_one(tmp_path: Path, data_r
         assert a.record["auc"] == pytest.approx(b.record["auc"], abs=0.01), a.run
 
 
+@pytest.mark.slow
 def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path) -> None:
     """Runs pretrained with another decoder, or of another network, are other runs; records from
     before these were recorded were pretrained with the upsample one and still count as such."""
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
     args = ["benchmark", str(dataset), "--levels", "0", "--methods", "one_class_dsvdd", "--epochs", "1",
             "--pretrain-epochs", "1", "--preset", "quick", "--out", str(out), "--device", "cpu"]
@@ -176,6 +172,7 @@ def test_the_decoder_is_part_of_a_runs_identity(tmp_path: Path, data_root: Path)
     assert bad.exit_code == 2 and "decoder must be one of" in bad.output
 
 
+@pytest.mark.slow
 def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stop after hours of pretraining loses no pretraining: the autoencoders are saved as they
     finish, a resumed run reads them instead of pretraining (with the same results), the plan's
@@ -185,13 +182,13 @@ def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, dat
     from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, plan_benchmark
     from ssd_cli.io.modelfile import load_autoencoder
 
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     out = tmp_path / "bench"
-    data = bench.load_benchmark_data(str(dataset), data_root, False, None)
-    settings = bench.with_epochs(bench.preset_settings(bench.Preset.QUICK, data.spec), 1, 2)
-    runs = bench.plan_runs([Scenario.LABELED], [0, 1], 1, [Method.ONE_CLASS_DSVDD, Method.ONE_CLASS_SS_DSVDD], (0.1,), levels=[0, 5])
+    data = load_benchmark_data(str(dataset), data_root, False, None)
+    settings = with_epochs(preset_settings(Preset.QUICK, data.spec), 1, 2)
+    runs = plan_runs([Scenario.LABELED], [0, 1], 1, [Method.ONE_CLASS_DSVDD, Method.ONE_CLASS_SS_DSVDD], (0.1,), levels=[0, 5])
     first = list(bench.run_benchmark(data, runs[:1], settings, out, torch.device("cpu")))  # class 0 at 0%, then a stop
-    saved = sorted((out / bench.AUTOENCODER_DIR).iterdir())
+    saved = sorted((out / AUTOENCODER_DIR).iterdir())
     assert [p.name.split("-")[:2] for p in saved] == [["class0", "seed0"]]
     record = load_autoencoder(saved[0]).training  # the record `ssd pretrain` writes, for `ssd info`
     assert record["n_unlabeled"] == 60 and record["epochs"] == 2 and record["seed"] == 0 and record["final_loss"] > 0
@@ -199,21 +196,21 @@ def test_a_resumed_benchmark_takes_up_its_saved_autoencoders(tmp_path: Path, dat
     req = BenchmarkRequest(str(dataset), out, levels=(0, 5), methods=("one_class_dsvdd", "one_class_ss_dsvdd"), preset="quick",
                            epochs=1, pretrain_epochs=2, data_root=data_root, device="cpu", seeds=1)
     plan = plan_benchmark(req)
-    assert len(plan.todo) == 5 and bench.saved_autoencoders(out, data, settings, plan.todo) != {}
-    assert plan.estimate_seconds < bench.estimate_seconds(plan.todo, data, settings, plan.device, plan.cost)
+    assert len(plan.todo) == 5 and saved_autoencoders(out, data, settings, plan.todo) != {}
+    assert plan.estimate_seconds < estimate_seconds(plan.todo, data, settings, plan.device, plan.cost)
 
-    (out / bench.RESULTS_FILE).unlink()  # class 0 at 0% again: from the saved autoencoder, not pretrained
+    (out / RESULTS_FILE).unlink()  # class 0 at 0% again: from the saved autoencoder, not pretrained
     pretrained: list[int] = []
     real_pretrain = bench.pretrain
     monkeypatch.setattr(bench, "pretrain", lambda spec, x, *a, **k: pretrained.append(len(x)) or real_pretrain(spec, x, *a, **k))
     again = list(bench.run_benchmark(data, runs, settings, out, torch.device("cpu")))
     assert again[0].record["auc"] == first[0].record["auc"]
     assert len(pretrained) == 1  # class 1 only: class 0's levels 0 and 5 share the saved one
-    assert len(list((out / bench.AUTOENCODER_DIR).iterdir())) == 2
+    assert len(list((out / AUTOENCODER_DIR).iterdir())) == 2
 
-    (out / bench.AUTOENCODER_DIR / "notes.txt").write_text("not ours")
+    (out / AUTOENCODER_DIR / "notes.txt").write_text("not ours")
     args = ["benchmark", str(dataset), "--levels", "0,5", "--methods", "one_class_dsvdd,one_class_ss_dsvdd", "--epochs", "1",
             "--pretrain-epochs", "2", "--preset", "quick", "--out", str(out), "--device", "cpu", "--seeds", "1"]
     done = runner.invoke(app, args, env={"COLUMNS": "200"})  # the plan has a third class (digit 7): pretrained, then all removed
     assert done.exit_code == 0 and "2 to do" in done.output, done.output
-    assert [p.name for p in (out / bench.AUTOENCODER_DIR).iterdir()] == ["notes.txt"]
+    assert [p.name for p in (out / AUTOENCODER_DIR).iterdir()] == ["notes.txt"]

@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -17,7 +18,7 @@ from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.data.cache import open_or_build
 from ssd_cli.data.images import list_images, load_images
 
-from test_cli import ok, ssd
+from conftest import ok, ssd
 
 
 def test_imageset_gives_what_preprocessing_everything_gives(sample_images) -> None:
@@ -76,6 +77,7 @@ def test_two_builders_at_once_make_one_cache(sample_dir: Path, tmp_path: Path) -
     assert [p for p in root.iterdir() if not p.name.endswith(".lock")] == [results[0].folder]  # no half-built folder left
 
 
+@pytest.mark.slow
 def test_training_from_the_cache_gives_the_model_training_from_memory(sample_dir: Path, tmp_path: Path) -> None:
     args = ["train", "-u", sample_dir / "normal", "--anomalies", sample_dir / "anomalies", "--epochs", 2, "--pretrain-epochs", 2, "--device", "cpu"]
     ok(ssd(*args, "--out", tmp_path / "memory.safetensors"))

@@ -12,40 +12,15 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 from typer.main import get_command
-from typer.testing import CliRunner
 
 import ssd_cli
 from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
 from ssd_cli.io.modelfile import load_autoencoder, load_model
 
-# Typer's runner mixes stderr into `output` (and also keeps `stderr` separately); wide columns keep
-# the help tables and long paths on one line.
-ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-runner = CliRunner()
+from conftest import ok, one_line_error, ssd
 
 FAST = ["--device", "cpu", "--batch-size", "16"]
-
-
-def ssd(*args: object):
-    return runner.invoke(app, [str(a) for a in args], env=ENV)
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-
-
-def one_line_error(result, code: ExitCode, *needles: str) -> str:
-    """The documented exit code, exactly one 'error:' line, no traceback."""
-    assert result.exit_code == code, f"expected exit {int(code)}, got {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def make_truncated_png(path: Path, source: Path) -> None:
@@ -90,6 +65,29 @@ def test_app_help_lists_commands_and_exit_codes() -> None:
         assert name in result.output
     assert "Exit codes" in result.output
     assert "--version" in result.output
+
+
+def test_help_and_version_answer_without_importing_torch() -> None:
+    """`ssd --help`, `ssd --version` and every command's --help answer in well under a second: none
+    of them imports torch (about 1.5 s here), which loads only when a command does work."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.main import get_command\n"
+        "from ssd_cli.cli import app\n"
+        "for args in [['--help'], ['--version'], *([name, '--help'] for name in get_command(app).commands)]:\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("no torch"), result.stderr[-2000:]
+    assert "Usage" in result.stdout and ssd_cli.__version__ in result.stdout
 
 
 def test_version() -> None:
@@ -442,7 +440,7 @@ def test_ctrl_c_during_train_speaks_of_training_not_of_a_benchmark(small_dir: Pa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ssd_cli.api.run_training", interrupted)
+    monkeypatch.setattr("ssd_cli.engine.run_training", interrupted)
     result = ssd("train", "-u", small_dir, "--out", tmp_path / "m.safetensors", *FAST)
     line = one_line_error(result, ExitCode.INTERRUPTED, "interrupted", "no half-written file")
     assert "benchmark" not in line and "resume" not in line

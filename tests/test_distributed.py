@@ -14,13 +14,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ssd_cli.core.distributed import Ranks, ranks
-from ssd_cli.experiments import benchmark as bench
+from ssd_cli.core.ranks import Ranks, ranks
+from ssd_cli.experiments.results import append_record, merge_rank_files, rank_file, record_identity, results_files
+from ssd_cli.experiments.runs import plan_runs
+from ssd_cli.experiments.settings import PAPER_NUS
 from ssd_cli.experiments.benchmark_plan import shard
 from ssd_cli.experiments.protocol import Method, Scenario
 
-from test_benchmark import _folder_dataset
-from test_cli import ok, ssd
+from conftest import folder_dataset, ok, ssd
 
 
 def torchrun(n: int, *args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -46,7 +47,7 @@ def test_shares_cover_the_items_in_order(n: int, world: int) -> None:
 
 
 def test_benchmark_shards_keep_setups_together_and_balance_cost() -> None:
-    runs = bench.plan_runs([Scenario.LABELED], list(range(10)), 3, list(Method), bench.PAPER_NUS)
+    runs = plan_runs([Scenario.LABELED], list(range(10)), 3, list(Method), PAPER_NUS)
     labels = torch.arange(10).repeat_interleave(torch.tensor([100 + 50 * c for c in range(10)]))
     plan = SimpleNamespace(data=SimpleNamespace(train=SimpleNamespace(labels=labels)), settings=SimpleNamespace(train=SimpleNamespace(epochs=6), pretrain=SimpleNamespace(epochs=6)))
     shares = [shard(runs, plan, Ranks(rank, 4)) for rank in range(4)]
@@ -61,16 +62,18 @@ def test_benchmark_shards_keep_setups_together_and_balance_cost() -> None:
 def test_merge_rank_files_adds_each_run_once(tmp_path: Path) -> None:
     record = {"dataset": "d", "preset": "p", "preprocessing": "gcn", "scenario": "labeled", "level": 0.0, "normal_class": 0, "seed": 0, "method": "m", "nu": None, "auc": 0.9}
     other = {**record, "normal_class": 1}
-    bench.append_record(tmp_path / "results.jsonl", record)
-    bench.append_record(tmp_path / bench.rank_file(0), record)  # a duplicate, e.g. after a stop mid-merge
-    bench.append_record(tmp_path / bench.rank_file(1), other)
-    assert bench.merge_rank_files(tmp_path) == 1
+    append_record(tmp_path / "results.jsonl", record)
+    append_record(tmp_path / rank_file(0), record)  # a duplicate, e.g. after a stop mid-merge
+    append_record(tmp_path / rank_file(1), other)
+    assert merge_rank_files(tmp_path) == 1
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["normal_class"] for line in lines] == [0, 1]
-    assert bench.results_files(tmp_path) == [tmp_path / "results.jsonl"]
-    assert bench.merge_rank_files(tmp_path) == 0
+    assert results_files(tmp_path) == [tmp_path / "results.jsonl"]
+    assert merge_rank_files(tmp_path) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_scoring_on_two_ranks_equals_one_process(sample_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", sample_dir / "normal", "--epochs", 2, "--pretrain-epochs", 2, "--out", model, "--device", "cpu"))
@@ -81,8 +84,10 @@ def test_scoring_on_two_ranks_equals_one_process(sample_dir: Path, tmp_path: Pat
         assert len(list(csv.DictReader(f))) == 145
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(tmp_path: Path, data_root: Path) -> None:
-    dataset = _folder_dataset(tmp_path / "digits", data_root)
+    dataset = folder_dataset(tmp_path / "digits", data_root)
     common = ["--scenario", "labeled", "--levels", "0,5", "--epochs", 1, "--pretrain-epochs", 1, "--preset", "quick",
               "--device", "cpu", "--nus", "0.1", "--seeds", 1, "--methods", "one_class_dsvdd,one_class_ss_dsvdd"]  # fmt: skip
     ok(ssd("benchmark", dataset, "--out", tmp_path / "one", *common))
@@ -90,7 +95,7 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
 
     def aucs(folder: Path) -> dict:
         records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-        assert len(records) == len({bench.record_identity(r) for r in records})  # nothing twice
+        assert len(records) == len({record_identity(r) for r in records})  # nothing twice
         return {(r["normal_class"], r["level"], r["method"]): r["auc"] for r in records}
 
     assert aucs(tmp_path / "two") == aucs(tmp_path / "one") and len(aucs(tmp_path / "one")) == 6
@@ -98,9 +103,11 @@ def test_benchmark_on_two_ranks_equals_one_process_and_resumes_with_any_number(t
     # resume with another number of ranks: a 3-rank run of more seeds does only the new runs
     torchrun(3, "benchmark", dataset, "--out", tmp_path / "two", *common[:-4], "--seeds", 2, "--methods", "one_class_dsvdd,one_class_ss_dsvdd", cwd=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and len({bench.record_identity(r) for r in records}) == 12
+    assert len(records) == 12 and len({record_identity(r) for r in records}) == 12
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_one_step_on_ranks_together_equals_one_process() -> None:
     """The gradient of a mini-batch split over 2 and 3 ranks (batch norm synchronised, gradients
     summed) equals one process's, to float rounding; so do the batch-norm running statistics."""
@@ -117,6 +124,8 @@ def torchrun_script(n: int, script: Path) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_training_on_two_ranks_gives_the_one_process_model(sample_dir: Path, tmp_path: Path) -> None:
     """`torchrun ... ssd train` with 2 gloo processes: the same model as one process with the same
     global batch, up to float rounding (which Adam's first steps can turn into differences of

@@ -14,6 +14,7 @@ def python_blocks(doc: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
 
 
+@pytest.mark.slow
 def test_python_api_example_runs_as_written(tmp_path: Path, monkeypatch, capsys, sample_dir: Path) -> None:
     """docs/python-api.md's example, from a folder laid out as the repository root."""
     blocks = python_blocks(REPO / "docs" / "python-api.md")

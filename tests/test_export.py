@@ -26,8 +26,9 @@ from ssd_cli.core.scoring import Scorer
 from ssd_cli.data.images import list_images, load_images
 from ssd_cli.errors import ExitCode
 from ssd_cli.io import onnx_export
-from ssd_cli.io.modelfile import SavedModel, load_model, save_model
-from test_cli import ok, one_line_error, ssd
+from ssd_cli.core.model import SavedModel
+from ssd_cli.io.modelfile import load_model, save_model
+from conftest import ok, one_line_error, ssd
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-5  # the issue's bound on scores; maps are held to it relative to their largest value
@@ -157,6 +158,7 @@ def session(path: Path) -> onnxruntime.InferenceSession:
 # --- sameness -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_onnx_scores_real_files_as_ssd_score(case, tmp_path: Path) -> None:
     """ssd's decoding feeds the graph; its scores match `ssd score`'s within 1e-5, its flags at the
     stored threshold are identical, and a patch model's maps match Detector.score's."""
@@ -190,6 +192,7 @@ def deploy_script() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_deploy_script_as_written_writes_ssd_scores_csv(case, tmp_path: Path) -> None:
     """docs/deploy.md's script (numpy, Pillow, onnxruntime) decodes, fits and scores the folder
     itself: the same rows in the same order, flags and ranks as `ssd score`'s CSV, scores within 1e-5."""
@@ -227,6 +230,7 @@ def untrained(arch: str, patch: PatchSpec | None = None, seed: int = 0) -> Saved
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", architectures())
 def test_every_registered_network_exports_with_a_free_batch(arch: str, tmp_path: Path) -> None:
     saved = untrained(arch)
@@ -244,6 +248,7 @@ def test_every_registered_network_exports_with_a_free_batch(arch: str, tmp_path:
         np.testing.assert_allclose(got, scorer.score(images).numpy(), rtol=RTOL, atol=0)
 
 
+@pytest.mark.slow
 def test_a_patch_model_exports_its_grid_and_metadata_says_how_to_feed_it(tmp_path: Path) -> None:
     patch = PatchSpec(96, 32, 8)  # a 9 x 9 grid
     saved = untrained("cifar10", patch)
@@ -291,6 +296,7 @@ def test_a_tiled_model_is_refused_and_nothing_is_written(tmp_path: Path) -> None
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
     """The check compares with ssd's own scorer, not with the traced graph: an export that drifts
     by 1e-4 (here a graph made to) fails with exit code 4, and the folder stays empty."""
@@ -305,6 +311,7 @@ def test_a_graph_that_scores_differently_is_refused_and_nothing_is_written(tmp_p
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_keeps_an_existing_file_unless_forced(tmp_path: Path) -> None:
     model = tmp_path / "model.safetensors"
     save_model(model, untrained("mnist"))

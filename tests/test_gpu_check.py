@@ -32,6 +32,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     return json.loads((out / "gpu_check.json").read_text()), report, out
 
 
+@pytest.mark.slow
 def test_every_part_runs_and_is_timed(tiny):
     data, report, _ = tiny
     parts = data["parts"]
@@ -45,6 +46,7 @@ def test_every_part_runs_and_is_timed(tiny):
         assert heading in report
 
 
+@pytest.mark.slow
 def test_parity_on_the_cpu_is_exact(tiny):
     """CPU against CPU with one seed must be bit-identical: a difference means training is not seeded."""
     parity = tiny[0]["parts"]["parity"]["result"]
@@ -57,6 +59,7 @@ def test_parity_on_the_cpu_is_exact(tiny):
     assert "rtol that holds: 0.0" in tiny[1]
 
 
+@pytest.mark.slow
 def test_throughput_of_every_network_alone_and_stacked(tiny):
     rows = tiny[0]["parts"]["throughput"]["result"]["rows"]
     assert {(r["network"], r["phase"]) for r in rows} == {(n, p) for n in architectures() for p in ("autoencoder", "deep_svdd")}
@@ -67,6 +70,7 @@ def test_throughput_of_every_network_alone_and_stacked(tiny):
             assert run["images_per_s"] == pytest.approx(run["k"] * run["n"] / run["epoch_s"])
 
 
+@pytest.mark.slow
 def test_benchmark_part_runs_both_levels_for_two_classes_and_resumes_from_its_folder(tiny):
     data, report, out = tiny
     cifar = data["parts"]["cifar10"]["result"]
@@ -105,6 +109,7 @@ def test_an_exhausted_budget_stops_every_part_before_any_work(tmp_path):
     assert parts["total"]["seconds"] < 5
 
 
+@pytest.mark.slow
 def test_a_later_run_resumes_the_benchmark_from_an_earlier_folder(tiny, tmp_path):
     """--cifar-from: what a lent GPU could not finish, the next one takes up (finished runs are not redone)."""
     gpu_check = _module()

@@ -373,6 +373,7 @@ def full_decode_fit(path: Path, size: int, mode: str, policy: Resize) -> np.ndar
     return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["jpeg", "jpeg-turned", "png"])
 @pytest.mark.parametrize("size", [32, 128])
 def test_reduced_decoding_stays_close_to_a_full_decode(large_photos: dict[str, Path], kind: str, size: int) -> None:

@@ -22,8 +22,7 @@ from ssd_cli.errors import ExitCode, InputError, UsageError
 from ssd_cli.io.modelfile import save_model
 from ssd_cli.metrics import aupro, pixel_auroc
 
-from test_cli import ok, one_line_error, ssd
-from test_train_plan import photos
+from conftest import ok, one_line_error, photos, ssd
 
 # ---------------------------------------------------------------- grids to maps
 
@@ -299,9 +298,9 @@ def patch_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("maps")
     train = photos(root / "train", 12, (72, 64), colour=False, seed=3)
     out = root / "patch.safetensors"
-    Detector(device="cpu").fit(
-        train, image_size=64, patch_size=32, patch_stride=8, patches_per_image=1, epochs=1, pretrain_epochs=1, batch_size=16
-    ).save(out)
+    Detector(
+        device="cpu", image_size=64, patch_size=32, patch_stride=8, patches_per_image=1, epochs=1, pretrain_epochs=1, batch_size=16
+    ).fit(train).save(out)
     return out
 
 

@@ -21,16 +21,12 @@ from ssd_cli.core import pipeline
 from ssd_cli.core.config import Objective, OptimConfig, Preprocessing, Resize, TrainConfig
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.errors import ExitCode, ModelFileError, OutputExistsError, UsageError
-from ssd_cli.io.modelfile import (
-    SavedAutoencoder,
-    SavedModel,
-    load_autoencoder,
-    load_model,
-    save_autoencoder,
-    save_model,
-)
+from ssd_cli.core.model import SavedAutoencoder, SavedModel
+from ssd_cli.io.modelfile import load_autoencoder, load_model, save_autoencoder, save_model
 from ssd_cli.core.nets import AutoEncoder, LeNetSpec, architectures, get_spec
 from ssd_cli.core.preprocess import Preprocessor
+
+from conftest import rewrite
 
 CPU = torch.device("cpu")
 
@@ -179,18 +175,6 @@ def test_autoencoder_and_model_files_are_not_interchangeable(sample_model, tmp_p
     save_model(model_path, sample_model)
     expect_model_error(ae_path, "not an ssd model file", "autoencoder")
     expect_model_error(model_path, "not an ssd autoencoder file", "ssd-model", loader=load_autoencoder)
-
-
-def rewrite(
-    src: Path, dst: Path, *, drop: tuple[str, ...] = (), drop_meta: tuple[str, ...] = (), tensors: dict | None = None, **meta: str
-) -> None:
-    """Copy a model file with changed metadata or tensors, or some left out."""
-    with safe_open(str(src), framework="pt") as f:
-        metadata = dict(f.metadata())
-    kept = {k: v for k, v in load_file(str(src)).items() if k not in drop}
-    kept.update(tensors or {})
-    metadata.update(meta)
-    save_file(kept, str(dst), metadata={k: v for k, v in metadata.items() if k not in drop_meta})
 
 
 @pytest.mark.parametrize("version", ["5", "99", "x", "", "0", "9" * 5000])

@@ -13,7 +13,7 @@ import pytest
 from ssd_cli.errors import ExitCode, ModelFileError
 from ssd_cli.io.modelfile import load_any, save_autoencoder, save_model
 
-from test_cli import ssd
+from conftest import ssd
 
 N_MUTATIONS = 300
 
@@ -77,7 +77,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 @pytest.fixture(scope="module")
 def valid_files(sample_model, tmp_path_factory) -> list[bytes]:
-    from ssd_cli.io.modelfile import SavedAutoencoder
+    from ssd_cli.core.model import SavedAutoencoder
     from ssd_cli.core.nets import AutoEncoder
 
     folder = tmp_path_factory.mktemp("fuzz")
@@ -87,6 +87,7 @@ def valid_files(sample_model, tmp_path_factory) -> list[bytes]:
     return [(folder / "m.safetensors").read_bytes(), (folder / "a.safetensors").read_bytes()]
 
 
+@pytest.mark.slow
 def test_mutated_model_files_load_or_are_refused(valid_files: list[bytes], tmp_path: Path) -> None:
     rng = random.Random(0)
     path = tmp_path / "mutated.safetensors"

@@ -24,7 +24,7 @@ from ssd_cli.io import files as files_module
 from ssd_cli.io.files import write_text_atomic
 from ssd_cli.io.modelfile import load_model
 
-from test_cli import ok, one_line_error, ssd
+from conftest import ok, one_line_error, ssd
 
 TINY = ["--epochs", 1, "--pretrain-epochs", 1, "--device", "cpu"]
 
@@ -223,8 +223,9 @@ def test_writing_without_force_is_an_exclusive_create(tmp_path: Path, monkeypatc
     assert target.read_text() == "ours"
 
 
+@pytest.mark.slow
 def test_a_second_benchmark_into_the_same_folder_stops_at_once(data_root: Path, tmp_path: Path) -> None:
-    from ssd_cli.experiments.benchmark_plan import LOCK_FILE, results_lock
+    from ssd_cli.experiments.results import LOCK_FILE, results_lock
 
     out = tmp_path / "b"
     out.mkdir()

@@ -15,7 +15,7 @@ from ssd_cli.cli import app
 from ssd_cli.errors import ExitCode
 from ssd_cli.io.modelfile import load_model
 
-from test_cli import ENV, ok, one_line_error, runner, ssd
+from conftest import ENV, ok, one_line_error, runner, ssd
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,7 @@ def test_info_describes_models_and_autoencoders(model: Path, sample_dir: Path, t
     one_line_error(ssd("info", tmp_path / "junk.safetensors"), ExitCode.BAD_MODEL)
 
 
+@pytest.mark.slow
 def test_a_long_benchmark_plan_is_not_started_without_asking(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     """The paper preset on all MNIST classes is many hours on a CPU: without a terminal it needs
     --yes; at a terminal the default answer is no. Either way nothing runs."""

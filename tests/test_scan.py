@@ -12,6 +12,7 @@ from PIL import ExifTags, Image
 
 from ssd_cli.data import scan as scan_module
 from ssd_cli.core.config import Resize
+from ssd_cli.core.roles import Role
 from ssd_cli.errors import InputError
 from ssd_cli.data.images import Skipped
 from ssd_cli.data.scan import (
@@ -60,9 +61,9 @@ def test_role_statistics(tmp_path: Path) -> None:
     save(root / "e.png", gray_image(30, 90).convert("RGB"))
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (root / "notes.txt").write_text("not an image")
-    report = scan_inputs({"--unlabeled": [root]})
-    s = report.roles["--unlabeled"]
-    assert s.role == "--unlabeled" and s.count == 6 and s.sampled == 6 and s.readable == 5
+    report = scan_inputs({Role.UNLABELED: [root]})
+    s = report.roles[Role.UNLABELED]
+    assert s.role == Role.UNLABELED and s.count == 6 and s.sampled == 6 and s.readable == 5
     assert [x.path.name for x in s.skipped] == ["notes.txt"]
     assert [x.path.name for x in s.unreadable] == ["broken.png"] and s.unreadable[0].reason.startswith("unreadable image")
     assert s.colour == 2 and s.colour_fraction == pytest.approx(0.4)
@@ -85,8 +86,8 @@ def test_sizes_are_as_displayed(tmp_path: Path) -> None:
 
 def test_missing_or_empty_role_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="--anomalies"):
-        scan_inputs({"--unlabeled": [save(tmp_path / "a.png", gray_image(8, 8))], "--anomalies": [tmp_path / "empty"]})
+    with pytest.raises(InputError, match=Role.ANOMALIES):
+        scan_inputs({Role.UNLABELED: [save(tmp_path / "a.png", gray_image(8, 8))], Role.ANOMALIES: [tmp_path / "empty"]})
 
 
 def test_sample_is_bounded_and_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,14 +97,14 @@ def test_sample_is_bounded_and_deterministic(tmp_path: Path, monkeypatch: pytest
     opened: list[Path] = []
     real_probe = scan_module.probe_image
     monkeypatch.setattr(scan_module, "probe_image", lambda p: opened.append(p) or real_probe(p))
-    first = scan_inputs({"--unlabeled": [root]}, sample=10).roles["--unlabeled"]
+    first = scan_inputs({Role.UNLABELED: [root]}, sample=10).roles[Role.UNLABELED]
     assert len(opened) == 10 and first.sampled == 10 and first.count == 40 and len(first.files) == 40
-    again = scan_inputs({"--unlabeled": [root]}, sample=10).roles["--unlabeled"]
-    other = scan_inputs({"--unlabeled": [root]}, sample=10, seed=1).roles["--unlabeled"]
+    again = scan_inputs({Role.UNLABELED: [root]}, sample=10).roles[Role.UNLABELED]
+    other = scan_inputs({Role.UNLABELED: [root]}, sample=10, seed=1).roles[Role.UNLABELED]
     assert again.sizes == first.sizes and other.sizes != first.sizes
     widths = [w for w, _ in first.sizes]
     assert widths == sorted(widths) and len(set(widths)) == 10  # distinct files, in listing order
-    assert len(scan_inputs({"--unlabeled": [root]}, sample=100).roles["--unlabeled"].sizes) == 40
+    assert len(scan_inputs({Role.UNLABELED: [root]}, sample=100).roles[Role.UNLABELED].sizes) == 40
 
 
 # --- colour or grayscale -------------------------------------------------------------------------
@@ -161,9 +162,9 @@ def test_real_photos_and_their_grayscale_copies(data_root: Path, tmp_path: Path)
     for p in photos:
         with Image.open(p) as im:
             save(tmp_path / "gray" / p.name, im.convert("L").convert("RGB"), quality=75)
-    report = scan_inputs({"--unlabeled": [folder], "--anomalies": [tmp_path / "gray"]}, sample=60)
-    assert report.roles["--unlabeled"].colour_fraction >= 0.9  # a few CIFAR photos are themselves gray
-    assert report.roles["--anomalies"].colour == 0
+    report = scan_inputs({Role.UNLABELED: [folder], Role.ANOMALIES: [tmp_path / "gray"]}, sample=60)
+    assert report.roles[Role.UNLABELED].colour_fraction >= 0.9  # a few CIFAR photos are themselves gray
+    assert report.roles[Role.ANOMALIES].colour == 0
 
 
 # --- overlaps ------------------------------------------------------------------------------------
@@ -176,24 +177,24 @@ def test_overlaps_by_resolved_path(tmp_path: Path) -> None:
     save(tmp_path / "bad" / "x.png", gray_image(8, 8))
     os.symlink(u, tmp_path / "u-link")  # the same folder under another name
     roles = {
-        "--unlabeled": [u],
-        "--normals": [tmp_path / "u-link"],
-        "--anomalies": [u / "a.png", tmp_path / "bad" / ".." / "u" / "b.png", tmp_path / "bad"],
+        Role.UNLABELED: [u],
+        Role.NORMALS: [tmp_path / "u-link"],
+        Role.ANOMALIES: [u / "a.png", tmp_path / "bad" / ".." / "u" / "b.png", tmp_path / "bad"],
     }
     report = scan_inputs(roles)
     found = {o.roles: [p.relative_to(tmp_path).as_posix() for p in o.paths] for o in report.overlaps}
     assert found == {
-        ("--unlabeled", "--normals"): [f"u/{n}.png" for n in "abcde"],
-        ("--unlabeled", "--anomalies"): ["u/a.png", "u/b.png"],
-        ("--normals", "--anomalies"): ["u-link/a.png", "u-link/b.png"],
+        (Role.UNLABELED, Role.NORMALS): [f"u/{n}.png" for n in "abcde"],
+        (Role.UNLABELED, Role.ANOMALIES): ["u/a.png", "u/b.png"],
+        (Role.NORMALS, Role.ANOMALIES): ["u-link/a.png", "u-link/b.png"],
     }
-    assert scan_inputs({"--unlabeled": [u], "--anomalies": [tmp_path / "bad"]}).overlaps == ()
+    assert scan_inputs({Role.UNLABELED: [u], Role.ANOMALIES: [tmp_path / "bad"]}).overlaps == ()
 
 
 # --- choosing the input --------------------------------------------------------------------------
 
 
-def role(name: str = "--unlabeled", *, sizes: list[tuple[int, int]] | None = None, colour: int = 0, count: int | None = None,
+def role(name: str = Role.UNLABELED, *, sizes: list[tuple[int, int]] | None = None, colour: int = 0, count: int | None = None,
          unreadable: tuple[Skipped, ...] = ()) -> RoleScan:
     """A RoleScan as scan_inputs would make it for images of these sizes (default: 100 squares of 64 px)."""
     sizes = [(64, 64)] * 100 if sizes is None else sizes
@@ -241,7 +242,7 @@ def test_channels_threshold_is_ten_percent() -> None:
 
 
 def test_choice_reads_the_unlabeled_role_only() -> None:
-    labeled = role("--anomalies", sizes=square(500, 10), colour=10)
+    labeled = role(Role.ANOMALIES, sizes=square(500, 10), colour=10)
     choice = choose_input(report(labeled, role(sizes=square(28))))
     assert (choice.arch, choice.channels, choice.image_size) == ("mnist", 1, 28)
 
@@ -269,9 +270,9 @@ def test_scan_and_choose_on_real_folders(tmp_path: Path) -> None:
     for i in range(12):
         save(tmp_path / "digits" / f"{i}.png", gray_image(28, 28, seed=i))
         save(tmp_path / "photos" / f"{i}.jpg", colour_image(300, 200, seed=i), quality=80)
-    digits = choose_input(scan_inputs({"--unlabeled": [tmp_path / "digits"]}))
+    digits = choose_input(scan_inputs({Role.UNLABELED: [tmp_path / "digits"]}))
     assert (digits.arch, digits.channels, digits.image_size) == ("mnist", 1, 28)
-    photos = choose_input(scan_inputs({"--unlabeled": [tmp_path / "photos"]}))
+    photos = choose_input(scan_inputs({Role.UNLABELED: [tmp_path / "photos"]}))
     assert (photos.arch, photos.channels, photos.image_size) == ("lenet-128", 3, 128)
 
 
@@ -285,7 +286,7 @@ def warnings_for(*roles: RoleScan, choice: InputChoice = C64, resize: Resize = R
 
 
 def test_no_warning_for_a_clean_input() -> None:
-    assert warnings_for(role(count=50), role("--normals", sizes=square(64, 5)), role("--anomalies", sizes=square(64, 5))) == []
+    assert warnings_for(role(count=50), role(Role.NORMALS, sizes=square(64, 5)), role(Role.ANOMALIES, sizes=square(64, 5))) == []
 
 
 def test_overlap_warnings_say_where_the_files_count(tmp_path: Path) -> None:
@@ -293,7 +294,7 @@ def test_overlap_warnings_say_where_the_files_count(tmp_path: Path) -> None:
     for name in "abc":
         save(u / f"{name}.png", gray_image(8, 8))
     save(tmp_path / "n" / "z.png", gray_image(8, 8))
-    rep = scan_inputs({"--unlabeled": [u], "--normals": [tmp_path / "n", u / "c.png"], "--anomalies": [u / "a.png", u / "c.png"]})
+    rep = scan_inputs({Role.UNLABELED: [u], Role.NORMALS: [tmp_path / "n", u / "c.png"], Role.ANOMALIES: [u / "a.png", u / "c.png"]})
     found = [w for w in input_warnings(rep, C64, Resize.CROP) if "in both" in w]
     assert len(found) == 3
     assert found[0].startswith("1 file is in both --unlabeled and --normals") and "count as --normals only" in found[0]
@@ -309,7 +310,7 @@ def test_few_unlabeled_images(n: int, warned: bool) -> None:
 
 @pytest.mark.parametrize("n,warned", [(4, True), (5, False)])
 def test_few_labeled_images(n: int, warned: bool) -> None:
-    found = warnings_for(role(), role("--anomalies", sizes=square(64, n)))
+    found = warnings_for(role(), role(Role.ANOMALIES, sizes=square(64, n)))
     assert found == (["only 4 image(s) in --anomalies: fewer than 5 labeled examples help little"] if warned else [])
 
 
@@ -347,7 +348,7 @@ def test_small_images_warning(side: int, warned: bool) -> None:
 def test_unreadable_files_in_the_sample() -> None:
     """Warned ahead only when the sample was part of the role; a fully read role names every file later."""
     bad = tuple(Skipped(Path(f"/data/bad{i}.png"), "unreadable image (truncated)") for i in range(3))
-    whole = role("--anomalies", sizes=square(64, 7), unreadable=bad)
+    whole = role(Role.ANOMALIES, sizes=square(64, 7), unreadable=bad)
     assert warnings_for(role(), whole) == []
     part = replace(whole, files=whole.files + tuple(Path(f"/data/more{i}.png") for i in range(20)))
     found = warnings_for(role(), part)

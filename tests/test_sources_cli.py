@@ -36,6 +36,7 @@ def photos(tmp_path_factory) -> Path:
     return folder(tmp_path_factory.mktemp("photos") / "normal", 12, 128, 0)
 
 
+@pytest.mark.slow
 def test_patch_models_train_against_synthetic_defects_by_default(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     result = ssd("train", "-u", photos, "--out", out, *FAST)
@@ -53,6 +54,7 @@ def test_whole_image_models_keep_the_papers_objective(sample_dir: Path, tmp_path
     assert load_model(out).training["config"]["synthetic"]["kinds"] == []
 
 
+@pytest.mark.slow
 def test_synthetic_loss_and_outliers_are_recorded(photos: Path, tmp_path: Path) -> None:
     outliers = folder(tmp_path / "outliers", 5, 96, 1, colour=True)
     out = tmp_path / "m.safetensors"
@@ -81,6 +83,7 @@ def test_bad_source_options_are_usage_errors(photos: Path, tmp_path: Path, optio
     assert message in result.text
 
 
+@pytest.mark.slow
 def test_threshold_from_held_out_and_synthetic_anomalies(tmp_path: Path) -> None:
     """10% of the unlabeled images are held out; the stored threshold is F1-best between them and
     synthetic anomalies made from them, and lies above the held-out images' scores mostly."""
@@ -96,6 +99,7 @@ def test_threshold_from_held_out_and_synthetic_anomalies(tmp_path: Path) -> None
     assert "F1-best between 10 held-out images and 10 synthetic anomalies" in saved.threshold_rule
 
 
+@pytest.mark.slow
 def test_too_few_images_to_hold_out_keep_the_quantile(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     result = ssd("train", "-u", photos, "--threshold-from", "synthetic", "--out", out, *FAST)

@@ -87,6 +87,7 @@ def _assert_same_state(a: nn.Module, b: nn.Module, **tol) -> None:
     [(torch.float64, TIGHT, TIGHT), (torch.float32, {"rtol": 1e-4, "atol": 1e-5}, {"rtol": 1e-4, "atol": 1e-4})],
     ids=["float64", "float32"],
 )
+@pytest.mark.slow
 def test_deep_svdd_stack_equals_single_runs(dtype: torch.dtype, tol: dict, weight_tol: dict) -> None:
     xs, ys, cfgs = _images(len(SEEDS), N, dtype), _labels(), _configs()
     x_test = _images(1, 100, dtype, seed=1)[0]
@@ -120,6 +121,7 @@ def test_deep_svdd_stack_equals_single_runs(dtype: torch.dtype, tol: dict, weigh
     assert [infos[0].lr for infos in stack_epochs] == pytest.approx([1e-3, 1e-4])
 
 
+@pytest.mark.slow
 def test_deep_svdd_stack_with_given_centers_and_shared_data() -> None:
     """One data tensor for all runs (several seeds of one setup) and centers passed in."""
     dtype, spec = torch.float64, get_spec("mnist", image_size=16)
@@ -139,6 +141,7 @@ def test_deep_svdd_stack_with_given_centers_and_shared_data() -> None:
         torch.testing.assert_close(got[k].losses, ref[k].losses, **TIGHT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_autoencoder_pretraining_stack_equals_single_runs(decoder: str) -> None:
     """The mnist autoencoder on 16x16 images (float64 convolutions are slow on a CPU), each decoder."""
@@ -155,6 +158,7 @@ def test_autoencoder_pretraining_stack_equals_single_runs(decoder: str) -> None:
         _assert_same_state(a, b, **TIGHT)
 
 
+@pytest.mark.slow
 def test_classifier_stack_equals_single_runs() -> None:
     """Shared images, per-run labels: the supervised baseline at several seeds."""
     dtype, spec, seeds = torch.float64, get_spec("mnist", image_size=16), SEEDS[:3]

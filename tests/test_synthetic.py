@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_cli.core.config import AnomalyLoss, Objective, OptimConfig, TrainConfig
+from ssd_cli.core.config import AnomalyLoss, Objective, OptimConfig, SyntheticConfig, TrainConfig, parse_kinds
 from ssd_cli.core.nets import Encoder, LeNetSpec
-from ssd_cli.core.objectives import OUTLIER, anomaly_term, one_class_loss, squared_distances
+from ssd_cli.core.objectives import anomaly_term, one_class_loss, squared_distances
+from ssd_cli.core.roles import OUTLIER
 from ssd_cli.core.patches import PatchSpec
-from ssd_cli.core.synthetic import GENERATORS, SyntheticConfig, make_anomalies, parse_kinds
-from ssd_cli.core.training import minibatches, sample_generator, seeded_init, synthesize, train_deep_svdd
+from ssd_cli.core.synthetic import GENERATORS, make_anomalies
+from ssd_cli.core.training import minibatches, seeded_init, synthesize, train_deep_svdd
 from ssd_cli.core.views import PatchView, Samples, WholeView, holds_defect
 
 TINY = LeNetSpec("tiny", channels=1, image_size=8, conv_filters=(8,), dense_units=(16,))

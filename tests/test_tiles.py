@@ -24,15 +24,15 @@ from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.tiles import TiledGrids, TileSpec, pick_tiles, stitch
 from ssd_cli.data.images import decode_scaled, fit_scaled
 from ssd_cli.data import tiles as data_tiles
-from ssd_cli.data.tiles import cut_tiles, iter_scaled, load_tiles
+from ssd_cli.core.tiles import cut_tiles
+from ssd_cli.data.tiles import iter_scaled, load_tiles
 from ssd_cli.engine import TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, ModelFileError, UsageError
 from ssd_cli.io.info import describe_model
-from ssd_cli.io.modelfile import SavedModel, load_model, save_model
+from ssd_cli.core.model import SavedModel
+from ssd_cli.io.modelfile import load_model, save_model
 
-from test_cli import one_line_error
-from test_modelfile import rewrite
-from test_train_plan import ok, photos, ssd
+from conftest import ok, one_line_error, photos, rewrite, ssd
 
 PATCH = PatchSpec(32, 16, 8)  # a tile's 3 x 3 grid of 16 px patches
 TILE = TileSpec(32, 1.0, 16)  # 32 px tiles overlapping by a patch
@@ -404,7 +404,8 @@ def test_tiles_keep_the_shape_so_wide_photos_get_no_squash_warning(tmp_path: Pat
 
 def test_a_pretrained_autoencoder_fixes_the_tiles(large: Path, tmp_path: Path) -> None:
     from ssd_cli.core.nets import AutoEncoder
-    from ssd_cli.io.modelfile import SavedAutoencoder, save_autoencoder
+    from ssd_cli.core.model import SavedAutoencoder
+    from ssd_cli.io.modelfile import save_autoencoder
 
     spec = get_spec("mnist", 1, 16)
     for name, tile in (("tiled", TileSpec(32, 0.5, 16)), ("untiled", None)):

@@ -4,17 +4,12 @@ warnings, one source of schedules, and patch-level models, end to end through th
 from __future__ import annotations
 
 import csv
-
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-from typer.testing import CliRunner
 
-from ssd_cli.cli import app
 from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
@@ -23,39 +18,13 @@ from ssd_cli.data.images import load_images
 from ssd_cli.io.modelfile import load_autoencoder, load_model
 from ssd_cli.core.presets import SCHEDULES, with_epochs
 
-ENV = {"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
-runner = CliRunner()
+from conftest import ok, photos, ssd
+
 TINY = ["--epochs", "1", "--pretrain-epochs", "1", "--batch-size", "16", "--device", "cpu"]
-
-
-def ssd(*args: object):
-    return runner.invoke(app, [str(a) for a in args], env=ENV)
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
 
 
 def warnings_of(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("warning:")]
-
-
-def photos(folder: Path, n: int, size: tuple[int, int], *, colour: bool = True, seed: int = 0, fmt: str = "png") -> Path:
-    """Smooth random pictures (colour blobs on a gradient), so that they decode like photos."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        base = rng.uniform(40, 200, 3) + 30 * np.sin(xx[..., None] / (5 + 10 * rng.random()) + rng.uniform(0, 6, 3))
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        blob = 60 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2)[..., None] / (2 * (min(w, h) / 5) ** 2))
-        arr = np.clip(base + blob * rng.uniform(-1, 1, 3), 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr if colour else arr.mean(axis=2).astype(np.uint8))
-        im.save(folder / f"{i:03d}.{fmt}")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +35,7 @@ def colour_dir(tmp_path_factory) -> Path:
 # --- the plan -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--out", out, *TINY))
@@ -85,6 +55,7 @@ def test_plan_is_printed_before_training_and_names_what_was_chosen(colour_dir: P
     assert any("colour" in r for r in saved.training["input_choice"])
 
 
+@pytest.mark.slow
 def test_user_settings_win_over_the_choice(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--channels", "1", "--resize", "crop", "--out", out, *TINY))
@@ -103,6 +74,7 @@ def test_sample_data_keeps_the_papers_mnist_network(sample_dir: Path) -> None:
 # --- warnings (never failures) -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overlapping_labeled_folder_is_warned_and_counted_once(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--anomalies", colour_dir / "000.png", "--out", out, *TINY))
@@ -112,6 +84,7 @@ def test_overlapping_labeled_folder_is_warned_and_counted_once(colour_dir: Path,
     assert (t["n_unlabeled"], t["n_labeled_anomalous"]) == (59, 1)
 
 
+@pytest.mark.slow
 def test_file_labeled_both_ways_counts_as_unlabeled(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     both = colour_dir / "001.png"
@@ -121,6 +94,7 @@ def test_file_labeled_both_ways_counts_as_unlabeled(colour_dir: Path, tmp_path: 
     assert (t["n_unlabeled"], t["n_labeled_normal"], t["n_labeled_anomalous"]) == (2, 0, 1)
 
 
+@pytest.mark.slow
 def test_few_images_and_wide_shapes_and_small_images_warn(tmp_path: Path) -> None:
     wide = photos(tmp_path / "wide", 12, (90, 30))
     output = ok(ssd("train", "-u", wide, "--image-size", "64", "--out", tmp_path / "m.safetensors", *TINY))
@@ -130,6 +104,7 @@ def test_few_images_and_wide_shapes_and_small_images_warn(tmp_path: Path) -> Non
     assert any("will be upscaled" in w for w in found)
 
 
+@pytest.mark.slow
 def test_clean_folder_gives_no_warning(colour_dir: Path, tmp_path: Path) -> None:
     more = photos(tmp_path / "many", 60, (64, 64), seed=1)
     output = ok(ssd("train", "-u", more, "--out", tmp_path / "m.safetensors", *TINY))
@@ -170,6 +145,7 @@ def test_every_registered_network_has_a_schedule() -> None:
     assert set(nets.architectures()) <= set(SCHEDULES)
 
 
+@pytest.mark.slow
 def test_train_epochs_option_lowers_the_learning_rate(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--epochs", "3", "--pretrain-epochs", "0", "--out", out, "--device", "cpu"))
@@ -185,6 +161,7 @@ def test_bad_overrides_are_usage_errors_before_any_scan(tmp_path: Path) -> None:
 # --- patch-level models ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.safetensors"
     output = ok(ssd("train", "-u", colour_dir, "--patch-size", "32", "--patches-per-image", "2", "--out", out, *TINY))
@@ -209,6 +186,7 @@ def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: P
     assert rows == pytest.approx(by_file, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path: Path) -> None:
     ae = tmp_path / "ae.safetensors"
     ok(ssd("pretrain", "-u", colour_dir, "--patch-size", "32", "--epochs", "1", "--batch-size", "16", "--patches-per-image", "1", "--out", ae, "--device", "cpu"))
@@ -218,6 +196,7 @@ def test_patch_pretraining_file_starts_a_patch_model(colour_dir: Path, tmp_path:
     assert load_model(out).patch == load_autoencoder(ae).patch
 
 
+@pytest.mark.slow
 def test_decoder_option_reaches_the_files_and_must_match_a_pretrained_one(sample_dir: Path, tmp_path: Path) -> None:
     ae = tmp_path / "ae.safetensors"
     ok(ssd("pretrain", "-u", sample_dir / "normal", "--decoder", "transposed", "--epochs", "1", "--out", ae, "--device", "cpu"))
@@ -249,6 +228,7 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     assert named.patches is None
 
 
+@pytest.mark.slow
 def test_soft_boundary_on_large_images_says_why_it_trains_whole_images(tmp_path: Path) -> None:
     """128 px inputs get a patch model by default; soft-boundary cannot have one, and the plan says so."""
     from ssd_cli import Detector
@@ -262,7 +242,7 @@ def test_soft_boundary_on_large_images_says_why_it_trains_whole_images(tmp_path:
 
     plans: list = []
     with pytest.raises(Stop):
-        Detector(device="cpu").fit(photos(tmp_path / "big", 6, (140, 130), colour=False), objective="soft-boundary", on_plan=stop)
+        Detector(device="cpu", objective="soft-boundary").fit(photos(tmp_path / "big", 6, (140, 130), colour=False), on_plan=stop)
     plan = plans[0]
     assert plan.patches is None and plan.spec.name == "lenet-128"
     assert any("whole images" in r and "one-class only" in r for r in plan.choice.reasons), plan.choice.reasons

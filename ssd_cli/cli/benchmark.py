@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core import distributed
 from ssd_cli.core.config import Preprocessing
 from ssd_cli.errors import ExitCode, SsdError, UsageError
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DecoderOpt, DeviceOpt, DownloadOpt, parse_ints
 from ssd_cli.cli.render import console, describe_runs, duration, render_plan, render_summary, run_progress, warn
 
@@ -60,6 +59,7 @@ def benchmark(
     At the end (or with `ssd benchmark report DIR`) a table per scenario is printed and written to OUT.
     """
     from ssd_cli.experiments.benchmark_plan import BenchmarkRequest, cheaper_plans, plan_benchmark, run_plan
+    from ssd_cli.core.ranks import ranks
 
     if dataset == "report":
         _report(report_dir or out)
@@ -85,15 +85,17 @@ def benchmark(
             on_assigned = lambda n: progress.update(task, total=n)  # noqa: E731
             for _ in run_plan(plan, on_start=on_start, on_assigned=on_assigned):
                 progress.advance(task)
-    if distributed.ranks().is_main:
+    if ranks().is_main:
         _report(out)
 
 
 def _confirm_long(plan, cheaper: list[tuple[str, float | None]]) -> None:
     """Say what cheaper plans would cost; ask (default no), or refuse without a terminal."""
+    from ssd_cli.core.ranks import ranks
+
     lines = [f"  {what}: {'about ' + duration(t) if t is not None else 'not estimated here'}" for what, t in cheaper]
     warn(f"this plan is estimated at {duration(plan.estimate_seconds)} on {plan.device}; cheaper plans:\n" + "\n".join(lines))
-    if not interactive() or distributed.ranks().active:
+    if not interactive() or ranks().active:
         raise SsdError("not started: a plan of over an hour needs --yes when there is no terminal to ask (or under torchrun)", ExitCode.USAGE)
     if not typer.confirm("Start it anyway?", default=False):
         console.print("not started")
@@ -101,7 +103,7 @@ def _confirm_long(plan, cheaper: list[tuple[str, float | None]]) -> None:
 
 
 def _report(out: Path) -> None:
-    from ssd_cli.experiments.benchmark import results_files
+    from ssd_cli.experiments.results import results_files
     from ssd_cli.experiments.report import read_results, summarize, write_summary
 
     files = results_files(out) if out.is_dir() else []

@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DataRootOpt, DeviceOpt, DownloadOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, metrics_table, points_table, safe, warn, warn_skipped
 from ssd_cli.cli.score import GalleryOpt, check_counts
@@ -42,6 +41,7 @@ def evaluate(
     from ssd_cli.data import evalsets
     from ssd_cli.api import Detector, no_maps
     from ssd_cli.io.info import facts
+    from ssd_cli.core.ranks import ranks
 
     check_counts(gallery=gallery)
     sources = sum([bool(normal or anomalous), labels is not None, dataset is not None])
@@ -69,7 +69,7 @@ def evaluate(
         warn(message)
     with count_progress("scoring") as on_progress:
         result = detector.evaluate(sets.normal, sets.anomalous, threshold=threshold, recall=recall, masks=masks, batch_size=batch_size, on_progress=on_progress)
-    if not distributed.ranks().is_main:  # under torchrun, rank 0 writes and prints for all
+    if not ranks().is_main:  # under torchrun, rank 0 writes and prints for all
         return
     warn_skipped(result.scores.skipped, "evaluate")
     console.print(metrics_table(result.metrics, safe(f"{model.name} on {sets.source}"), result.scores.threshold.rule, result.pixel))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import ForceOpt
 from ssd_cli.cli.render import console, safe
 from ssd_cli.errors import UsageError

@@ -19,13 +19,12 @@ from rich.progress import (
 from rich.markup import escape
 from rich.table import Table
 
-from ssd_cli.core.training import EpochInfo
-from ssd_cli.data.images import name_skipped
+from ssd_cli.core.roles import Role
 from ssd_cli.io.files import printable
-from ssd_cli.io.info import tile_words
 
-if TYPE_CHECKING:  # imported lazily: `ssd score` should not pay for scikit-learn and torchvision
-    from ssd_cli.experiments.benchmark import Run
+if TYPE_CHECKING:  # imported lazily: `ssd --help` should not pay for torch, `ssd score` for scikit-learn and torchvision
+    from ssd_cli.core.training import EpochInfo
+    from ssd_cli.experiments.runs import Run
     from ssd_cli.experiments.benchmark_plan import BenchmarkPlan
     from ssd_cli.core.config import OptimConfig
     from ssd_cli.engine import TrainPlan
@@ -43,7 +42,7 @@ _errors = Console(stderr=True)  # errors, from every rank
 
 def quiet_unless_main() -> None:
     """Under torchrun only rank 0 prints tables, warnings and progress; every rank prints its errors."""
-    from ssd_cli.core.distributed import ranks
+    from ssd_cli.core.ranks import ranks
 
     if not ranks().is_main:
         console.quiet = err_console.quiet = True
@@ -67,6 +66,8 @@ def safe(text: str) -> str:
 
 def warn_skipped(skipped: Sequence[Skipped], what: str) -> None:
     """Name every skipped file (up to MAX_NAMED, then a count), so nothing is dropped silently."""
+    from ssd_cli.data.images import name_skipped
+
     if skipped:
         warn(f"{what}: skipped {len(skipped)} file(s): {name_skipped(skipped, MAX_NAMED)}")
 
@@ -101,6 +102,8 @@ def stage_progress() -> Iterator[Callable[[str, EpochInfo], None]]:
 
 def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     """The plan, before any long work: what was found, what was chosen and why, and what it costs."""
+    from ssd_cli.io.info import tile_words
+
     lines = [f"[bold]plan[/]: {_what(plan, pretrain_only)} on {plan.device}"]
     for role, scan in plan.scan.roles.items():
         used = len(plan.files.get(role, scan.files))
@@ -148,11 +151,11 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
 def _anomalies(plan: TrainPlan) -> str:
     """Where the anomalous samples of the objective come from, and what they pay."""
     cfg = plan.cfg
-    parts = [f"{len(plan.files.get('--anomalies', []))} labeled"]
-    if plan.tiles.spec is not None and plan.files.get("--anomalies"):
+    parts = [f"{len(plan.files.get(Role.ANOMALIES, []))} labeled"]
+    if plan.tiles.spec is not None and plan.files.get(Role.ANOMALIES):
         parts[0] += " (scored after training, not trained on: which tile holds a photo's defect is unknown)"
-    if plan.files.get("--outliers"):
-        parts.append(f"{len(plan.files['--outliers'])} outlier images (weight {cfg.outlier_weight:g})")
+    if plan.files.get(Role.OUTLIERS):
+        parts.append(f"{len(plan.files[Role.OUTLIERS])} outlier images (weight {cfg.outlier_weight:g})")
     s = cfg.synthetic
     if s.enabled:
         parts.append(f"synthetic {'/'.join(s.kinds)}, {s.ratio:g} per normal sample, made each step")
@@ -177,7 +180,7 @@ def _threshold(plan: TrainPlan) -> str:
 def _what(plan: TrainPlan, pretrain_only: bool) -> str:
     if pretrain_only:
         return "pretrain the autoencoder"
-    labeled = sum(len(plan.files.get(role, [])) for role in ("--normals", "--anomalies", "--outliers"))
+    labeled = sum(len(plan.files.get(role, [])) for role in (Role.NORMALS, Role.ANOMALIES, Role.OUTLIERS))
     return f"train {'SS-DSVDD' if labeled or plan.cfg.synthetic.enabled else 'Deep SVDD'}"
 
 
@@ -287,8 +290,6 @@ def info_table(d: dict) -> Table:
             ("time", f"{_known(t['seconds'])} s training, {_known(t['pretrain_seconds'])} s pretraining"),
         ]
         if t.get("labeled_at_threshold"):
-            from ssd_cli.cli.train import separation
-
             rows.append(("labeled at threshold", separation(t["labeled_at_threshold"])))
     else:
         rows += [("training images", f"{_known(t['n_unlabeled'])} unlabeled"), ("epochs", f"{_known(t['epochs'])} in {_known(t['seconds'])} s")]
@@ -296,6 +297,16 @@ def info_table(d: dict) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def separation(labeled: dict) -> str:
+    """How the stored threshold separates the labeled training images (the record's labeled_at_threshold)."""
+    parts = []
+    if labeled["n_anomalous"]:
+        parts.append(f"{labeled['anomalous_above']} of {labeled['n_anomalous']} anomalies flagged")
+    if labeled["n_normal"]:
+        parts.append(f"{labeled['normal_below']} of {labeled['n_normal']} normals not flagged")
+    return ", ".join(parts)
 
 
 def _anomalous_samples(t: dict) -> str:

@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core import distributed
 from ssd_cli.errors import UsageError
 from ssd_cli.io.files import check_writable
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import DeviceOpt, ForceOpt
 from ssd_cli.cli.render import console, count_progress, info_table, ranked_table, safe, warn, warn_skipped
 
@@ -52,6 +51,7 @@ def score(
     from ssd_cli.io.info import facts
     from ssd_cli.io.results import check_folder_target, export_flagged, write_maps
     from ssd_cli.thresholds import ThresholdRule
+    from ssd_cli.core.ranks import ranks
 
     rule = ThresholdRule(threshold, contamination, top_k)  # bad combinations fail before any work
     check_counts(top=top, gallery=gallery)
@@ -76,7 +76,7 @@ def score(
     with count_progress("scoring") as on_progress:
         scores = detector.score(paths, threshold=rule.value, contamination=rule.contamination, top_k=rule.top_k,
                                 batch_size=batch_size, workers=workers, on_progress=on_progress)  # fmt: skip
-    if not distributed.ranks().is_main:  # under torchrun, rank 0 writes and prints for all
+    if not ranks().is_main:  # under torchrun, rank 0 writes and prints for all
         return
     warn_skipped(scores.skipped, "score")
     console.print(ranked_table(scores, top))

@@ -1,4 +1,5 @@
-"""`ssd pretrain` and `ssd train`: show the plan, then train with a progress bar, then say what was written."""
+"""`ssd pretrain` and `ssd train`: build the engine's typed TrainRequest (as `Detector.fit` does), show
+the plan, train with a progress bar, then say what was written."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling
-from ssd_cli.core.synthetic import parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling, parse_kinds
 from ssd_cli.io.files import check_writable
-from ssd_cli.io.info import tile_words
-from ssd_cli.cli import app, handle_errors
+from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import (
     ArchOpt,
     BatchOpt,
@@ -33,7 +31,7 @@ from ssd_cli.cli.options import (
     TilesPerImageOpt,
     milestones,
 )
-from ssd_cli.cli.render import console, render_train_plan, safe, stage_progress, warn, warn_skipped
+from ssd_cli.cli.render import console, render_train_plan, safe, separation, stage_progress, warn, warn_skipped
 
 
 def show_plan(plan, *, pretrain_only: bool = False) -> None:
@@ -73,16 +71,17 @@ def pretrain(
     force: ForceOpt = False,
 ) -> None:
     """Pretrain the convolutional autoencoder whose encoder initialises phi (use with `ssd train --pretrained`)."""
+    from ssd_cli.core.ranks import ranks
+    from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training, run_pretraining
     from ssd_cli.io import modelfile
-    from ssd_cli.api import train_request
-    from ssd_cli.engine import plan_training, run_pretraining
 
     check_writable(out, force)
-    request = train_request(
-        unlabeled, device=device, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
+    request = TrainRequest(
+        unlabeled=tuple(unlabeled), arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
         patch_size=patch_size, patch_stride=patch_stride, patches_per_image=patches_per_image, preprocessing=preprocessing,
-        tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image, epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
-        batch_size=batch_size, seed=seed, cache=cache,
+        tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image, seed=seed, device=device, cache=cache,
+        train=OptimOverrides(batch_size=batch_size),
+        pretrain=OptimOverrides(epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay, batch_size=batch_size),
     )  # fmt: skip
     with console.status("looking at the images and timing a few training steps"):
         plan = plan_training(request, pretrain_only=True)
@@ -90,7 +89,7 @@ def pretrain(
     with stage_progress() as on_epoch:
         saved, skipped = run_pretraining(plan, on_epoch=on_epoch)
     warn_skipped(skipped, "pretrain")
-    if not distributed.ranks().is_main:  # under torchrun every rank holds the same autoencoder; rank 0 writes it
+    if not ranks().is_main:  # under torchrun every rank holds the same autoencoder; rank 0 writes it
         return
     modelfile.save_autoencoder(out, saved, force=force)
     t = saved.training
@@ -147,38 +146,36 @@ def train(
     Unless --arch, --channels or --image-size say otherwise, the network, colour and input size are
     chosen from the images; the plan is printed before any training starts.
     """
-    from ssd_cli.api import Detector
+    from ssd_cli.core.ranks import ranks
+    from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training, run_training
+    from ssd_cli.io import modelfile
+    from ssd_cli.io.info import tile_words
 
     check_writable(out, force)
-    settings = dict(
-        objective=objective, nu=nu, eta=eta, arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize,
-        preprocessing=preprocessing, patch_size=patch_size, patch_stride=patch_stride, patch_top_k=patch_top_k, patches_per_image=patches_per_image,
+    request = TrainRequest(
+        unlabeled=tuple(unlabeled), normals=tuple(normals or ()), anomalies=tuple(anomalies or ()), outliers=tuple(outliers or ()),
+        arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize, preprocessing=preprocessing,
+        objective=objective, nu=nu, eta=eta, synthetic=None if synthetic is None else parse_kinds(synthetic), synthetic_ratio=synthetic_ratio,
+        anomaly_loss=anomaly_loss, outlier_weight=outlier_weight, pretrained=pretrained,
+        patch_size=patch_size, patch_stride=patch_stride, patch_top_k=patch_top_k, patches_per_image=patches_per_image,
         tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image,
-        epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay,
-        batch_size=batch_size, pretrained=pretrained, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
-        pretrain_lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
-        pretrain_weight_decay=pretrain_weight_decay, threshold_quantile=threshold_quantile, threshold_from=threshold_from, seed=seed, cache=cache,
-        synthetic=None if synthetic is None else parse_kinds(synthetic), synthetic_ratio=synthetic_ratio, anomaly_loss=anomaly_loss,
-        outlier_weight=outlier_weight,
+        threshold_quantile=threshold_quantile, threshold_from=threshold_from, seed=seed, device=device, cache=cache,
+        train=OptimOverrides(epochs=epochs, lr=lr, lr_milestones=milestones(lr_milestones, "--lr-milestones"), weight_decay=weight_decay, batch_size=batch_size),
+        pretrain=OptimOverrides(
+            epochs=pretrain_epochs, lr=pretrain_lr, lr_milestones=milestones(pretrain_lr_milestones, "--pretrain-lr-milestones"),
+            weight_decay=pretrain_weight_decay, batch_size=batch_size,
+        ),
     )  # fmt: skip
-    status = console.status("looking at the images and timing a few training steps")
-    status.start()
-
-    def on_plan(plan) -> None:
-        status.stop()
-        show_plan(plan)
-
-    try:
-        with stage_progress() as on_epoch:
-            detector = Detector(device=device).fit(unlabeled, normals, anomalies, outliers=outliers, on_plan=on_plan, on_epoch=on_epoch, **settings)
-    finally:
-        status.stop()
-    saved, plan = detector.model_, detector.plan_
-    assert saved is not None and plan is not None
-    warn_skipped(detector.skipped_[len(plan.skipped):], "train")  # the listing's were named with the plan
-    if not distributed.ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
+    with console.status("looking at the images and timing a few training steps"):
+        plan = plan_training(request)
+    show_plan(plan)
+    with stage_progress() as on_epoch:
+        outcome = run_training(plan, on_epoch=on_epoch)
+    warn_skipped(outcome.skipped, "train")  # the listing's were named with the plan
+    if not ranks().is_main:  # under torchrun every rank holds the same model; rank 0 writes it
         return
-    detector.save(out, force=force)
+    saved = outcome.model
+    modelfile.save_model(out, saved, force=force)
     t, spec = saved.training, saved.spec
     kind = "SS-DSVDD" if t["n_labeled_normal"] + t["n_labeled_anomalous"] + t["n_outliers"] or plan.cfg.synthetic.enabled else "Deep SVDD"
     side = saved.input_size
@@ -198,15 +195,6 @@ def train(
         console.print(f"at this threshold, on the labeled images (anomalies were not trained on, tiled; normals were): {separation(labeled)}")
     elif labeled:
         console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
-
-
-def separation(labeled: dict) -> str:
-    parts = []
-    if labeled["n_anomalous"]:
-        parts.append(f"{labeled['anomalous_above']} of {labeled['n_anomalous']} anomalies flagged")
-    if labeled["n_normal"]:
-        parts.append(f"{labeled['normal_below']} of {labeled['n_normal']} normals not flagged")
-    return ", ".join(parts)
 
 
 def _num(value: float | None) -> str:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ssd_cli.core.objectives import UNLABELED
-from ssd_cli.core.synthetic import GENERATORS, SyntheticConfig, make_anomalies
+from ssd_cli.core.roles import UNLABELED
+from ssd_cli.core.config import SYNTHETIC_KINDS, SyntheticConfig
+from ssd_cli.core.synthetic import make_anomalies
 from ssd_cli.core.views import View
 from ssd_cli.thresholds import f1_best
 
@@ -55,7 +56,7 @@ def holdout(y: torch.Tensor, seed: int) -> torch.Tensor | None:
 def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, held: torch.Tensor, synthetic: SyntheticConfig, seed: int) -> Calibration:
     """F1-best threshold between the held-out images' scores and those of synthetic anomalies made
     from them (ANOMALIES_PER_IMAGE each), scored as `ssd score` scores images."""
-    kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=tuple(GENERATORS))
+    kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=SYNTHETIC_KINDS)
     gen = torch.Generator().manual_seed(seed + _HOLDOUT_STREAM + 1)
     normal = view.scores(encoder, c, held)
     made, _ = make_anomalies(held.repeat(ANOMALIES_PER_IMAGE, 1, 1, 1), kinds, view.scale, gen)

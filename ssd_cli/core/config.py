@@ -6,7 +6,47 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from ssd_cli.core.synthetic import SyntheticConfig
+# The synthetic anomalies core/synthetic.py makes (--synthetic), in the order "all" lists them.
+SYNTHETIC_KINDS = ("cutpaste", "scar", "confetti", "perlin")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Which generators make the synthetic anomalies, how many per normal sample in a mini-batch,
+    and the defect box side as a fraction of what phi sees (the patch, or the whole image)."""
+
+    kinds: tuple[str, ...] = ()
+    ratio: float = 0.5  # synthetic anomalies per normal sample of the mini-batch
+    min_side: float = 0.1
+    max_side: float = 0.5
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in SYNTHETIC_KINDS]
+        if unknown:
+            raise ValueError(f"unknown synthetic anomaly kind(s) {', '.join(unknown)}; choose from {', '.join(SYNTHETIC_KINDS)} or none")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"synthetic anomaly kinds are listed twice: {', '.join(self.kinds)}")
+        if not (math.isfinite(self.ratio) and 0 < self.ratio <= 4):
+            raise ValueError(f"the synthetic ratio must be in (0, 4], got {self.ratio}")
+        if not 0 < self.min_side <= self.max_side <= 1:
+            raise ValueError(f"synthetic defect sides must satisfy 0 < min <= max <= 1, got {self.min_side}, {self.max_side}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kinds)
+
+    def to_dict(self) -> dict:
+        return {"kinds": list(self.kinds), "ratio": self.ratio, "min_side": self.min_side, "max_side": self.max_side}
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """'cutpaste,scar' -> ('cutpaste', 'scar'); 'none' or '' -> (); 'all' -> every generator."""
+    names = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    if names in ((), ("none",)):
+        return ()
+    if names == ("all",):
+        return SYNTHETIC_KINDS
+    return names
 
 
 class Objective(str, Enum):
@@ -85,6 +125,10 @@ class OptimConfig:
             raise ValueError(f"lr milestones are epochs, 1 or more, got {list(self.lr_milestones)}")
         if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
             raise ValueError(f"the learning-rate factor must be a finite number > 0, got {self.lr_gamma}")
+
+    def to_dict(self) -> dict:
+        """As JSON holds it (the milestones a list), for training records."""
+        return asdict(self) | {"lr_milestones": list(self.lr_milestones)}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
 from ssd_cli.core.nets import Encoder
 from ssd_cli.errors import InputError, TrainingDiverged
@@ -37,7 +38,7 @@ def embed_shared(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
     """embed(), with the work split over the ranks when training together (results gathered in order)."""
     if not distributed.training_together():
         return embed(encoder, x)
-    return distributed.gather_tensor(embed(encoder, distributed.ranks().mine(x)))
+    return distributed.gather_tensor(embed(encoder, ranks().mine(x)))
 
 
 def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
@@ -49,7 +50,7 @@ def init_center(encoder: Encoder, x: torch.Tensor, y: torch.Tensor, eps: float =
     if not bool(keep.any()):
         raise CenterError("no unlabeled or labeled-normal samples to place the center c")
     if distributed.training_together():  # each rank embeds its share; sums and counts are all-reduced
-        mine = embed(encoder, distributed.ranks().mine(x[keep]))
+        mine = embed(encoder, ranks().mine(x[keep]))
         sums = distributed.all_sum(torch.cat([mine.sum(dim=0), mine.new_tensor([len(mine)])]))
         c = sums[:-1] / sums[-1]
     else:

@@ -1,6 +1,6 @@
 """The four SS-DSVDD objectives (1)-(4) of the paper and the exact radius solver, per mini-batch.
 
-Labels follow the paper: y = 0 for unlabeled samples, +1 for labeled normals, -1 for labeled
+Labels (core/roles.py) follow the paper: y = 0 for unlabeled samples, +1 for labeled normals, -1 for labeled
 anomalies (given or synthetic), and -2 for outlier images (unrelated photos: anomalies with their own
 weight). With no labeled samples (m = 0) objectives (3) and (4) reduce to (1) and (2). All
 functions accept leading batch dimensions (..., B) so that stacked runs can share them.
@@ -13,8 +13,7 @@ from collections.abc import Callable
 import torch
 
 from ssd_cli.core.config import AnomalyLoss, Objective, TrainConfig
-
-UNLABELED, NORMAL, ANOMALY, OUTLIER = 0, 1, -1, -2
+from ssd_cli.core.roles import OUTLIER
 
 
 def hinge(z: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,10 @@ import torch
 
 from ssd_cli.core.calibration import holdout, synthetic_threshold
 from ssd_cli.core.config import Objective, OptimConfig, Resize, ThresholdSource, TrainConfig
-from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.model import SavedModel
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec
-from ssd_cli.core.objectives import ANOMALY, NORMAL, OUTLIER, UNLABELED
 from ssd_cli.core.preprocess import Preprocessor
+from ssd_cli.core.roles import ANOMALY, NORMAL, OUTLIER, UNLABELED
 from ssd_cli.core.tiles import TileSpec
 from ssd_cli.core.training import (
     EpochCallback,
@@ -23,8 +23,6 @@ from ssd_cli.core.training import (
     train_deep_svdd,
 )
 from ssd_cli.core.views import PatchView, View, WholeView
-
-ROLE_LABELS = {"--unlabeled": UNLABELED, "--normals": NORMAL, "--anomalies": ANOMALY, "--outliers": OUTLIER}  # y of each input role
 
 
 def view_for(spec: LeNetSpec, patches: PatchView | None) -> View:

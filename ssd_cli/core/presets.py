@@ -18,10 +18,11 @@ from ssd_cli.core.config import (
     ThresholdSource,
     PAPER_PRETRAIN_GRAYSCALE,
     PAPER_TRAIN,
+    SYNTHETIC_KINDS,
     OptimConfig,
+    SyntheticConfig,
 )
 from ssd_cli.core.nets import LeNetSpec, network_for_size
-from ssd_cli.core.synthetic import GENERATORS, SyntheticConfig
 
 
 @dataclass(frozen=True)
@@ -114,5 +115,5 @@ def anomaly_defaults(patches: bool, objective: Objective) -> AnomalyDefaults:
     synthetic defects of every kind; whole-image models keep the paper's objective, where the
     measurements found no gain (docs/photos.md)."""
     if patches and objective is Objective.ONE_CLASS:
-        return AnomalyDefaults(SyntheticConfig(kinds=tuple(GENERATORS)), AnomalyLoss.INVERSE, ThresholdSource.SYNTHETIC, "patch-level model: local defects are searched for")
+        return AnomalyDefaults(SyntheticConfig(kinds=SYNTHETIC_KINDS), AnomalyLoss.INVERSE, ThresholdSource.SYNTHETIC, "patch-level model: local defects are searched for")
     return AnomalyDefaults(SyntheticConfig(), AnomalyLoss.INVERSE, ThresholdSource.QUANTILE, "whole-image model: the paper's objective")

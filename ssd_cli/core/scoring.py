@@ -1,25 +1,22 @@
-"""Scoring with a saved model: the exact preprocessing and network of training, in inference mode.
+"""Scoring with a trained model: the exact preprocessing and network of training, in inference mode.
 
 The engine under the public `Detector` (api.py), which lists folders, applies thresholds and
-reports progress; a Scorer only turns images, or already listed image files, into scores.
+reports progress; a Scorer only turns decoded images into scores (data/score_files.py streams
+image files through it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ssd_cli.data.images import Skipped, iter_image_batches
-from ssd_cli.data.tiles import cut_tiles, iter_scaled
-from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.embedding import eval_batch_size
+from ssd_cli.core.model import SavedModel
 from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.patches import image_scores, patch_distances
-from ssd_cli.core.embedding import eval_batch_size
-from ssd_cli.core.tiles import TiledGrids
+from ssd_cli.core.tiles import TiledGrids, cut_tiles
 
 TILES_AT_ONCE = 64  # a tiled image's tiles are cut and scored this many at a time
 
@@ -33,14 +30,6 @@ def join_grids(parts: Sequence[Grids]) -> Grids:
     if any(isinstance(p, list) for p in parts):
         return [g for p in parts for g in p]
     return np.concatenate(parts)
-
-
-@dataclass
-class ScoredBatch:
-    paths: list[Path]  # the readable images
-    skipped: list[Skipped]
-    scores: torch.Tensor  # float32 on the CPU, one per readable image
-    maps: Grids | None = None
 
 
 class Scorer:
@@ -82,23 +71,3 @@ class Scorer:
     def _input(self, images: torch.Tensor) -> torch.Tensor:
         x = self.saved.preprocessor(images.to(self.device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last)
-
-    def score_files(self, files: Sequence[Path], batch_size: int = 512, workers: int | None = None) -> Iterator[ScoredBatch]:
-        """Stream image files (not folders: list them with images.list_images) through decode and
-        network; the next batch decodes while this one is scored. A tiled model's files come one
-        image at a time (data/tiles.py), each scored over all its tiles."""
-        saved = self.saved
-        if saved.tile is not None:
-            for path, image in iter_scaled(files, saved.tile, saved.spec.channels, workers):
-                if isinstance(image, Skipped):
-                    yield ScoredBatch([], [image], torch.zeros(0), [])
-                else:
-                    t = self.score_tiled(image)
-                    yield ScoredBatch([path], [], torch.tensor([t.score(saved.patch.top_k)]), [t])
-            return
-        for batch in iter_image_batches(files, saved.input_size, saved.spec.channels, batch_size, workers, resize=saved.resize):
-            if saved.patch is None:
-                yield ScoredBatch(batch.paths, batch.skipped, self.score(batch.images))
-            else:
-                maps = self.score_maps(batch.images)
-                yield ScoredBatch(batch.paths, batch.skipped, image_scores(maps, saved.patch.top_k), maps.numpy())

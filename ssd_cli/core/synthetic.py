@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
+
+from ssd_cli.core.config import SYNTHETIC_KINDS, SyntheticConfig
 
 # (images, other images, box sides (N,), box centres (N, 2) row/col, generator) -> (images, masks)
 Generator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -175,45 +176,7 @@ def _never_empty(mask: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin}
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Which generators make the synthetic anomalies, how many per normal sample in a mini-batch,
-    and the defect box side as a fraction of what phi sees (the patch, or the whole image)."""
-
-    kinds: tuple[str, ...] = ()
-    ratio: float = 0.5  # synthetic anomalies per normal sample of the mini-batch
-    min_side: float = 0.1
-    max_side: float = 0.5
-
-    def __post_init__(self) -> None:
-        unknown = [k for k in self.kinds if k not in GENERATORS]
-        if unknown:
-            raise ValueError(f"unknown synthetic anomaly kind(s) {', '.join(unknown)}; choose from {', '.join(GENERATORS)} or none")
-        if len(set(self.kinds)) != len(self.kinds):
-            raise ValueError(f"synthetic anomaly kinds are listed twice: {', '.join(self.kinds)}")
-        if not (math.isfinite(self.ratio) and 0 < self.ratio <= 4):
-            raise ValueError(f"the synthetic ratio must be in (0, 4], got {self.ratio}")
-        if not 0 < self.min_side <= self.max_side <= 1:
-            raise ValueError(f"synthetic defect sides must satisfy 0 < min <= max <= 1, got {self.min_side}, {self.max_side}")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.kinds)
-
-    def to_dict(self) -> dict:
-        return {"kinds": list(self.kinds), "ratio": self.ratio, "min_side": self.min_side, "max_side": self.max_side}
-
-
-def parse_kinds(text: str) -> tuple[str, ...]:
-    """'cutpaste,scar' -> ('cutpaste', 'scar'); 'none' or '' -> (); 'all' -> every generator."""
-    names = tuple(k.strip().lower() for k in text.split(",") if k.strip())
-    if names in ((), ("none",)):
-        return ()
-    if names == ("all",):
-        return tuple(GENERATORS)
-    return names
+assert tuple(GENERATORS) == SYNTHETIC_KINDS, "core/config.py names the kinds, in this order"
 
 
 def make_anomalies(x: torch.Tensor, cfg: SyntheticConfig, scale: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,16 +6,18 @@ patch-level model see each tile as it would see a whole image (core/patches.py):
 are tiles, an image scores as its worst tile (its worst patch over all tiles), and its anomaly map is
 stitched from the tiles' maps.
 
-This module is the geometry (where the tiles lie, which ones a training image keeps) and the
-stitching; decoding is data/tiles.py's, scoring core/scoring.py's.
+This module is the geometry (where the tiles lie, which ones a training image keeps, cutting
+them out) and the stitching; decoding is data/tiles.py's, scoring core/scoring.py's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.nets import MAX_IMAGE_SIZE
@@ -83,6 +85,18 @@ def pick_tiles(n_tiles: int, k: int, seed: int, image: int) -> np.ndarray:
     if n_tiles <= k:
         return np.arange(n_tiles)
     return np.sort(np.random.default_rng([seed, image]).choice(n_tiles, size=k, replace=False))
+
+
+def cut_tiles(image: np.ndarray | torch.Tensor, tile: TileSpec, which: Sequence[int] | None = None) -> torch.Tensor:
+    """The tiles of a scaled (C, h, w) image, (n, C, T, T) copies in `TileSpec.boxes` order (only
+    those at positions `which`, if given)."""
+    data = np.asarray(image)
+    boxes = tile.boxes(data.shape[1], data.shape[2])
+    chosen = boxes if which is None else [boxes[i] for i in which]
+    t = tile.tile_size
+    if not chosen:
+        return torch.zeros((0, data.shape[0], t, t), dtype=torch.uint8)
+    return torch.from_numpy(np.stack([data[:, top : top + t, left : left + t] for top, left in chosen]))
 
 
 @dataclass(frozen=True)

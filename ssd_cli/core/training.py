@@ -19,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssd_cli.core.ranks import Ranks, ranks
 from ssd_cli.core import distributed
-from ssd_cli.core.config import Objective, OptimConfig, TrainConfig
+from ssd_cli.core.config import Objective, OptimConfig, SyntheticConfig, TrainConfig
 from ssd_cli.errors import InputError, TrainingDiverged
 from ssd_cli.core.nets import AutoEncoder, Classifier, Encoder
 from ssd_cli.core.embedding import embed, embed_shared, eval_batch_size
-from ssd_cli.core.objectives import ANOMALY, LOSSES, solve_radius, squared_distances
-from ssd_cli.core.synthetic import SyntheticConfig, make_anomalies
+from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
+from ssd_cli.core.roles import ANOMALY
+from ssd_cli.core.synthetic import make_anomalies
 from ssd_cli.core.views import Samples, View, WholeView
 
 
@@ -75,7 +77,7 @@ def fit(
     # each mini-batch; its loss is weighted by its share, and the gradients are summed over the
     # ranks, so the step is the one a single process would take on the whole mini-batch.
     together = distributed.training_together()
-    r = distributed.ranks() if together else distributed.Ranks()
+    r = ranks() if together else Ranks()
     if optim.batch_size < r.world_size:
         raise InputError(f"the batch size ({optim.batch_size}) must be at least the number of ranks ({r.world_size})")
     params = [p for p in model.parameters() if p.requires_grad]

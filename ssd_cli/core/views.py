@@ -14,7 +14,8 @@ from typing import Protocol
 import torch
 
 from ssd_cli.core.embedding import embed_shared, init_center
-from ssd_cli.core.objectives import ANOMALY, squared_distances
+from ssd_cli.core.objectives import squared_distances
+from ssd_cli.core.roles import ANOMALY
 from ssd_cli.core.patches import (
     PatchSpec,
     check_patches,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd_cli.errors import ExitCode, InputError, SsdError, UsageError
-from ssd_cli.io.modelfile import SavedModel
+from ssd_cli.core.model import SavedModel
 
 LABEL_NAMES = {"normal": False, "0": False, "anomaly": True, "anomalous": True, "1": True}
 

@@ -21,25 +21,8 @@ import torch
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ssd_cli.core.config import Resize
+from ssd_cli.data.limits import max_pixels
 from ssd_cli.errors import InputError
-
-# Pillow's own bomb check warns or fails at sizes that depend on its version; ours (open_image) is
-# one documented limit on the pixels a file declares, checked from the header before any decode.
-Image.MAX_IMAGE_PIXELS = None
-DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: beyond any camera photo, far below a decode that exhausts memory
-_limit = {"pixels": DEFAULT_MAX_PIXELS}
-
-
-def set_max_pixels(pixels: int) -> None:
-    """Images declaring more pixels than this are skipped (`ssd --max-image-pixels`)."""
-    if pixels < 1:
-        raise ValueError(f"the pixel limit must be at least 1, got {pixels}")
-    _limit["pixels"] = int(pixels)
-
-
-def max_pixels() -> int:
-    return _limit["pixels"]
-
 
 class ImageTooLarge(ValueError):
     """A file that declares more pixels than the limit: decoding it could exhaust memory."""
@@ -50,9 +33,9 @@ def open_image(path: Path) -> Image.Image:
     pixel is decoded: a small PNG can declare 50,000 x 50,000 pixels and take gigabytes."""
     im = Image.open(path)
     w, h = im.size
-    if w * h > _limit["pixels"]:
+    if w * h > max_pixels():
         im.close()
-        raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of {_limit['pixels'] / 1e6:g} (ssd --max-image-pixels)")
+        raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels() / 1e6:g} (ssd --max-image-pixels)")
     return im
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}

@@ -20,7 +20,7 @@ Rules of `choose_input` (each only for what the user did not set):
   the paper's `mnist` network exactly.
 - arch: network_for_size(image_size).
 
-The unlabeled sample is the role named "--unlabeled", or the first role when there is none.
+The unlabeled sample is the role Role.UNLABELED, or the first role when there is none.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ from ssd_cli.core.config import Resize
 from ssd_cli.data.images import DECODE_ERRORS, Skipped, default_workers, list_images, name_skipped, open_image, unreadable
 from ssd_cli.errors import InputError
 from ssd_cli.core.nets import SIZE_STEPS, get_spec, network_for_size
-
-UNLABELED_ROLE = "--unlabeled"
+from ssd_cli.core.roles import Role
 
 PROBE_SIDE = 64  # the colour test looks at a decode reduced to about this many pixels a side
 COLOUR_MEAN_SPREAD = 4.0  # mean channel spread (0-255) from which an image is colour...
@@ -131,8 +130,8 @@ class ScanReport:
 
     @property
     def unlabeled(self) -> RoleScan:
-        """The role the input is chosen from: --unlabeled, or the first role."""
-        return self.roles.get(UNLABELED_ROLE) or next(iter(self.roles.values()))
+        """The role the input is chosen from: the unlabeled images, or the first role."""
+        return self.roles.get(Role.UNLABELED) or next(iter(self.roles.values()))
 
 
 @dataclass(frozen=True)
@@ -313,8 +312,8 @@ def _overlap_warnings(report: ScanReport) -> list[str]:
     out = []
     for overlap in report.overlaps:
         a, b = overlap.roles
-        if UNLABELED_ROLE in overlap.roles:
-            labeled = b if a == UNLABELED_ROLE else a
+        if Role.UNLABELED in overlap.roles:
+            labeled = b if a == Role.UNLABELED else a
             fate = f"they count as {labeled} only (a label is stronger than none)"
         else:
             fate = "their labels contradict each other, so they count as unlabeled only"

@@ -17,20 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli.core.tiles import TileSpec, pick_tiles
+from ssd_cli.core.tiles import TileSpec, cut_tiles, pick_tiles
 from ssd_cli.data.images import DECODE_ERRORS, Skipped, decode_scaled, default_workers, unreadable
-
-
-def cut_tiles(image: np.ndarray | torch.Tensor, tile: TileSpec, which: Sequence[int] | None = None) -> torch.Tensor:
-    """The tiles of a scaled (C, h, w) image, (n, C, T, T) copies in `TileSpec.boxes` order (only
-    those at positions `which`, if given)."""
-    data = np.asarray(image)
-    boxes = tile.boxes(data.shape[1], data.shape[2])
-    chosen = boxes if which is None else [boxes[i] for i in which]
-    t = tile.tile_size
-    if not chosen:
-        return torch.zeros((0, data.shape[0], t, t), dtype=torch.uint8)
-    return torch.from_numpy(np.stack([data[:, top : top + t, left : left + t] for top, left in chosen]))
 
 
 def iter_scaled(files: Sequence[Path], tile: TileSpec, channels: int, workers: int | None = None) -> Iterator[tuple[Path, np.ndarray | Skipped]]:

@@ -1,1 +1,2 @@
-"""The paper's experiments: protocol, benchmark runs and plans, reports beside the paper's tables."""
+"""The paper's experiments (`ssd benchmark`): protocol, settings and presets, runs, data, the results
+and autoencoder stores, execution, planning, and reports beside the paper's tables."""

@@ -40,7 +40,7 @@ _COLORS = {"images": "#6f8fb4", "normal": "#6f9fd8", "anomalous": "#d9534f", "un
 class ReportItem:
     """One scored image as the report shows it."""
 
-    path: Path | None  # None for in-memory images (no thumbnail then, show "image #index")
+    path: Path | None  # None for in-memory images (named "image #index", their thumbnail from `image`)
     index: int  # position in the input
     score: float
     normalised: float  # score / threshold; above 1 = anomalous
@@ -49,12 +49,14 @@ class ReportItem:
     truth: bool | None = None  # evaluate only: True = labelled anomaly
     # Patch-level models: the image's anomaly map at a given (width, height), NaN where not seen
     heatmap: Callable[[tuple[int, int]], np.ndarray] | None = None
+    image: Callable[[], Image.Image] | None = None  # an in-memory image (path None), for its thumbnail
 
 
 def thumbnail_uri(
-    path: Path, px: int = 160, heatmap: Callable[[tuple[int, int]], np.ndarray] | None = None, threshold: float = math.nan
+    source: Path | Callable[[], Image.Image], px: int = 160, heatmap: Callable[[tuple[int, int]], np.ndarray] | None = None, threshold: float = math.nan
 ) -> str | None:
-    """A JPEG data URI of the image as displayed (EXIF orientation applied), at most px on a side.
+    """A JPEG data URI of the image as displayed (EXIF orientation applied), at most px on a side;
+    `source` is its file, or gives the in-memory image (never changed here).
 
     Returns None for a file that cannot be read: a thumbnail is decoration, and one bad file must not
     cost the whole report. Images under px/2 are enlarged by a whole factor (nearest neighbour) so
@@ -62,9 +64,12 @@ def thumbnail_uri(
     scale (heatmaps.py).
     """
     try:
-        with open_image(path) as im:
-            im.draft("RGB", (px, px))  # JPEG: decode at 1/2..1/8 scale, both sides still >= px
-            shown = _to_rgb(ImageOps.exif_transpose(im))
+        if isinstance(source, Path):
+            with open_image(source) as im:
+                im.draft("RGB", (px, px))  # JPEG: decode at 1/2..1/8 scale, both sides still >= px
+                shown = _to_rgb(ImageOps.exif_transpose(im))
+        else:
+            shown = _to_rgb(ImageOps.exif_transpose(source()))  # a copy: thumbnail() works in place
         shown.thumbnail((px, px))
         factor = px // max(shown.size)
         if factor >= 2:  # tiny images (28x28 digits) grow by whole pixels, so the browser need not blur them
@@ -346,11 +351,12 @@ class _Thumbs:
         self._done: dict[int, str | None] = {}
 
     def __call__(self, item: ReportItem) -> str | None:
-        if item.path is None:
+        source = Path(item.path) if item.path is not None else item.image
+        if source is None:
             return None
         key = id(item)
         if key not in self._done:
-            self._done[key] = thumbnail_uri(Path(item.path), self.px, item.heatmap, self.threshold)
+            self._done[key] = thumbnail_uri(source, self.px, item.heatmap, self.threshold)
         return self._done[key]
 
 

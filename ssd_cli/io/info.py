@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ssd_cli.io import modelfile
 from ssd_cli.core.tiles import TileSpec
-from ssd_cli.io.modelfile import SavedAutoencoder, SavedModel
+from ssd_cli.core.model import SavedAutoencoder, SavedModel
 
 
 def tile_words(tile: TileSpec) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from ssd_cli import __version__
 from ssd_cli.core.config import Objective, Resize
 from ssd_cli.errors import ModelFileError, TrainingDiverged
 from ssd_cli.io.files import write_atomic
+from ssd_cli.core.model import SavedAutoencoder, SavedModel
 from ssd_cli.core.nets import AutoEncoder, Encoder, LeNetSpec, get_spec
 from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.tiles import TileSpec
@@ -35,60 +36,6 @@ AUTOENCODER_FORMAT = "ssd-autoencoder"
 
 # safetensors dtype names of the dtypes a state dict may hold.
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32}
-
-
-class _Input:
-    """The side images are decoded to: the network's input, the whole image of a patch model, or
-    the tile of a tiled one (whose images are scaled and cut into tiles of that side)."""
-
-    spec: LeNetSpec
-    patch: PatchSpec | None
-    tile: TileSpec | None
-
-    @property
-    def input_size(self) -> int:
-        return self.patch.image_size if self.patch else self.spec.image_size
-
-
-@dataclass
-class SavedModel(_Input):
-    spec: LeNetSpec
-    objective: Objective
-    nu: float
-    eta: float
-    preprocessor: Preprocessor
-    c: torch.Tensor
-    radius: float
-    threshold: float
-    threshold_rule: str  # how the threshold was chosen, for the user
-    encoder_state: dict[str, torch.Tensor]
-    training: dict = field(default_factory=dict)
-    tool_version: str = __version__
-    resize: Resize = Resize.SQUASH  # how images were fitted to the square input; scoring repeats it
-    patch: PatchSpec | None = None  # patch-level model: phi sees patches of images decoded at patch.image_size
-    tile: TileSpec | None = None  # tiled model: images are scaled and cut into tiles of patch.image_size
-
-    def encoder(self, device: torch.device | str = "cpu") -> Encoder:
-        enc = Encoder(self.spec)
-        enc.load_state_dict(self.encoder_state)
-        return enc.to(device).eval()
-
-
-@dataclass
-class SavedAutoencoder(_Input):
-    spec: LeNetSpec
-    preprocessor: Preprocessor
-    state: dict[str, torch.Tensor]
-    training: dict = field(default_factory=dict)
-    tool_version: str = __version__
-    resize: Resize = Resize.SQUASH
-    patch: PatchSpec | None = None
-    tile: TileSpec | None = None
-
-    def autoencoder(self) -> AutoEncoder:
-        ae = AutoEncoder(self.spec)
-        ae.load_state_dict(self.state)
-        return ae
 
 
 def _common_meta(kind: str, saved: SavedModel | SavedAutoencoder) -> dict[str, str]:

@@ -28,7 +28,8 @@ from ssd_cli.core.patches import grid_patches, image_scores
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.errors import ModelFileError, UsageError
 from ssd_cli.io.files import write_atomic
-from ssd_cli.io.modelfile import FORMAT_VERSION, MODEL_FORMAT, SavedModel
+from ssd_cli.core.model import SavedModel
+from ssd_cli.io.modelfile import FORMAT_VERSION, MODEL_FORMAT
 
 if TYPE_CHECKING:  # imported when exporting: the export extra is optional
     import onnx

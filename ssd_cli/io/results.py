@@ -61,11 +61,12 @@ class Scores:
     skipped: list[Skipped] = field(default_factory=list)
     maps: Sequence | None = None  # patch-level models: per image, its patch scores (core/scoring.Grids), input order
     geometry: MapGeometry | None = None  # patch-level models: how maps lie in the images
+    images: Sequence | None = None  # per result, None for a file, or what gives the in-memory image (for reports)
 
     @classmethod
     def build(
         cls, paths: list[Path | None], scores: np.ndarray, threshold: Threshold, skipped: list[Skipped],
-        maps: Sequence | None = None, geometry: MapGeometry | None = None,
+        maps: Sequence | None = None, geometry: MapGeometry | None = None, images: Sequence | None = None,
     ) -> Scores:  # fmt: skip
         s = np.asarray(scores, dtype=np.float64)
         norm = normalised(s, threshold.value)
@@ -75,7 +76,7 @@ class Scores:
         # A NaN score is never normal: "not <= threshold" flags it (and it ranks first).
         flags = ranks <= threshold.count if threshold.count is not None else ~(s <= threshold.value)
         results = [ScoreResult(i, p, float(s[i]), float(norm[i]), bool(flags[i]), int(ranks[i])) for i, p in enumerate(paths)]
-        return cls(results, threshold, list(skipped), maps, geometry)
+        return cls(results, threshold, list(skipped), maps, geometry, images)
 
     def __len__(self) -> int:
         return len(self.results)
@@ -214,6 +215,7 @@ def report_items(scores: Scores, is_anomaly: np.ndarray | None = None) -> list:
         ReportItem(
             path=r.path, index=r.index, score=r.score, normalised=r.normalised, anomalous=r.anomalous, rank=r.rank,
             truth=None if is_anomaly is None else bool(is_anomaly[r.index]), heatmap=heatmap(r.index),
+            image=None if scores.images is None else scores.images[r.index],
         )  # fmt: skip
         for r in scores.ranked()
     ]

@@ -1,7 +1,7 @@
 """Patch-level against whole-image SS-DSVDD on the surface-defects set (small local defects on 128 px photos).
 
     .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets
-    .venv/bin/python benchmarks/patch_study.py --sets /work/runs/photo-sets --out /work/runs/patch_study.md \\
+    .venv/bin/python studies/2026-12-06_patch_study.py --sets /work/runs/photo-sets --out /work/runs/patch_study.md \\
         --runs whole p32-s16-k4 p64-s32-k4 [--pretrain-epochs 20 --epochs 20] [--seeds 0]
 
 Every run is one-class SS-DSVDD (objective (4), eta = 1) on surface-defects/: train/normal/ (500 crops,

@@ -1,7 +1,7 @@
 """Which native-resolution network? A study of candidate LeNet-type networks on the surface-defects set.
 
     .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets
-    .venv/bin/python benchmarks/network_choice.py --sets /work/runs/photo-sets --out /work/runs/network_choice.md \\
+    .venv/bin/python studies/2026-12-03_network_choice.py --sets /work/runs/photo-sets --out /work/runs/network_choice.md \\
         --runs S128-w8-c128-r128 S128-w16-c128-r128 ... [--pretrain-epochs 15 --epochs 15] [--seeds 0]
 
 Every run is one-class SS-DSVDD (objective (4), eta = 1) on surface-defects/: train/normal/ (500 crops) as

@@ -1,7 +1,7 @@
 """Scale-out figures for docs/scale-out.md: 1 vs 2 CPU processes under torchrun, and the peak memory
 of training from memory vs from the disk cache as the number of images grows.
 
-    .venv/bin/python benchmarks/scale_out.py --data-root ../shared/datasets --work /tmp/scale-out [--only speed|memory]
+    .venv/bin/python studies/2026-12-03_scale_out.py --data-root ../shared/datasets --work /tmp/scale-out [--only speed|memory]
 
 Run it alone: the figures are wall times and peak resident memory on this machine (the load average
 is printed before and after). Every process runs with one thread (`ssd --threads 1`, OMP_NUM_THREADS=1),

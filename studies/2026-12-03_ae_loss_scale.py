@@ -2,7 +2,7 @@
 ssd's default) against the mean over pixels (the Deep SAD code), with weight decay 0.5e-3 in both,
 so the balance between reconstruction and decay differs by a factor of C*H*W (784 for MNIST).
 
-    .venv/bin/python benchmarks/ae_loss_scale.py --data-root ../shared/datasets --classes 0,1,2 --epochs 30
+    .venv/bin/python studies/2026-12-03_ae_loss_scale.py --data-root ../shared/datasets --classes 0,1,2 --epochs 30
 
 For each normal class of MNIST (train split, GCN fitted on it): pretrain the autoencoder with each
 loss, then train One-Class Deep SVDD (unsupervised) from it with the same seed and schedule, and
