@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ssd_cli.core.calibration import holdout, synthetic_threshold
+from ssd_cli.core.roles import Role
 from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
 from ssd_cli.data.images import load_images
@@ -46,9 +47,9 @@ def main() -> None:
     truth = np.array([r["is_anomaly"] for r in rows], dtype=bool)
     record = saved.training.get("calibration") or {}
     plan = plan_training(TrainRequest(unlabeled=(args.set / "train/normal",), anomalies=(args.set / "train/bad",), device="cpu"), estimate=False)
-    files = plan.files["--unlabeled"] if "--unlabeled" in plan.files else next(iter(plan.files.values()))
+    files = plan.files[Role.UNLABELED]
     images = load_images(files, saved.input_size, saved.spec.channels, resize=saved.resize).images
-    y = torch.zeros(len(images) + len(plan.files.get("--anomalies", [])), dtype=torch.int8)
+    y = torch.zeros(len(images) + len(plan.files[Role.ANOMALIES]), dtype=torch.int8)
     y[len(images):] = -1
     held = holdout(y, args.seed)
     scorer = Scorer(saved, torch.device("cpu"))
