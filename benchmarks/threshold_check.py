@@ -26,12 +26,7 @@ from ssd_cli.data.images import load_images
 from ssd_cli.engine import TrainRequest, plan_training
 from ssd_cli.io.modelfile import load_model
 from ssd_cli.core.scoring import Scorer
-
-
-def f1_at(scores: np.ndarray, truth: np.ndarray, threshold: float) -> float:
-    flagged = scores > threshold
-    tp = int((flagged & truth).sum())
-    return 2 * tp / (int(flagged.sum()) + int(truth.sum())) if flagged.any() or truth.any() else 0.0
+from ssd_cli.metrics import compute_metrics
 
 
 def main() -> None:
@@ -53,13 +48,16 @@ def main() -> None:
     y[len(images):] = -1
     held = holdout(y, args.seed)
     scorer = Scorer(saved, torch.device("cpu"))
-    x_held = scorer._input(images[held[: len(images)]])
+    x_held = saved.preprocessor(images[held[: len(images)]]).contiguous(memory_format=torch.channels_last)
     kinds = tuple(saved.training["config"]["synthetic"]["kinds"])
     now = synthetic_threshold(PatchView(saved.patch), scorer.encoder, scorer.c, x_held, SyntheticConfig(kinds=kinds), args.seed)
+    def f1(s: np.ndarray, t: np.ndarray, threshold: float) -> float:
+        return compute_metrics(s, t, threshold).f1
+
     out = {
-        "stored": {"threshold": saved.threshold, "f1": f1_at(scores, truth, saved.threshold)},
-        "quantile": {"threshold": record.get("quantile_threshold"), "f1": f1_at(scores, truth, record["quantile_threshold"]) if record else None},
-        "synthetic_now": {"threshold": now.threshold, "f1": f1_at(scores, truth, now.threshold)},
+        "stored": {"threshold": saved.threshold, "f1": f1(scores, truth, saved.threshold)},
+        "quantile": {"threshold": record.get("quantile_threshold"), "f1": f1(scores, truth, record["quantile_threshold"]) if record else None},
+        "synthetic_now": {"threshold": now.threshold, "f1": f1(scores, truth, now.threshold)},
     }
     print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))
 

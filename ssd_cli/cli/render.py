@@ -150,6 +150,8 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
 
 def _anomalies(plan: TrainPlan) -> str:
     """Where the anomalous samples of the objective come from, and what they pay."""
+    from ssd_cli.core.config import AnomalyLoss
+
     cfg = plan.cfg
     parts = [f"{len(plan.files.get(Role.ANOMALIES, []))} labeled"]
     if plan.tiles.spec is not None and plan.files.get(Role.ANOMALIES):
@@ -161,17 +163,20 @@ def _anomalies(plan: TrainPlan) -> str:
         parts.append(f"synthetic {'/'.join(s.kinds)}, {s.ratio:g} per normal sample, made each step")
     else:
         parts.append("no synthetic ones")
-    loss = "(d+eps)^-1" if cfg.anomaly_loss.value == "inverse" else "-log(1-exp(-d))"
+    loss = "(d+eps)^-1" if cfg.anomaly_loss is AnomalyLoss.INVERSE else "-log(1-exp(-d))"
     return f"{', '.join(parts)}; each pays {loss} ({safe(plan.anomalies_reason)})"
 
 
 def _threshold(plan: TrainPlan) -> str:
     """How the stored threshold will be set."""
-    if plan.cfg.objective.value == "soft-boundary":
+    from ssd_cli.core.calibration import HOLDOUT_FRACTION, MIN_HOLDOUT
+    from ssd_cli.core.config import Objective, ThresholdSource
+
+    if plan.cfg.objective is Objective.SOFT_BOUNDARY:
         return "the radius R"
-    if plan.threshold_from.value == "synthetic":
-        return ("F1-best between 10% of the unlabeled images, held out of training, and synthetic anomalies made from them "
-                f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than 100 images)")  # fmt: skip
+    if plan.threshold_from is ThresholdSource.SYNTHETIC:
+        return (f"F1-best between {HOLDOUT_FRACTION:.0%} of the unlabeled images, held out of training, and synthetic anomalies made from them "
+                f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than {round(MIN_HOLDOUT / HOLDOUT_FRACTION)} images)")  # fmt: skip
     if plan.tiles.spec is not None:
         return f"the {plan.request.threshold_quantile:g}-quantile of the training images' scores, each scored over all its tiles after training"
     return f"the {plan.request.threshold_quantile:g}-quantile of the training scores"

@@ -23,9 +23,6 @@ from ssd_cli.thresholds import f1_best
 
 HOLDOUT_FRACTION = 0.1  # of the unlabeled images, kept out of training
 MIN_HOLDOUT = 10  # fewer held-out images than this give no usable F1: the quantile is used instead
-# One synthetic anomaly per held-out image: F1 depends on the share of anomalies, and with four per
-# image the F1-best threshold flagged every test image of the photo sets (docs/photos.md).
-ANOMALIES_PER_IMAGE = 1
 _HOLDOUT_STREAM = 0x401D07  # the split's random stream, apart from the others of the seed
 
 
@@ -54,12 +51,14 @@ def holdout(y: torch.Tensor, seed: int) -> torch.Tensor | None:
 
 
 def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, held: torch.Tensor, synthetic: SyntheticConfig, seed: int) -> Calibration:
-    """F1-best threshold between the held-out images' scores and those of synthetic anomalies made
-    from them (ANOMALIES_PER_IMAGE each), scored as `ssd score` scores images."""
+    """F1-best threshold between the held-out images' scores and those of one synthetic anomaly made
+    from each, scored as `ssd score` scores images. One each: F1 depends on the share of anomalies,
+    and with four per image the F1-best threshold flagged every test image of the photo sets
+    (docs/photos.md)."""
     kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=SYNTHETIC_KINDS)
     gen = torch.Generator().manual_seed(seed + _HOLDOUT_STREAM + 1)
     normal = view.scores(encoder, c, held)
-    made, _ = make_anomalies(held.repeat(ANOMALIES_PER_IMAGE, 1, 1, 1), kinds, view.scale, gen)
+    made, _ = make_anomalies(held, kinds, view.scale, gen)
     anomalous = view.scores(encoder, c, made)
     scores = torch.cat([normal, anomalous]).double().cpu().numpy()
     truth = np.r_[np.zeros(len(normal), bool), np.ones(len(anomalous), bool)]

@@ -65,6 +65,13 @@ def _paste(x: torch.Tensor, content: torch.Tensor, mask: torch.Tensor) -> torch.
     return torch.where(mask[:, None].to(x.device), content, x)
 
 
+def _paste_from_elsewhere(x: torch.Tensor, mask: torch.Tensor, sides: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x with the mask's pixels replaced by jittered content of the same image, from at least one
+    box side away (cutpaste and scar differ only in their mask)."""
+    content = _jitter(_shifted(x, _source_shift(sides, x.shape[2], x.shape[3], gen)), gen)
+    return _paste(x, content, mask)
+
+
 def _source_shift(sides: torch.Tensor, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
     """A shift of at least one box side in some direction, so the pasted content comes from elsewhere."""
     n = len(sides)
@@ -81,8 +88,7 @@ def cutpaste(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres:
     half_h, half_w = (sides * aspect.sqrt() / 2).clamp_min(0.5), (sides / aspect.sqrt() / 2).clamp_min(0.5)
     rows, cols = _coords(n, h, w, centres)
     mask = (rows.abs() <= half_h[:, None, None]) & (cols.abs() <= half_w[:, None, None])
-    content = _jitter(_shifted(x, _source_shift(sides, h, w, gen)), gen)
-    return _paste(x, content, mask), mask
+    return _paste_from_elsewhere(x, mask, sides, gen), mask
 
 
 def scar(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,8 +100,7 @@ def scar(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: tor
     sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
     along, across = rows * sin + cols * cos, rows * cos - cols * sin
     mask = (along.abs() <= sides[:, None, None] / 2) & (across.abs() <= width[:, None, None] / 2)
-    content = _jitter(_shifted(x, _source_shift(sides, h, w, gen)), gen)
-    return _paste(x, content, mask), mask
+    return _paste_from_elsewhere(x, mask, sides, gen), mask
 
 
 def confetti(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

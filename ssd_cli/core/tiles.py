@@ -21,7 +21,7 @@ import torch
 
 from ssd_cli.core.maps import pixel_maps
 from ssd_cli.core.nets import MAX_IMAGE_SIZE
-from ssd_cli.core.patches import PatchSpec
+from ssd_cli.core.patches import PatchSpec, image_scores
 
 _CHUNK = 64  # tile maps made at a time when stitching: bounds the memory of a very large image
 
@@ -111,8 +111,7 @@ class TiledGrids:
     def score(self, top_k: int = 1) -> float:
         """The image's score: the mean of its top_k largest patch distances over all tiles
         (patches.image_scores over the tiles together)."""
-        flat = np.sort(self.grids.ravel())
-        return float(flat[-top_k:].mean(dtype=np.float64)) if top_k > 1 else float(flat[-1])
+        return float(image_scores(torch.from_numpy(self.grids).reshape(1, -1), top_k)[0])
 
 
 def stitch(t: TiledGrids, tile: TileSpec, patch: PatchSpec, sigma: float | None = None) -> np.ndarray:

@@ -139,8 +139,6 @@ class PatchView:
 def holds_defect(masks: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Whether each crop (top-left corners offsets (N, 2)) of a masked image holds its defect: at least
     half of the mask's pixels, or MIN_DEFECT_SHARE of the crop's own. (N,) bool on the CPU."""
-    ar = torch.arange(patch_size)
-    rows, cols = offsets[:, :1] + ar, offsets[:, 1:] + ar
-    inside = masks[torch.arange(len(masks))[:, None, None], rows[:, :, None], cols[:, None, :]].flatten(1).sum(dim=1)
+    inside = crop_at(masks[:, None], offsets, patch_size).flatten(1).sum(dim=1)
     total = masks.flatten(1).sum(dim=1)
     return (inside > 0) & ((2 * inside >= total) | (inside >= MIN_DEFECT_SHARE * patch_size**2))
