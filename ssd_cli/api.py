@@ -220,10 +220,12 @@ class Detector:
     @python_names
     def export(self, path: str | Path, *, force: bool = False) -> dict[str, str]:
         """Write the model as one ONNX graph, for scoring where there is no torch: uint8 images
-        (N, C, S, S) at the model's input -> `score` (and `patch_scores` for patch-level models).
-        onnxruntime checks it scores as this detector does before it is written (else a
-        ModelFileError, and no file); needs the `export` extra. Returns the metadata stored in it:
-        threshold and rule, input size, channels, resize policy, patch grid, versions (docs/deploy.md).
+        (N, C, S, S) at the model's input -> `score` (and `patch_scores` for patch-level models);
+        a tiled model's graph takes N tiles -> their `patch_scores`, an image scoring the mean of
+        the top_k largest over all its tiles. onnxruntime checks it scores as this detector does
+        before it is written (else a ModelFileError, and no file); needs the `export` extra. Returns
+        the metadata stored in it: threshold and rule, input size, channels, resize policy or
+        tiling, patch grid, versions (docs/deploy.md).
         """
         from ssd_cli.io.onnx_export import export_onnx
 

@@ -1,5 +1,5 @@
-"""`ssd export` to ONNX: the graph scores real files as `ssd score` does, for every network family,
-and docs/deploy.md's script, run as written, writes `ssd score`'s CSV."""
+"""`ssd export` to ONNX: the graph scores real files as `ssd score` does, for every network family
+and for tiled models, and docs/deploy.md's script, run as written, writes `ssd score`'s CSV."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from ssd_cli.core.nets import Encoder, architectures, get_spec
 from ssd_cli.core.patches import PatchSpec
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.scoring import Scorer
-from ssd_cli.data.images import list_images, load_images
+from ssd_cli.core.tiles import TiledGrids, TileSpec, cut_tiles
+from ssd_cli.data.images import Skipped, list_images, load_images
+from ssd_cli.data.tiles import iter_scaled
 from ssd_cli.errors import ExitCode
 from ssd_cli.io import onnx_export
 from ssd_cli.core.model import SavedModel
@@ -130,19 +132,56 @@ def sample_case(sample_model, sample_dir: Path, tmp_path_factory) -> tuple[Path,
     return model, sample_dir / "incoming"
 
 
+@pytest.fixture(scope="module")
+def tiled_case(data_root: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiled colour model (photos at half scale cut into 64 px tiles, 32 px patches at stride 16,
+    top_k 4, GCN) and a folder of real-photo mosaics of several sizes: JPEGs decoded at half size,
+    odd sizes that are resampled, one with more than 64 tiles, an EXIF-turned one, and odd files."""
+    root = tmp_path_factory.mktemp("tiled")
+    photos = cifar(data_root, "train", 48 * 6 + 400, ("horse", "deer", "bird"))
+    train = root / "train"
+    train.mkdir()
+    for i in range(6):
+        mosaic(photos[48 * i : 48 * i + 48], 8, 6).save(train / f"{i:03d}.jpg", quality=90)  # 256 x 192: 6 tiles at half scale
+    model = root / "tiled.safetensors"
+    ok(ssd("train", "-u", train, "--image-size", 64, "--channels", 3, "--patch-size", 32, "--patch-stride", 16, "--tiles", "on",
+           "--tile-scale", 0.5, "--tiles-per-image", 2, "--preprocessing", "gcn", *FAST, "--out", model))  # fmt: skip
+    incoming = root / "incoming"
+    incoming.mkdir()
+    rest = photos[48 * 6 :]
+    for i in range(3):
+        mosaic(rest[48 * i : 48 * i + 48], 8, 6).save(incoming / f"mosaic-{i}.jpg", quality=90)
+    mosaic(rest[:63], 9, 7).crop((0, 0, 283, 215)).save(incoming / "odd.jpg", quality=90)  # half size is fractional: resampled
+    mosaic(rest[100:140], 8, 5).crop((0, 0, 250, 159)).save(incoming / "odd.png")
+    mosaic(rest[:352], 22, 16).save(incoming / "large.png")  # 704 x 512: 88 tiles, scored 64 at a time
+    turned(mosaic(rest[200:230], 5, 6), incoming / "turned.jpg", 6)
+    odd_files(incoming, rest[0])  # a 40 x 30 one among them: smaller than a tile once scaled
+    return model, incoming
+
+
 CASES = ("sample_case", "colour_case", "patch_case")
 
 
-@pytest.fixture(params=CASES)
-def case(request) -> tuple[Path, Path, Path]:
-    """(model file, its ONNX export by `ssd export`, a folder of real files to score)."""
-    model, folder = request.getfixturevalue(request.param)
+def exported(model: Path, folder: Path) -> tuple[Path, Path, Path]:
+    """(model file, its ONNX export by `ssd export`, made once, a folder of real files to score)."""
     onnx_path = model.with_suffix(".onnx")
     if not onnx_path.exists():
         result = ssd("export", model)
         ok(result)
         assert re.search(r"wrote .*\.onnx", result.output)
     return model, onnx_path, folder
+
+
+@pytest.fixture(params=CASES)
+def case(request) -> tuple[Path, Path, Path]:
+    """An untiled model, its export and a folder: the graph's input is the fitted image."""
+    return exported(*request.getfixturevalue(request.param))
+
+
+@pytest.fixture(params=(*CASES, "tiled_case"))
+def any_case(request) -> tuple[Path, Path, Path]:
+    """Every kind of model, its export and a folder: what docs/deploy.md's one script handles."""
+    return exported(*request.getfixturevalue(request.param))
 
 
 def ssd_score_rows(model: Path, folder: Path, out: Path) -> list[dict[str, str]]:
@@ -186,6 +225,37 @@ def test_onnx_scores_real_files_as_ssd_score(case, tmp_path: Path) -> None:
         np.testing.assert_allclose(outputs[0], top.mean(axis=1), rtol=1e-6)  # the mean of the top_k patches
 
 
+@pytest.mark.slow
+def test_a_tiled_models_graph_scores_real_photos_tiles_as_ssd_score(tiled_case, tmp_path: Path) -> None:
+    """ssd's decoding and tiling feed the graph; each photo's tile grids match Detector.score's (so
+    do the maps stitched from them), and the image score from them (the top_k mean over all tiles)
+    matches `ssd score`'s within 1e-5, with identical flags at the stored threshold."""
+    model, onnx_path, folder = exported(*tiled_case)
+    rows = {row["path"]: row for row in ssd_score_rows(model, folder, tmp_path / "ssd.csv")}
+    saved = load_model(model)
+    assert saved.tile == TileSpec(64, 0.5, 32) and saved.patch == PatchSpec(64, 32, 16, top_k=4)
+    scores = Detector.load(model, device="cpu").score([folder])
+    want = dict(zip((str(r.path) for r in scores), scores.maps))
+    sess = session(onnx_path)
+    meta = sess.get_modelmeta().custom_metadata_map
+    threshold, top_k = float(meta["threshold"]), json.loads(meta["patch"])["top_k"]
+    assert (TileSpec.from_dict(json.loads(meta["tile"])), threshold, meta["outputs"]) == (saved.tile, saved.threshold, "patch_scores")
+    decoded = [(path, image) for path, image in iter_scaled(list_images([folder]).files, saved.tile, 3) if not isinstance(image, Skipped)]
+    assert sorted(str(p) for p, _ in decoded) == sorted(rows) == sorted(want)
+    n_tiles = []
+    for path, image in decoded:
+        (grids,) = sess.run(None, {"images": cut_tiles(image, saved.tile).numpy()})
+        ours, theirs = TiledGrids(grids, image.shape[1], image.shape[2]), want[str(path)]
+        np.testing.assert_allclose(grids, theirs.grids, rtol=RTOL, atol=RTOL * float(theirs.grids.max()))
+        heat = scores.geometry.at_input(theirs)
+        np.testing.assert_allclose(scores.geometry.at_input(ours), heat, rtol=RTOL, atol=RTOL * float(heat.max()))
+        row = rows[str(path)]
+        assert ours.score(top_k) == pytest.approx(float(row["score"]), rel=RTOL, abs=0)
+        assert (ours.score(top_k) > threshold) == (row["anomalous"] == "1")
+        n_tiles.append(len(grids))
+    assert max(n_tiles) > 64 and min(n_tiles) == 1  # the large photo's tiles and a photo smaller than one tile
+
+
 def deploy_script() -> str:
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "deploy.md").read_text(encoding="utf-8"), flags=re.S)
     assert len(blocks) == 1, "docs/deploy.md has one Python block: the script"
@@ -193,10 +263,10 @@ def deploy_script() -> str:
 
 
 @pytest.mark.slow
-def test_deploy_script_as_written_writes_ssd_scores_csv(case, tmp_path: Path) -> None:
-    """docs/deploy.md's script (numpy, Pillow, onnxruntime) decodes, fits and scores the folder
-    itself: the same rows in the same order, flags and ranks as `ssd score`'s CSV, scores within 1e-5."""
-    model, onnx_path, folder = case
+def test_deploy_script_as_written_writes_ssd_scores_csv(any_case, tmp_path: Path) -> None:
+    """docs/deploy.md's script (numpy, Pillow, onnxruntime) decodes, fits (or tiles) and scores the
+    folder itself: the same rows in the same order, flags and ranks as `ssd score`'s CSV, scores within 1e-5."""
+    model, onnx_path, folder = any_case
     script = tmp_path / "score_onnx.py"
     script.write_text(deploy_script(), encoding="utf-8")
     run = subprocess.run([sys.executable, script, onnx_path, tmp_path / "onnx.csv", folder], capture_output=True, text=True, timeout=300)
@@ -270,30 +340,40 @@ def test_a_patch_model_exports_its_grid_and_metadata_says_how_to_feed_it(tmp_pat
     np.testing.assert_array_equal(scores, maps.reshape(2, -1).max(axis=1))
 
 
+@pytest.mark.slow
+def test_a_tiled_model_exports_its_tiles_grids_and_metadata_says_how_to_cut_photos(tmp_path: Path) -> None:
+    """The graph takes tiles (any number, from any photos) and gives their patch scores, no score:
+    an image's score is the top_k mean over all its tiles, which the metadata's tile and patch give."""
+    from dataclasses import replace
+
+    tiled = replace(untrained("cifar10", PatchSpec(64, 32, 16, top_k=3)), tile=TileSpec(tile_size=64, scale=0.5, overlap=32))
+    path = tmp_path / "tiled.onnx"
+    meta = Detector(tiled, device="cpu").export(path)
+    assert json.loads(meta["tile"]) == {"tile_size": 64, "scale": 0.5, "overlap": 32} and "resize" not in meta
+    assert (meta["format_version"], meta["input_size"], json.loads(meta["patch"])["top_k"]) == ("2", "64", 3)
+    sess = session(path)
+    assert sess.get_modelmeta().custom_metadata_map == meta
+    (inp,) = sess.get_inputs()
+    assert isinstance(inp.shape[0], str) and inp.shape[1:] == [3, 64, 64]
+    assert [o.name for o in sess.get_outputs()] == meta["outputs"].split(",") == ["patch_scores"]
+    photo = torch.randint(0, 256, (3, 150, 170), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))  # scaled already
+    want = Scorer(tiled, torch.device("cpu")).score_tiled(photo)
+    (grids,) = sess.run(None, {"images": cut_tiles(photo, tiled.tile).numpy()})
+    assert grids.shape == (len(tiled.tile.boxes(150, 170)), 3, 3)
+    np.testing.assert_allclose(grids, want.grids, rtol=RTOL, atol=RTOL * float(want.grids.max()))
+    assert np.sort(grids, axis=None)[-3:].mean(dtype=np.float32) == pytest.approx(want.score(3), rel=RTOL)  # deploy.md's rule
+
+
 # Every field of a model: carried into the graph or its metadata, or not needed to score. A field
-# added later (tiles, say) fails here until `ssd export` carries it or refuses models that use it.
-CARRIED = {"spec", "preprocessor", "c", "encoder_state", "patch", "threshold", "threshold_rule", "resize", "tool_version"}
+# added later fails here until `ssd export` carries it or refuses models that use it.
+CARRIED = {"spec", "preprocessor", "c", "encoder_state", "patch", "tile", "threshold", "threshold_rule", "resize", "tool_version"}
 NOT_NEEDED_TO_SCORE = {"objective", "nu", "eta", "radius", "training"}  # radius: the threshold carries it
-REFUSED = {"tile"}  # a model that uses it is refused (test below)
 
 
 def test_export_accounts_for_every_field_of_a_model() -> None:
     from dataclasses import fields
 
-    assert {f.name for f in fields(SavedModel)} == CARRIED | NOT_NEEDED_TO_SCORE | REFUSED
-
-
-def test_a_tiled_model_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from ssd_cli.core.tiles import TileSpec
-    from ssd_cli.errors import UsageError
-
-    tiled = replace(untrained("cifar10", PatchSpec(64, 32, 16)), tile=TileSpec(tile_size=64, scale=1.0, overlap=32))
-    out = tmp_path / "tiled.onnx"
-    with pytest.raises(UsageError, match="tiled models .* cannot be exported"):
-        onnx_export.export_onnx(tiled, out)
-    assert not out.exists()
+    assert {f.name for f in fields(SavedModel)} == CARRIED | NOT_NEEDED_TO_SCORE
 
 
 @pytest.mark.slow

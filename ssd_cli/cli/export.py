@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,7 +26,9 @@ def export(
 
     The graph holds the stored preprocessing, phi and the distance to c (patch-level models: also
     the map of patch scores), with a free batch size; its metadata holds the threshold and its
-    rule, input size, channels, resize policy and patch grid. Before writing, onnxruntime must
+    rule, input size, channels, resize policy and patch grid. A tiled model's graph takes tiles and
+    gives their patch scores; its metadata says how photos are cut into tiles, and an image's score
+    is the mean of the top_k largest patch scores of all its tiles. Before writing, onnxruntime must
     score probe images as `ssd score` does (within 1e-5), else nothing is written (exit 4). Needs
     the export extra: pip install 'ssd-cli\\[export]'. docs/deploy.md scores a folder with it.
     """
@@ -38,7 +41,15 @@ def export(
         raise UsageError(f"--out must end in .onnx, got '{target.name}'")
     check_writable(target, force)
     meta = Detector.load(model, device="cpu").export(target, force=force)
-    size, channels = meta["input_size"], meta["channels"]
-    outputs = meta["outputs"].replace(",", ", ")
-    console.print(f"wrote [bold]{safe(str(target))}[/]: uint8 images N x {channels} x {size} x {size} (resize {meta['resize']}) -> {outputs}; "
-                  f"threshold {float(meta['threshold']):.6g}")  # fmt: skip
+    console.print(f"wrote [bold]{safe(str(target))}[/]: {_interface(meta)}; threshold {float(meta['threshold']):.6g}")
+
+
+def _interface(meta: dict[str, str]) -> str:
+    """What the graph takes and gives, from its metadata: images fitted by the resize policy, or a
+    tiled model's tiles, whose image score is left to the caller."""
+    size, channels, outputs = meta["input_size"], meta["channels"], meta["outputs"].replace(",", ", ")
+    if "tile" not in meta:
+        return f"uint8 images N x {channels} x {size} x {size} (resize {meta['resize']}) -> {outputs}"
+    scale, top_k = json.loads(meta["tile"])["scale"], json.loads(meta["patch"])["top_k"]
+    return (f"uint8 tiles N x {channels} x {size} x {size} of photos scaled by {scale:g} -> {outputs} "
+            f"(an image's score: the mean of the {top_k} largest over all its tiles)")  # fmt: skip

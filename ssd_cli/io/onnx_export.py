@@ -9,6 +9,13 @@ is written onnxruntime runs it beside ssd's own scorer on probe images at two ba
 that does not give the same scores (within RTOL) is refused, never written. What a deployment
 still does itself, decoding and fitting each image to the square input, is named in the file's
 metadata (docs/deploy.md has a script that does it exactly as ssd does).
+
+A tiled model's graph takes tiles, not photos, and gives their patch scores only: a photo has as
+many tiles as its size gives (any size is scored, so no fixed input could hold them), and ssd
+scores a large photo's tiles a chunk at a time to bound memory, which one graph per photo could
+not. Cutting the scaled photo into tiles (the `tile` metadata: TileSpec's rule) and the image
+score, the mean of the top_k largest patch scores over all its tiles (TiledGrids.score), stay
+outside, a few lines of numpy in docs/deploy.md's script; the stitched map is core/tiles.stitch.
 """
 
 from __future__ import annotations
@@ -35,10 +42,10 @@ if TYPE_CHECKING:  # imported when exporting: the export extra is optional
     import onnx
 
 EXPORT_FORMAT = "ssd-onnx"
-EXPORT_FORMAT_VERSION = 1  # of the graph's interface: its input, outputs and metadata keys
+EXPORT_FORMAT_VERSION = 2  # of the graph's interface: its input, outputs and metadata keys (2: tiled models)
 OPSET = 18  # ONNX opset: onnxruntime >= 1.14 and most other runtimes of 2023 on run it
 INPUT = "images"
-OUTPUTS = ("score", "patch_scores")  # whole-image models have the first only
+SCORE, PATCH_SCORES = "score", "patch_scores"  # the outputs
 RTOL = 1e-5  # the graph's scores and maps must be this close to ssd's own, relatively
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the `export` extra: the exporter, its translator, the check
 
@@ -52,12 +59,13 @@ def require_packages() -> None:
 
 class ScoringGraph(nn.Module):
     """ssd's scoring after decoding, as one module to trace: uint8 (N, C, S, S) -> scores (N,), and
-    for a patch-level model also the (N, G, G) patch scores. The same Preprocessor, Encoder, patch
-    grid and distance as core/scoring.py, without its chunking (a runtime batches as it likes)."""
+    for a patch-level model also the (N, G, G) patch scores; for a tiled model, N tiles -> their
+    patch scores alone. The same Preprocessor, Encoder, patch grid and distance as core/scoring.py,
+    without its chunking (a runtime batches as it likes)."""
 
     def __init__(self, saved: SavedModel) -> None:
         super().__init__()
-        self.preprocessor, self.patch = saved.preprocessor, saved.patch
+        self.preprocessor, self.patch, self.tiled = saved.preprocessor, saved.patch, saved.tile is not None
         self.encoder = saved.encoder("cpu")
         self.register_buffer("c", saved.c.to("cpu", torch.float32))
 
@@ -68,12 +76,14 @@ class ScoringGraph(nn.Module):
         g = self.patch.grid
         # view(-1, ...), not view(len(x), ...): len() would fix the batch size in the traced graph
         maps = squared_distances(self.encoder(grid_patches(x, self.patch).flatten(0, 1)), self.c).sqrt().view(-1, g, g)
-        return image_scores(maps, self.patch.top_k), maps
+        return maps if self.tiled else (image_scores(maps, self.patch.top_k), maps)
 
 
 def metadata(saved: SavedModel) -> dict[str, str]:
     """What the ONNX file says about feeding it and reading its scores (docs/deploy.md lists the keys)."""
     patch = {} if saved.patch is None else {"patch": json.dumps(saved.patch.to_dict())}
+    # a tiled model's tiles keep the photo's shape: no resize policy applies to them
+    fitting = {"resize": saved.resize.value} if saved.tile is None else {"tile": json.dumps(saved.tile.to_dict())}
     return {
         "format": EXPORT_FORMAT,
         "format_version": str(EXPORT_FORMAT_VERSION),
@@ -85,7 +95,7 @@ def metadata(saved: SavedModel) -> dict[str, str]:
         "input": INPUT,
         "input_size": str(saved.input_size),
         "channels": str(saved.spec.channels),
-        "resize": saved.resize.value,
+        **fitting,
         **patch,
         "outputs": ",".join(_outputs(saved)),
         "preprocessing": saved.preprocessor.to_json(),
@@ -98,15 +108,14 @@ def export_onnx(saved: SavedModel, path: Path, *, force: bool = False) -> dict[s
     """Write the model's scoring graph to `path` (atomically, never over a file unless force) once
     onnxruntime has shown it scores as ssd does; returns the metadata written into it."""
     require_packages()
-    if saved.tile is not None:  # the graph would take one tile; the tiling and stitching live outside it
-        raise UsageError("tiled models (large photos cut into tiles) cannot be exported to ONNX yet; train with --tiles off to export one")
     import onnx
 
     proto = _trace(saved)
     meta = metadata(saved)
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name, proto.producer_version = "ssd", __version__
-    proto.doc_string = f"ssd {saved.spec.name} model: uint8 images (N, {saved.spec.channels}, {saved.input_size}, {saved.input_size}) -> {', '.join(_outputs(saved))}"
+    fed = "images" if saved.tile is None else f"tiles of photos scaled by {saved.tile.scale:g}"
+    proto.doc_string = f"ssd {saved.spec.name} model: uint8 {fed} (N, {saved.spec.channels}, {saved.input_size}, {saved.input_size}) -> {', '.join(_outputs(saved))}"
     try:
         onnx.checker.check_model(proto, full_check=True)  # valid for every runtime, not only onnxruntime
     except onnx.checker.ValidationError as exc:
@@ -118,11 +127,14 @@ def export_onnx(saved: SavedModel, path: Path, *, force: bool = False) -> dict[s
 
 
 def _outputs(saved: SavedModel) -> tuple[str, ...]:
-    return OUTPUTS if saved.patch is not None else OUTPUTS[:1]
+    """score for whole images, patch_scores for tiles (their image is scored outside), both for patch-level models."""
+    if saved.patch is None:
+        return (SCORE,)
+    return (PATCH_SCORES,) if saved.tile is not None else (SCORE, PATCH_SCORES)
 
 
 def _probe_images(saved: SavedModel, n: int) -> torch.Tensor:
-    """n fixed uint8 images for the check: a constant one (GCN's zero-contrast case) and noise."""
+    """n fixed uint8 images (tiles, for a tiled model) for the check: a constant one (GCN's zero-contrast case) and noise."""
     size, channels = saved.input_size, saved.spec.channels
     images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
     images[0] = 128
@@ -154,14 +166,14 @@ def _check(data: bytes, saved: SavedModel) -> None:
 
     failures = (ort_state.Fail, ort_state.InvalidArgument, ort_state.InvalidGraph, ort_state.RuntimeException, ort_state.NotImplemented)
     scorer = Scorer(saved, torch.device("cpu"))
+    expected = {SCORE: scorer.score, PATCH_SCORES: scorer.score_maps}
     try:
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         for n in (3, 1):
             images = _probe_images(saved, n)
             got = session.run(None, {INPUT: images.numpy()})
-            want = [scorer.score(images).numpy()] + ([scorer.score_maps(images).numpy()] if saved.patch is not None else [])
-            for name, g, w in zip(_outputs(saved), got, want):
-                difference = _relative_difference(g, w)
+            for name, g in zip(_outputs(saved), got):
+                difference = _relative_difference(g, expected[name](images).numpy())
                 if not difference <= RTOL:
                     raise ModelFileError(
                         f"cannot export this model faithfully: onnxruntime's {name} differs from ssd's by {difference:.2g} (relative) "
