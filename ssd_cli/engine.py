@@ -43,7 +43,7 @@ from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record
 from ssd_cli.core.roles import Role
-from ssd_cli.core.presets import PATCH_SCHEDULE, anomaly_defaults, customised, schedule_for_spec
+from ssd_cli.core.presets import customised, train_defaults
 from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs
 from ssd_cli.core.training import EpochInfo
 
@@ -227,13 +227,13 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     tiles = _tiles_of(saved_ae, req, report.unlabeled) if saved_ae is not None else choose_tiles(req, report, choice.image_size, patches)
     if tiles.spec is not None and req.cache is not None:
         raise UsageError("--cache is not available for tiled training (large photos): leave it out, or give --tiles off to fit the images whole")
-    schedule = PATCH_SCHEDULE if patches is not None else schedule_for_spec(spec)
-    anomalies = anomaly_defaults(patches is not None, base.objective)
-    synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, anomalies.synthetic)
+    defaults = train_defaults(spec, patches is not None, base.objective)
+    schedule = defaults.schedule
+    synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, defaults.synthetic)
     try:
         cfg = TrainConfig(
             objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
-            anomaly_loss=req.anomaly_loss or anomalies.loss, outlier_weight=req.outlier_weight, synthetic=synthetic,
+            anomaly_loss=req.anomaly_loss or defaults.loss, outlier_weight=req.outlier_weight, synthetic=synthetic,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -248,7 +248,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         warnings.append(f"--tile-scale {req.tile_scale:g} is not used: the images are not tiled ({tiles.reason or 'they are not much larger than the input'})")
     if patches is not None and cfg.objective is not Objective.ONE_CLASS:
         raise UsageError("patch-level training has the one-class objective only (--patch-size 0 trains on whole images)")
-    threshold_from = req.threshold_from or anomalies.threshold
+    threshold_from = req.threshold_from or defaults.threshold
     if tiles.spec is not None:  # held-out samples would be tiles: the threshold is a quantile of image scores
         if req.threshold_from is ThresholdSource.SYNTHETIC:
             raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
@@ -285,7 +285,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         pretrained=saved_ae,
         patches=patches,
         tiles=tiles,
-        anomalies_reason=anomalies.reason if req.synthetic is None else "as given",
+        anomalies_reason=defaults.reason if req.synthetic is None else "as given",
         threshold_from=threshold_from,
         device=device,
         estimate_seconds=seconds,

@@ -1,4 +1,5 @@
-"""Sample sources through `ssd train`: synthetic anomalies by default for patch-level models only,
+"""Sample sources through `ssd train`: synthetic anomalies by default for patch-level models (local
+defects) and small whole-image one-class models (turned copies),
 --synthetic / --anomaly-loss / --outliers as the plan and the model file record them."""
 
 from __future__ import annotations
@@ -46,9 +47,21 @@ def test_patch_models_train_against_synthetic_defects_by_default(photos: Path, t
     assert config["synthetic"]["kinds"] == ["cutpaste", "scar", "confetti", "perlin"] and config["anomaly_loss"] == "inverse"
 
 
-def test_whole_image_models_keep_the_papers_objective(sample_dir: Path, tmp_path: Path) -> None:
+def test_small_whole_image_models_train_against_turned_copies(sample_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
-    result = ssd("train", "-u", sample_dir / "normal", "--out", out, *FAST)
+    result = ssd("train", "-u", sample_dir / "normal", "--out", out, "--device", "cpu", "--epochs", "1", "--force")
+    assert result.exit_code == 0, result.output
+    assert "synthetic rotate" in result.text and "pretraining: none" in result.text
+    config = load_model(out).training["config"]
+    assert config["synthetic"]["kinds"] == ["rotate"]
+    assert (config["optim"]["lr"], config["optim"]["batch_size"]) == (1e-3, 64)
+
+
+@pytest.mark.parametrize("options", [["--patch-size", "0"], ["--objective", "soft-boundary"]])
+def test_larger_whole_images_and_soft_boundary_keep_the_papers_objective(sample_dir: Path, photos: Path, tmp_path: Path, options: list[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    source = photos if "--patch-size" in options else sample_dir / "normal"
+    result = ssd("train", "-u", source, "--out", out, *options, *FAST)
     assert result.exit_code == 0, result.output
     assert "no synthetic ones" in result.text
     assert load_model(out).training["config"]["synthetic"]["kinds"] == []

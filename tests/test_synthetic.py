@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssd_cli.core.config import AnomalyLoss, Objective, OptimConfig, SyntheticConfig, TrainConfig, parse_kinds
+from ssd_cli.core.config import LOCAL_KINDS, AnomalyLoss, Objective, OptimConfig, SyntheticConfig, TrainConfig, parse_kinds
 from ssd_cli.core.nets import Encoder, LeNetSpec
 from ssd_cli.core.objectives import anomaly_term, one_class_loss, squared_distances
 from ssd_cli.core.roles import OUTLIER
@@ -26,7 +26,7 @@ def noise(n: int, ch: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, ch, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("kind", list(GENERATORS))
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_generator_changes_exactly_its_mask_and_is_seeded(kind: str, channels: int) -> None:
     x = noise(24, channels)
@@ -43,7 +43,7 @@ def test_each_generator_changes_exactly_its_mask_and_is_seeded(kind: str, channe
     assert not torch.equal(other_masks, masks)
 
 
-@pytest.mark.parametrize("kind", list(GENERATORS))
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
 def test_defects_stay_small_against_the_scale(kind: str) -> None:
     """The defect lies in a box of at most max_side * scale px (its diagonal for rotated scars)."""
     cfg = SyntheticConfig(kinds=(kind,), min_side=0.2, max_side=0.4)
@@ -52,6 +52,22 @@ def test_defects_stay_small_against_the_scale(kind: str) -> None:
         rows, cols = torch.nonzero(m, as_tuple=True)
         extent = max(int(rows.max() - rows.min()), int(cols.max() - cols.min())) + 1
         assert extent <= math.ceil(0.4 * 20 * math.sqrt(3)) + 2  # a cutpaste of aspect 3 is longest
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rotate_turns_whole_images_seeded(channels: int) -> None:
+    x = noise(30, channels)
+    cfg = SyntheticConfig(kinds=("rotate",))
+    out, masks = make_anomalies(x, cfg, 32, torch.Generator().manual_seed(5))
+    assert masks.all(), "a turned image is anomalous everywhere"
+    turns = [next(k for k in (1, 2, 3) if torch.equal(out[i], torch.rot90(x[i], k, dims=(1, 2)))) for i in range(len(x))]
+    assert set(turns) == {1, 2, 3}, "quarter, half and three-quarter turns are all drawn"
+    again, _ = make_anomalies(x, cfg, 32, torch.Generator().manual_seed(5))
+    other, _ = make_anomalies(x, cfg, 32, torch.Generator().manual_seed(6))
+    assert torch.equal(again, out) and not torch.equal(other, out)
+    wide = torch.rand(4, channels, 8, 12, generator=torch.Generator().manual_seed(1))
+    turned, _ = make_anomalies(wide, cfg, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(turned, torch.rot90(wide, 2, dims=(2, 3))), "not square: a half turn keeps the shape"
 
 
 def test_config_and_kind_parsing() -> None:

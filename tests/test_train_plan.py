@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, PAPER_PRETRAIN_GRAYSCALE, OptimConfig, Resize
+from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, OptimConfig, Resize
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, UsageError
 from ssd_cli.data.images import load_images
 from ssd_cli.io.modelfile import load_autoencoder, load_model
-from ssd_cli.core.presets import SCHEDULES, with_epochs
+from ssd_cli.core.presets import SCHEDULES, UPRIGHT_TRAIN, with_epochs
 
 from conftest import ok, photos, ssd
 
@@ -67,7 +67,7 @@ def test_user_settings_win_over_the_choice(colour_dir: Path, tmp_path: Path) -> 
 def test_sample_data_keeps_the_papers_mnist_network(sample_dir: Path) -> None:
     plan = plan_training(TrainRequest(unlabeled=(sample_dir / "normal",), anomalies=(sample_dir / "anomalies",), device="cpu"), estimate=False)
     assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("mnist", 1, 28)
-    assert plan.pretrain == PAPER_PRETRAIN_GRAYSCALE and plan.cfg.optim == SCHEDULES["mnist"].train
+    assert plan.pretrain is None and plan.cfg.optim == UPRIGHT_TRAIN and plan.cfg.synthetic.kinds == ("rotate",)
     assert plan.warnings == []
 
 
@@ -130,11 +130,13 @@ def test_epochs_move_the_learning_rate_drop() -> None:
     assert with_epochs(OptimConfig(epochs=350, lr_milestones=(250,)), 35).lr_milestones == (25,)
 
 
-def test_cifar10_pretrains_with_the_colour_preset_and_train_lr_is_not_reused(colour_dir: Path) -> None:
-    request = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", train=OptimOverrides(epochs=20, lr=1e-3), device="cpu")
+def test_cifar10_pretrains_only_when_asked_with_the_colour_preset_and_train_lr_is_not_reused(colour_dir: Path) -> None:
+    request = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", train=OptimOverrides(epochs=20, lr=3e-3), device="cpu")
     plan = plan_training(request, estimate=False)
-    assert plan.pretrain == PAPER_PRETRAIN_COLOUR  # 350 epochs, drop at 250, weight decay 0.5e-6
-    assert (plan.cfg.optim.epochs, plan.cfg.optim.lr, plan.cfg.optim.lr_milestones) == (20, 1e-3, (7,))
+    assert plan.pretrain is None  # small whole images train from random weights against turned copies
+    assert (plan.cfg.optim.epochs, plan.cfg.optim.lr, plan.cfg.optim.lr_milestones) == (20, 3e-3, (14,))
+    epochs_only = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", pretrain=OptimOverrides(epochs=350), device="cpu")
+    assert plan_training(epochs_only, estimate=False).pretrain == PAPER_PRETRAIN_COLOUR  # drop at 250, weight decay 0.5e-6
     asked = TrainRequest(unlabeled=(colour_dir,), arch="cifar10", pretrain=OptimOverrides(epochs=35, lr=3e-4), device="cpu")
     assert plan_training(asked, estimate=False).pretrain == OptimConfig(epochs=35, lr=3e-4, lr_milestones=(25,), weight_decay=0.5e-6)
 
@@ -150,7 +152,7 @@ def test_train_epochs_option_lowers_the_learning_rate(colour_dir: Path, tmp_path
     out = tmp_path / "m.safetensors"
     ok(ssd("train", "-u", colour_dir, "--arch", "cifar10", "--epochs", "3", "--pretrain-epochs", "0", "--out", out, "--device", "cpu"))
     config = load_model(out).training["config"]["optim"]
-    assert config["epochs"] == 3 and config["lr_milestones"] == [1]
+    assert config["epochs"] == 3 and config["lr_milestones"] == [2]  # the drop at 70 of 100 epochs, moved
 
 
 def test_bad_overrides_are_usage_errors_before_any_scan(tmp_path: Path) -> None:

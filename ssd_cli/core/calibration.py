@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ssd_cli.core.roles import UNLABELED
-from ssd_cli.core.config import SYNTHETIC_KINDS, SyntheticConfig
+from ssd_cli.core.config import LOCAL_KINDS, SyntheticConfig
 from ssd_cli.core.synthetic import make_anomalies
 from ssd_cli.core.views import View
 from ssd_cli.thresholds import f1_best
@@ -55,7 +55,7 @@ def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, h
     from each, scored as `ssd score` scores images. One each: F1 depends on the share of anomalies,
     and with four per image the F1-best threshold flagged every test image of the photo sets
     (docs/photos.md)."""
-    kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=SYNTHETIC_KINDS)
+    kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=LOCAL_KINDS)
     gen = torch.Generator().manual_seed(seed + _HOLDOUT_STREAM + 1)
     normal = view.scores(encoder, c, held)
     made, _ = make_anomalies(held, kinds, view.scale, gen)

@@ -6,8 +6,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-# The synthetic anomalies core/synthetic.py makes (--synthetic), in the order "all" lists them.
-SYNTHETIC_KINDS = ("cutpaste", "scar", "confetti", "perlin")
+# The synthetic anomalies core/synthetic.py makes (--synthetic), in the order "all" lists them: local
+# defects inside a box (the kinds patch-level models and the synthetic threshold use), then the whole
+# image turned (for whole-image models of photos taken upright).
+LOCAL_KINDS = ("cutpaste", "scar", "confetti", "perlin")
+SYNTHETIC_KINDS = (*LOCAL_KINDS, "rotate")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ from-scratch defect detectors (CutPaste, DRAEM), using only the training images 
 - ``cutpaste``: a rectangle of the same image, from elsewhere, pasted with a brightness/contrast jitter;
 - ``scar``: the same with a thin rotated rectangle (a scratch-like mark);
 - ``confetti``: a few small discs of random intensity;
-- ``perlin``: another training image blended in inside a thresholded Perlin-noise mask.
+- ``perlin``: another training image blended in inside a thresholded Perlin-noise mask;
+- ``rotate``: the whole image turned by 90, 180 or 270 degrees (180 only where it is not square).
+  For whole-image models of things photographed upright (objects, digits), where the orientation
+  is part of what normal looks like: phi must learn the object's shape to tell the turned copies
+  apart, as the transformation-based one-class methods found. Its mask is the whole image.
 
 Every defect lies inside a box whose side is drawn from a range given by the caller (a fraction of
 the patch for patch models, of the image for whole-image models), so defects are small against
@@ -180,7 +184,20 @@ def _never_empty(mask: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin}
+def rotate(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole image turned by a quarter, half or three-quarter turn (a half turn where H != W,
+    so the shape is kept); the box is not used."""
+    n, _, h, w = x.shape
+    turns = torch.randint(1, 4, (n,), generator=gen) if h == w else torch.full((n,), 2)
+    out = x.clone()
+    for k in (1, 2, 3):
+        chosen = torch.nonzero(turns == k).flatten().to(x.device)
+        if len(chosen):
+            out[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+    return out, torch.ones(n, h, w, dtype=torch.bool)
+
+
+GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin, "rotate": rotate}
 assert tuple(GENERATORS) == SYNTHETIC_KINDS, "core/config.py names the kinds, in this order"
 
 
