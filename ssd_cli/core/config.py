@@ -43,12 +43,13 @@ class SyntheticConfig:
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    """'cutpaste,scar' -> ('cutpaste', 'scar'); 'none' or '' -> (); 'all' -> every generator."""
+    """'cutpaste,scar' -> ('cutpaste', 'scar'); 'none' or '' -> (); 'all' -> every local defect kind
+    (not rotate, which turns the whole image and is asked for by name)."""
     names = tuple(k.strip().lower() for k in text.split(",") if k.strip())
     if names in ((), ("none",)):
         return ()
     if names == ("all",):
-        return SYNTHETIC_KINDS
+        return LOCAL_KINDS
     return names
 
 
