@@ -37,7 +37,7 @@ TilesOpt = Annotated[Tiling, typer.Option("--tiles", help="Large photos: auto (d
 TileScaleOpt = Annotated[Optional[float], typer.Option("--tile-scale", help="Scale of the images that tiles are cut from, in (0, 1]: 1 (default) = native resolution, 0.5 = half (4x fewer tiles, details half as large).")]
 TilesPerImageOpt = Annotated[int, typer.Option("--tiles-per-image", help="Tiled training: at most this many random tiles of each image (seeded) are trained on, which bounds memory and time; scoring uses every tile.")]
 PreOpt = Annotated[Optional[Preprocessing], typer.Option("--preprocessing", help="gcn (default, the paper's): global contrast normalisation (l1) + min-max scaling fitted on the unlabeled data; scale: pixels to [0,1].")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the preset's, 200).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size (default: the schedule's: 200 for the paper's, 32 crops for patch-level models in ssd train, 64 for its one-class models of whole images up to 32 px).")]
 DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", envvar="SSD_DATA_ROOT", help="Folder holding the built-in datasets in torchvision's layout (MNIST/raw, FashionMNIST/raw, cifar-10-batches-py or cifar10-jpeg). Default: ~/.cache/ssd/datasets.")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Let torchvision download missing built-in datasets into --data-root (needs internet).")]
 
