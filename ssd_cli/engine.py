@@ -94,7 +94,7 @@ class TrainRequest:
     eta: float = 1.0
     synthetic: tuple[str, ...] | None = None  # generator names; () = none; None: the default for the data
     synthetic_ratio: float | None = None  # None: the default
-    anomaly_loss: AnomalyLoss | None = None  # None: the default for the data
+    anomaly_loss: AnomalyLoss | None = None  # None: the paper's inverse distance
     outlier_weight: float = 1.0
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
@@ -233,7 +233,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     try:
         cfg = TrainConfig(
             objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
-            anomaly_loss=req.anomaly_loss or defaults.loss, outlier_weight=req.outlier_weight, synthetic=synthetic,
+            anomaly_loss=req.anomaly_loss or AnomalyLoss.INVERSE, outlier_weight=req.outlier_weight, synthetic=synthetic,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None
