@@ -31,7 +31,7 @@ import torch
 from ssd_cli.io import modelfile
 from ssd_cli.core.ranks import ranks
 from ssd_cli.core import distributed
-from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling, parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, Preprocessing, Resize, ThresholdSource, Tiling, parse_kinds, parse_names
 from ssd_cli.device import parse_device, resolve_device
 from ssd_cli.engine import OptimOverrides, StageCallback, TrainPlan, TrainRequest, plan_training, run_training
 from ssd_cli.errors import InputError, UsageError, python_names
@@ -55,7 +55,7 @@ _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
             "patch_size", "patch_stride", "patch_top_k", "patches_per_image", "tiles", "tile_scale", "tiles_per_image", "threshold_quantile", "seed", "cache",
-            "synthetic", "synthetic_ratio", "anomaly_loss", "outlier_weight", "threshold_from")  # fmt: skip
+            "synthetic", "synthetic_ratio", "augment", "anomaly_loss", "outlier_weight", "threshold_from")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 _WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
 
@@ -93,10 +93,11 @@ def _request(roles: tuple[list[Path], ...], device: str, settings: Mapping[str, 
     for key in ("pretrained", "cache"):
         if key in given:
             given[key] = Path(given[key])
-    if isinstance(given.get("synthetic"), str):
-        given["synthetic"] = parse_kinds(given["synthetic"])
-    elif "synthetic" in given:
-        given["synthetic"] = tuple(given["synthetic"])
+    for key, parse in (("synthetic", parse_kinds), ("augment", parse_names)):
+        if isinstance(given.get(key), str):
+            given[key] = parse(given[key])
+        elif key in given:
+            given[key] = tuple(given[key])
     unlabeled, normals, anomalies, outliers = (tuple(r) for r in roles)
     return TrainRequest(unlabeled=unlabeled, normals=normals, anomalies=anomalies, outliers=outliers, train=train, pretrain=pretrain, device=device, **given)
 

@@ -93,6 +93,7 @@ class TrainRequest:
     nu: float = 0.1
     eta: float = 1.0
     synthetic: tuple[str, ...] | None = None  # generator names; () = none; None: the default for the data
+    augment: tuple[str, ...] | None = None  # augmentations of the training images; () = none; None: the default
     synthetic_ratio: float | None = None  # None: the default
     anomaly_loss: AnomalyLoss | None = None  # None: the paper's inverse distance
     outlier_weight: float = 1.0
@@ -234,6 +235,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cfg = TrainConfig(
             objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
             anomaly_loss=req.anomaly_loss or AnomalyLoss.INVERSE, outlier_weight=req.outlier_weight, synthetic=synthetic,
+            augment=() if pretrain_only else defaults.augment if req.augment is None else req.augment,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -1,6 +1,6 @@
 """Sample sources through `ssd train`: synthetic anomalies by default for patch-level models (local
-defects) and small whole-image one-class models (turned copies),
---synthetic / --anomaly-loss / --outliers as the plan and the model file record them."""
+defects) and small whole-image one-class models (turned copies; colour ones also mirrored),
+--synthetic / --augment / --anomaly-loss / --outliers as the plan and the model file record them."""
 
 from __future__ import annotations
 
@@ -55,6 +55,26 @@ def test_small_whole_image_models_train_against_turned_copies(sample_dir: Path, 
     config = load_model(out).training["config"]
     assert config["synthetic"]["kinds"] == ["rotate"]
     assert (config["optim"]["lr"], config["optim"]["batch_size"]) == (1e-3, 64)
+
+
+def test_small_colour_photos_are_mirrored_unless_told_not_to(tmp_path: Path) -> None:
+    photos = folder(tmp_path / "small", 12, 32, 2, colour=True)
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "images augmented each step: hflip" in result.text
+    assert load_model(out).training["config"]["augment"] == ["hflip"]
+    info = ssd("info", out)
+    assert "augmented: hflip" in info.text
+    result = ssd("train", "-u", photos, "--out", out, "--augment", "none", *FAST)
+    assert result.exit_code == 0 and "augmented each step" not in result.text
+    assert load_model(out).training["config"]["augment"] == []
+
+
+def test_an_unknown_augmentation_is_a_usage_error(sample_dir: Path, tmp_path: Path) -> None:
+    result = ssd("train", "-u", sample_dir / "normal", "--out", tmp_path / "m.safetensors", "--augment", "vflip", *FAST)
+    assert result.exit_code == 2 and "unknown augmentation(s) vflip; choose from hflip or none" in result.text
+    assert "Traceback" not in result.output and not (tmp_path / "m.safetensors").exists()
 
 
 @pytest.mark.parametrize("options", [["--patch-size", "0"], ["--objective", "soft-boundary"]])

@@ -140,7 +140,8 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     else:
         lines.append("  pretraining: none (phi starts from random weights)")
     if not pretrain_only:
-        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}")
+        augmented = f"; images augmented each step: {', '.join(plan.cfg.augment)}" if plan.cfg.augment else ""
+        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}{augmented}")
         lines.append(f"  anomalies: {_anomalies(plan)}")
         lines.append(f"  threshold: {_threshold(plan)}")
     if plan.estimate_seconds is not None:
@@ -317,7 +318,8 @@ def separation(labeled: dict) -> str:
 def _anomalous_samples(t: dict) -> str:
     """Outlier images and synthetic anomalies the model trained with, as `ssd info` shows them."""
     synthetic = "n/a" if t["synthetic"] is None else ("/".join(t["synthetic"]) or "none")
-    return f"{_known(t['n_outliers'])} outlier images; synthetic: {synthetic}; anomaly loss {_known(t['anomaly_loss'])}"
+    augment = "n/a" if t["augment"] is None else ("/".join(t["augment"]) or "none")
+    return f"{_known(t['n_outliers'])} outlier images; synthetic: {synthetic}; augmented: {augment}; anomaly loss {_known(t['anomaly_loss'])}"
 
 
 def _known(value: object) -> object:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling, parse_kinds
+from ssd_cli.core.config import AnomalyLoss, Objective, ThresholdSource, Tiling, parse_kinds, parse_names
 from ssd_cli.io.files import check_writable
 from ssd_cli.cli.app import app, handle_errors
 from ssd_cli.cli.options import (
@@ -106,6 +106,7 @@ def train(
     outlier_weight: Annotated[float, typer.Option(help="Weight of the --outliers images in the objective (eta for the labeled ones).")] = 1.0,
     synthetic: Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic anomalies made each step from the normal images and used as labeled anomalies: comma-separated cutpaste, scar, confetti, perlin (local defects), rotate (the whole image turned); all (the four local kinds); or none. Default: all for patch-level models, rotate for one-class models of whole images up to 32 px, none otherwise (the paper's).")] = None,
     synthetic_ratio: Annotated[Optional[float], typer.Option(help="Synthetic anomalies per normal sample of a mini-batch (default 0.5).")] = None,
+    augment: Annotated[Optional[str], typer.Option("--augment", help="Augmentation of the training images, each step: hflip (mirrored left to right at random: for photos of objects, not for digits or text) or none. Default: hflip for one-class models of colour images up to 32 px, none otherwise.")] = None,
     anomaly_loss: Annotated[Optional[AnomalyLoss], typer.Option("--anomaly-loss", help="What an anomalous sample pays at squared distance d (one-class): inverse, the paper's 1/(d+eps); or hsc, -log(1-exp(-d)). Default: inverse.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (safetensors).")] = Path("model.safetensors"),
     objective: Annotated[Objective, typer.Option(help="one-class: objective (2)/(4); soft-boundary: objective (1)/(3) with radius R.")] = Objective.ONE_CLASS,
@@ -156,6 +157,7 @@ def train(
         unlabeled=tuple(unlabeled), normals=tuple(normals or ()), anomalies=tuple(anomalies or ()), outliers=tuple(outliers or ()),
         arch=arch, decoder=decoder, channels=channels, image_size=image_size, resize=resize, preprocessing=preprocessing,
         objective=objective, nu=nu, eta=eta, synthetic=None if synthetic is None else parse_kinds(synthetic), synthetic_ratio=synthetic_ratio,
+        augment=None if augment is None else parse_names(augment),
         anomaly_loss=anomaly_loss, outlier_weight=outlier_weight, pretrained=pretrained,
         patch_size=patch_size, patch_stride=patch_stride, patch_top_k=patch_top_k, patches_per_image=patches_per_image,
         tiles=tiles, tile_scale=tile_scale, tiles_per_image=tiles_per_image,

@@ -11,6 +11,8 @@ from enum import Enum
 # image turned (for whole-image models of photos taken upright).
 LOCAL_KINDS = ("cutpaste", "scar", "confetti", "perlin")
 SYNTHETIC_KINDS = (*LOCAL_KINDS, "rotate")
+# The augmentations core/augment.py applies to real training images (--augment).
+AUGMENT_KINDS = ("hflip",)
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,18 @@ class SyntheticConfig:
         return {"kinds": list(self.kinds), "ratio": self.ratio, "min_side": self.min_side, "max_side": self.max_side}
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names as given to --synthetic or --augment: 'a, B' -> ('a', 'b');
+    'none' or '' -> ()."""
+    names = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    return () if names == ("none",) else names
+
+
 def parse_kinds(text: str) -> tuple[str, ...]:
     """'cutpaste,scar' -> ('cutpaste', 'scar'); 'none' or '' -> (); 'all' -> every local defect kind
     (not rotate, which turns the whole image and is asked for by name)."""
-    names = tuple(k.strip().lower() for k in text.split(",") if k.strip())
-    if names in ((), ("none",)):
-        return ()
-    if names == ("all",):
-        return LOCAL_KINDS
-    return names
+    names = parse_names(text)
+    return LOCAL_KINDS if names == ("all",) else names
 
 
 class Objective(str, Enum):
@@ -148,6 +153,7 @@ class TrainConfig:
     anomaly_loss: AnomalyLoss = AnomalyLoss.INVERSE  # one-class only; soft-boundary keeps its hinge
     outlier_weight: float = 1.0  # weight of outlier images (--outliers) instead of eta
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # no kinds: none made
+    augment: tuple[str, ...] = ()  # augmentations of the real training images (core/augment.py); () none
 
     def __post_init__(self) -> None:
         if not 0 < self.nu <= 1:  # False for NaN too
@@ -158,9 +164,15 @@ class TrainConfig:
             raise ValueError(f"the outlier weight must be a number in (0, {MAX_ETA:g}], got {self.outlier_weight}")
         if self.anomaly_loss is not AnomalyLoss.INVERSE and self.objective is not Objective.ONE_CLASS:
             raise ValueError(f"the {self.anomaly_loss.value} anomaly loss is for the one-class objective; soft-boundary has its own hinge")
+        unknown = [k for k in self.augment if k not in AUGMENT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENT_KINDS)} or none")
+        if len(set(self.augment)) != len(self.augment):
+            raise ValueError(f"augmentations are listed twice: {', '.join(self.augment)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["augment"] = list(self.augment)
         d["objective"] = self.objective.value
         d["anomaly_loss"] = self.anomaly_loss.value
         d["synthetic"] = self.synthetic.to_dict()

@@ -28,6 +28,7 @@ from ssd_cli.core.embedding import embed, embed_shared, eval_batch_size
 from ssd_cli.core.objectives import LOSSES, solve_radius, squared_distances
 from ssd_cli.core.roles import ANOMALY
 from ssd_cli.core.synthetic import make_anomalies
+from ssd_cli.core.augment import augment
 from ssd_cli.core.views import Samples, View, WholeView
 
 
@@ -179,12 +180,13 @@ def train_deep_svdd(
     """Algorithm 1, for every view and sample source. For soft-boundary, R starts at 0 and is
     re-solved on each mini-batch after the step.
 
-    Each step takes a mini-batch of training images (unlabeled, labeled, outlier images), adds the
-    synthetic anomalies cfg.synthetic makes from its normal images, lets the view turn both into
-    network inputs and labels (whole images, or patches), and applies one objective. Each epoch
-    visits every image view.samples_per_image times. R is solved from the distances of the same
-    forward pass that produced the gradient (as the original code did), which saves a second
-    forward pass per batch. Whole images without synthetic anomalies are the paper's path exactly.
+    Each step takes a mini-batch of training images (unlabeled, labeled, outlier images), augments
+    them (cfg.augment), adds the synthetic anomalies cfg.synthetic makes from its normal images,
+    lets the view turn both into network inputs and labels (whole images, or patches), and applies
+    one objective. Each epoch visits every image view.samples_per_image times. R is solved from the
+    distances of the same forward pass that produced the gradient (as the original code did), which
+    saves a second forward pass per batch. Whole images without augmentation or synthetic anomalies
+    are the paper's path exactly.
     """
     view = view or WholeView(x.shape[-1])
     soft = cfg.objective is Objective.SOFT_BOUNDARY
@@ -204,7 +206,7 @@ def train_deep_svdd(
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         images = idx % n
-        batch = Samples(x[images], y[images])  # once: for an ImageSet, indexing preprocesses
+        batch = Samples(augment(x[images], cfg.augment, gen), y[images])  # once: for an ImageSet, indexing preprocesses
         inputs, labels = view.inputs(batch, encoder, c, gen)
         if cfg.synthetic.enabled:
             more, more_labels = view.inputs(synthesize(batch, cfg.synthetic, view.scale, gen), encoder, c, gen)

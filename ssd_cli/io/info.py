@@ -74,6 +74,13 @@ def _synthetic(config: object) -> list[str] | None:
     return [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else None
 
 
+def _augment(config: object) -> list[str] | None:
+    """The augmentations the model trained with ([] for none; None where the record is older than
+    augmentation or malformed)."""
+    names = config.get("augment") if isinstance(config, dict) else None
+    return [k for k in names if isinstance(k, str)] if isinstance(names, list) else None
+
+
 def describe_model(saved: SavedModel) -> dict:
     t = saved.training
     return {
@@ -100,6 +107,7 @@ def describe_model(saved: SavedModel) -> dict:
             "world_size": t.get("world_size", 1),
             "n_outliers": _number(t.get("n_outliers")),
             "synthetic": _synthetic(t.get("config")),
+            "augment": _augment(t.get("config")),
             "anomaly_loss": _config_text(t.get("config"), "anomaly_loss"),
         },
         "training_record": t,
