@@ -71,8 +71,12 @@ def test_torchrun_ranks_share_whole_setups() -> None:
 
 @pytest.mark.slow
 def test_step_cost_times_steps_not_the_set_up_of_a_run(monkeypatch) -> None:
-    """Building phi (and finding c) happens once per run: a slow build must not show in the cost per image."""
+    """Building phi (and finding c) happens once per run: a slow build must not show in the cost per image.
+
+    The build sleeps 2 s, and one timed batch of 200 must cost under half of that, a bound that
+    holds on a machine busy with other work too (beside two training runs a batch took 0.24 s,
+    and the old bound of 0.25 s failed on the autoencoder's 0.45 s, which the build never touched)."""
     real = pipeline.initial_encoder
-    monkeypatch.setattr(pipeline, "initial_encoder", lambda *a, **k: time.sleep(0.5) or real(*a, **k))
+    monkeypatch.setattr(pipeline, "initial_encoder", lambda *a, **k: time.sleep(2.0) or real(*a, **k))
     cost = step_cost(get_spec("mnist"), CPU, 200)
-    assert 0 < cost.encoder * 200 < 0.25 and 0 < cost.autoencoder * 200 < 0.25  # one timed batch of 200
+    assert 0 < cost.encoder * 200 < 1.0 and cost.autoencoder > 0
