@@ -37,16 +37,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    per = args.per_photo
     for name in SOURCES:
         photo = np.asarray(getattr(skimage.data, name)())[..., :3]
         h, w, _ = photo.shape
-        for i in range(per):
+        for i in range(args.per_photo):
             side = int(rng.integers(MIN_CROP, min(h, w) // 2))
             top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
             crop = Image.fromarray(photo[top : top + side, left : left + side])
             crop.resize((args.size, args.size), Image.BILINEAR).save(args.out / f"{name}-{i:03d}.png")
-    print(f"wrote {per * len(SOURCES)} crops of {args.size} px to {args.out}")
+    print(f"wrote {args.per_photo * len(SOURCES)} crops of {args.size} px to {args.out}")
     return 0
 
 

@@ -235,7 +235,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cfg = TrainConfig(
             objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
             anomaly_loss=req.anomaly_loss or AnomalyLoss.INVERSE, outlier_weight=req.outlier_weight, synthetic=synthetic,
-            augment=() if pretrain_only else defaults.augment if req.augment is None else req.augment,
+            augment=() if pretrain_only else (defaults.augment if req.augment is None else req.augment),
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None

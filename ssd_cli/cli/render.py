@@ -317,9 +317,10 @@ def separation(labeled: dict) -> str:
 
 def _anomalous_samples(t: dict) -> str:
     """Outlier images and synthetic anomalies the model trained with, as `ssd info` shows them."""
-    synthetic = "n/a" if t["synthetic"] is None else ("/".join(t["synthetic"]) or "none")
-    augment = "n/a" if t["augment"] is None else ("/".join(t["augment"]) or "none")
-    return f"{_known(t['n_outliers'])} outlier images; synthetic: {synthetic}; augmented: {augment}; anomaly loss {_known(t['anomaly_loss'])}"
+    def listed(names: list[str] | None) -> str:
+        return "n/a" if names is None else ("/".join(names) or "none")
+
+    return f"{_known(t['n_outliers'])} outlier images; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}"
 
 
 def _known(value: object) -> object:

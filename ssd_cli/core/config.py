@@ -15,6 +15,15 @@ SYNTHETIC_KINDS = (*LOCAL_KINDS, "rotate")
 AUGMENT_KINDS = ("hflip",)
 
 
+def check_names(names: tuple[str, ...], known: tuple[str, ...], what: str, plural: str) -> None:
+    """A ValueError naming the unknown or repeated entries of a list of --synthetic / --augment names."""
+    unknown = [k for k in names if k not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)} or none")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{plural} are listed twice: {', '.join(names)}")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Which generators make the synthetic anomalies, how many per normal sample in a mini-batch,
@@ -26,11 +35,7 @@ class SyntheticConfig:
     max_side: float = 0.5
 
     def __post_init__(self) -> None:
-        unknown = [k for k in self.kinds if k not in SYNTHETIC_KINDS]
-        if unknown:
-            raise ValueError(f"unknown synthetic anomaly kind(s) {', '.join(unknown)}; choose from {', '.join(SYNTHETIC_KINDS)} or none")
-        if len(set(self.kinds)) != len(self.kinds):
-            raise ValueError(f"synthetic anomaly kinds are listed twice: {', '.join(self.kinds)}")
+        check_names(self.kinds, SYNTHETIC_KINDS, "synthetic anomaly kind(s)", "synthetic anomaly kinds")
         if not (math.isfinite(self.ratio) and 0 < self.ratio <= 4):
             raise ValueError(f"the synthetic ratio must be in (0, 4], got {self.ratio}")
         if not 0 < self.min_side <= self.max_side <= 1:
@@ -164,11 +169,7 @@ class TrainConfig:
             raise ValueError(f"the outlier weight must be a number in (0, {MAX_ETA:g}], got {self.outlier_weight}")
         if self.anomaly_loss is not AnomalyLoss.INVERSE and self.objective is not Objective.ONE_CLASS:
             raise ValueError(f"the {self.anomaly_loss.value} anomaly loss is for the one-class objective; soft-boundary has its own hinge")
-        unknown = [k for k in self.augment if k not in AUGMENT_KINDS]
-        if unknown:
-            raise ValueError(f"unknown augmentation(s) {', '.join(unknown)}; choose from {', '.join(AUGMENT_KINDS)} or none")
-        if len(set(self.augment)) != len(self.augment):
-            raise ValueError(f"augmentations are listed twice: {', '.join(self.augment)}")
+        check_names(self.augment, AUGMENT_KINDS, "augmentation(s)", "augmentations")
 
     def to_dict(self) -> dict:
         d = asdict(self)

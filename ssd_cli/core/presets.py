@@ -119,8 +119,8 @@ MIRRORED_PHOTOS = ("hflip",)
 class TrainDefaults:
     """What `ssd train` gives a model unless the user says otherwise, by the kind of model: its
     schedule, synthetic anomalies, where the threshold comes from, why, and the augmentation of its
-    training images. (The anomaly term's loss
-    is the paper's inverse distance for every kind: hsc measured no better, docs/photos.md.)"""
+    training images. (The anomaly term's loss is the paper's inverse distance for every kind: hsc
+    measured no better, docs/photos.md.)"""
 
     schedule: Schedule
     synthetic: SyntheticConfig
@@ -132,8 +132,9 @@ class TrainDefaults:
 def train_defaults(spec: LeNetSpec, patches: bool, objective: Objective) -> TrainDefaults:
     """Patch-level models (photos of 128 px and more, searched for local defects) train against
     synthetic defects of every local kind; whole-image one-class models of small images against
-    turned copies, colour ones (photos) with their images mirrored at random; the rest (larger whole images, the soft-boundary objective) keep the network's
-    schedule and the paper's objective, where nothing better was measured (docs/photos.md)."""
+    turned copies, colour ones (photos) with their images mirrored at random; the rest (larger whole
+    images, the soft-boundary objective) keep the network's schedule and the paper's objective,
+    where nothing better was measured (docs/photos.md)."""
     network = schedule_for_spec(spec)
     one_class = objective is Objective.ONE_CLASS
     if one_class and patches:

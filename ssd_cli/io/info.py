@@ -66,19 +66,16 @@ def _config_text(config: object, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _names(value: object) -> list[str] | None:
+    """A list of names from the training record ([] for none; None where the record is older than
+    the setting or malformed)."""
+    return [k for k in value if isinstance(k, str)] if isinstance(value, list) else None
+
+
 def _synthetic(config: object) -> list[str] | None:
-    """The synthetic anomaly kinds the model trained with ([] for none; None where the record is
-    older than synthetic anomalies or malformed)."""
+    """The synthetic anomaly kinds the model trained with."""
     synthetic = config.get("synthetic") if isinstance(config, dict) else None
-    kinds = synthetic.get("kinds") if isinstance(synthetic, dict) else None
-    return [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else None
-
-
-def _augment(config: object) -> list[str] | None:
-    """The augmentations the model trained with ([] for none; None where the record is older than
-    augmentation or malformed)."""
-    names = config.get("augment") if isinstance(config, dict) else None
-    return [k for k in names if isinstance(k, str)] if isinstance(names, list) else None
+    return _names(synthetic.get("kinds") if isinstance(synthetic, dict) else None)
 
 
 def describe_model(saved: SavedModel) -> dict:
@@ -107,7 +104,7 @@ def describe_model(saved: SavedModel) -> dict:
             "world_size": t.get("world_size", 1),
             "n_outliers": _number(t.get("n_outliers")),
             "synthetic": _synthetic(t.get("config")),
-            "augment": _augment(t.get("config")),
+            "augment": _names(config.get("augment") if isinstance(config := t.get("config"), dict) else None),
             "anomaly_loss": _config_text(t.get("config"), "anomaly_loss"),
         },
         "training_record": t,
