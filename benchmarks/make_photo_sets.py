@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets --sets colour-objects,surface-defects [--data-root ../shared/datasets]
     .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets-x3 --sets surface-defects --defect-scale 3
     .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets-new --sets grass-blemishes,brick-cracks,histology-defects [--contact-sheets /work/runs]
+    .venv/bin/python benchmarks/make_photo_sets.py --out /work/runs/photo-sets-new2 --sets moon-defects [--contact-sheets /work/runs]
 
 Writes the sets named by --sets (default all) under --out; the same seed gives byte-identical files, and
 each set has its own random stream, so a set's files do not depend on which other sets are written.
@@ -14,15 +15,16 @@ surface-defects/    128x128 grayscale crops of skimage.data.gravel with small sc
 grass-blemishes/    128x128 grayscale crops of skimage.data.grass with stain / smudge / fill / warp defects.
 brick-cracks/       128x128 grayscale crops of skimage.data.brick with crack / stain / dead-columns defects.
 histology-defects/  128x128 colour crops of skimage.data.immunohistochemistry with stain / smudge / tear defects.
+moon-defects/       128x128 grayscale crops of skimage.data.moon with fibre / grain / Newton-rings / droplet defects.
 
 The crop sets have 500 / 20 / 100 / 100 images: training crops from the top 60% of the source photo, test
 crops from the rest (no test pixel seen in training), random flips and 90-degree rotations, one local
 defect per anomalous crop (about 5-30 px on 128 px). For every anomalous crop a mask PNG (255 = the pixels
 the defect drawing touched) lies at the same relative path under train/masks/ or test/masks/; the masks
 come from the drawing itself, and generation fails if a saved pixel outside the mask differs from the
-clean crop. The kinds of the three newer sets are deliberately none of the kinds ssd's own synthetic
-anomalies make (pasted patches, random-colour blobs, blended textures), so they measure how training
-generalises to defects it never saw. README.txt (written beside the sets) describes every kind and its
+clean crop. The kinds of the newer sets (all but surface-defects) are deliberately none of the kinds ssd's
+own synthetic anomalies make (pasted patches, random-colour blobs, blended textures; moon-defects also no
+stains or blurs), so they measure how training generalises to defects it never saw. README.txt (written beside the sets) describes every kind and its
 parameter ranges; manifest.json lists every file with its source crop, defect parameters and mask.
 
 scikit-image is needed by this script only (a development tool, not a dependency of ssd_cli).
@@ -166,6 +168,9 @@ def _blob_field(radius: float, rng: np.random.Generator, size: int = CROP, cente
     return edge - dist, (cy, cx)
 
 
+BLOB_MAX_RADIUS = (CROP / 2 - 4) / 1.5  # the largest blob _blob_field can place (for --defect-scale)
+
+
 def _blob_mask(radius: float, rng: np.random.Generator, size: int = CROP, center: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """Soft (anti-aliased, 1 px) weight of an irregular blob."""
     field, center = _blob_field(radius, rng, size, center)
@@ -302,11 +307,18 @@ def _smudge(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tu
     return {"kind": "smudge", **params, "diameter": round(2 * radius, 1), "feather": round(feather, 1), "center": [round(cy, 1), round(cx, 1)]}, field > 0
 
 
+def _resample(img: np.ndarray, sy: np.ndarray, sx: np.ndarray, order: int = 1) -> np.ndarray:
+    """The grey or colour image sampled at the (fractional) pixel positions sy, sx (spline of this order)."""
+    from scipy.ndimage import map_coordinates
+
+    if img.ndim == 2:
+        return map_coordinates(img, [sy, sx], order=order, mode="reflect")
+    return np.stack([map_coordinates(img[..., c], [sy, sx], order=order, mode="reflect") for c in range(img.shape[2])], axis=-1)
+
+
 def _warp(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tuple[dict, np.ndarray]:
     """A local geometric distortion (a fold, a ripple in the film or the lens): the texture inside a disc
     swirled or bulged/pinched, continuous at the rim, its grey levels unchanged."""
-    from scipy.ndimage import map_coordinates
-
     radius = min(float(rng.uniform(8, 15)) * scale, CROP / 2 - 5)  # 16-30 px across
     margin = radius + 4
     cy, cx = float(rng.uniform(margin, CROP - margin)), float(rng.uniform(margin, CROP - margin))
@@ -325,9 +337,7 @@ def _warp(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tupl
         sy, sx = cy + dy * f, cx + dx * f
         params = {"style": "bulge" if amount > 0 else "pinch", "amount": round(amount, 2)}
     mask = t > 0
-    channels = [img] if img.ndim == 2 else [img[..., c] for c in range(img.shape[2])]
-    warped = [map_coordinates(c, [sy, sx], order=1, mode="reflect") for c in channels]
-    img[:] = np.where(_per_pixel(mask, img), warped[0] if img.ndim == 2 else np.stack(warped, axis=-1), img)
+    img[:] = np.where(_per_pixel(mask, img), _resample(img, sy, sx), img)
     return {"kind": "warp", **params, "diameter": round(2 * radius, 1), "center": [round(cy, 1), round(cx, 1)]}, mask
 
 
@@ -345,6 +355,12 @@ def _random_walk(length: float, rng: np.random.Generator) -> tuple[np.ndarray, l
     if rng.integers(2):
         at = main[int(rng.integers(1, len(main) - 1))] if len(main) > 2 else main[0]
         lines.append(walk(max(int(length * rng.uniform(0.3, 0.6) / 2), 2), at, float(rng.uniform(0, 2 * np.pi))))
+    return _fit_in_crop(lines, rng)
+
+
+def _fit_in_crop(lines: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Polylines moved to a random place inside the crop with a 4-px margin (scaled down if too long to fit).
+    Returns all points (for the manifest) and the moved polylines."""
     pts = np.vstack(lines)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     shrink = min(1.0, (CROP - 8) / max(float((hi - lo).max()), 1e-9))  # very long walks are scaled to fit
@@ -428,10 +444,93 @@ def _dead_columns(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0)
     return {"kind": "dead-columns", **params, "columns": [x, x + width - 1], "rows": [y, y + length - 1]}, mask
 
 
+def _fibre(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tuple[dict, np.ndarray]:
+    """A fibre or hair lying on the surface: a smooth anti-aliased arc (a quadratic Bezier curve whose chord is
+    15-45 px and whose middle bows out by 10-30% of it), 1-2 px wide, 20-40 grey levels lighter or darker
+    than what it covers, casting a faint shadow (6-15 levels darker, 1 px wider) 1-2 px to one side."""
+    chord = min(float(rng.uniform(15, 45)) * scale, 1.5 * CROP)
+    width = float(rng.uniform(1.0, 2.0)) * scale
+    angle = float(rng.uniform(0, 2 * np.pi))
+    bow = float(rng.uniform(0.1, 0.3)) * (1 if rng.integers(2) else -1)
+    along, across = np.array([np.sin(angle), np.cos(angle)]), np.array([np.cos(angle), -np.sin(angle)])
+    t = np.linspace(0.0, 1.0, max(int(chord), 8))[:, None]
+    # control point 2*bow*chord off the chord's middle: the curve's middle lies bow*chord off it
+    arc = (1 - t) ** 2 * (-along * chord / 2) + 2 * t * (1 - t) * (across * 2 * bow * chord) + t**2 * (along * chord / 2)
+    light = float(rng.uniform(0, 2 * np.pi))
+    offset = float(rng.uniform(1.0, 2.0)) * scale
+    pts, (arc, shadow) = _fit_in_crop([arc, arc + offset * np.array([np.sin(light), np.cos(light)])], rng)
+    delta = float(rng.uniform(20, 40)) * (1 if rng.integers(2) else -1)
+    depth = float(rng.uniform(6, 15))
+    alpha = np.clip(width / 2 + 0.5 - _polyline_distance([arc]), 0.0, 1.0)
+    shade = np.clip((width + 1) / 2 + 0.5 - _polyline_distance([shadow]), 0.0, 1.0) * (1 - alpha)
+    img += _per_pixel(delta * alpha - depth * shade, img)
+    length = float(np.hypot(*np.diff(arc, axis=0).T).sum())
+    return {"kind": "fibre", "length": round(length, 1), "chord": round(chord, 1), "bow": round(bow, 2), "width": round(width, 2), "tone": round(delta, 1), "shadow_depth": round(depth, 1), "shadow_offset": round(offset, 2), "shadow_angle_deg": round(float(np.degrees(light)), 1), "bbox": [round(float(v), 1) for v in (*pts.min(axis=0), *pts.max(axis=0))]}, (alpha > 0) | (shade > 0)
+
+
+def _grain(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tuple[dict, np.ndarray]:
+    """A patch of extra image noise (a noisy sensor area, coarse film grain): zero-mean Gaussian noise of
+    std 6-12 grey levels, correlated over 0-1 px, fading in over 20-40% of the radius of an irregular blob
+    12-30 px across. The mean brightness is kept; only the grain gets rougher."""
+    from scipy.ndimage import gaussian_filter
+
+    radius = min(float(rng.uniform(6, 15)) * scale, BLOB_MAX_RADIUS)
+    field, (cy, cx) = _blob_field(radius, rng)
+    feather = float(rng.uniform(0.2, 0.4)) * radius
+    std, corr = float(rng.uniform(6, 12)), float(rng.uniform(0.0, 1.0))
+    noise = gaussian_filter(rng.normal(size=(CROP, CROP)), corr)
+    noise *= std / noise.std()
+    img += _per_pixel(_smoothstep(field / feather) * noise, img)
+    return {"kind": "grain", "std": round(std, 1), "correlation_px": round(corr, 2), "diameter": round(2 * radius, 1), "feather": round(feather, 1), "center": [round(cy, 1), round(cx, 1)]}, field > 0
+
+
+def _rings(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tuple[dict, np.ndarray]:
+    """Newton's rings (a film or print touching the scanner glass): interference fringes -cos(pi r^2 / s^2)
+    around a contact point (dark there, first light ring at r = s / sqrt(2), s = 6-10 px, ever narrower
+    outwards and faded out where narrower than 2-3.5 px), amplitude 8-15 grey levels, seen inside an
+    irregular blob 16-32 px across whose edge fades over 20-40% of its radius; the contact point lies
+    0.3-1 blob radius from the blob's centre, so the blob shows arcs rather than a bull's-eye."""
+    radius = min(float(rng.uniform(8, 16)) * scale, BLOB_MAX_RADIUS)
+    field, (cy, cx) = _blob_field(radius, rng)
+    feather = float(rng.uniform(0.2, 0.4)) * radius
+    spacing, amplitude = float(rng.uniform(6, 10)) * scale, float(rng.uniform(8, 15))
+    off, towards = float(rng.uniform(0.3, 1.0)) * radius, float(rng.uniform(0, 2 * np.pi))
+    py, px = cy + off * float(np.sin(towards)), cx + off * float(np.cos(towards))
+    yy, xx = np.mgrid[0:CROP, 0:CROP].astype(np.float64)
+    r = np.hypot(yy - py, xx - px)
+    fringes = -np.cos(np.pi * r**2 / spacing**2) * _smoothstep((spacing**2 / np.maximum(r, 1e-9) - 2.0) / 1.5)  # local period s^2/r
+    img += _per_pixel(amplitude * _smoothstep(field / feather) * fringes, img)
+    return {"kind": "rings", "spacing": round(spacing, 1), "amplitude": round(amplitude, 1), "contact_point": [round(py, 1), round(px, 1)], "diameter": round(2 * radius, 1), "feather": round(feather, 1), "center": [round(cy, 1), round(cx, 1)]}, field > 0
+
+
+def _droplet(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tuple[dict, np.ndarray]:
+    """A drop of water or oil on the print or the scanner glass: a round lens 12-26 px across that shows the
+    surface under it magnified 1.3-1.8 times, with a thin dark rim (10-25 grey levels darker at its darkest,
+    1.5-2.5 px wide) and a small soft highlight (radius 1.5-3 px, 25-50 levels brighter) towards the light."""
+    radius = min(float(rng.uniform(6, 13)) * scale, CROP / 2 - 5)
+    margin = radius + 4
+    cy, cx = float(rng.uniform(margin, CROP - margin)), float(rng.uniform(margin, CROP - margin))
+    magnification = float(rng.uniform(1.3, 1.8))
+    rim, rim_depth = float(rng.uniform(1.5, 2.5)) * scale, float(rng.uniform(10, 25))
+    light = float(rng.uniform(0, 2 * np.pi))
+    glint, glint_radius = float(rng.uniform(25, 50)), float(rng.uniform(1.5, 3.0)) * scale
+    yy, xx = np.mgrid[0:CROP, 0:CROP].astype(np.float64)
+    dy, dx = yy - cy, xx - cx
+    d = np.hypot(dy, dx)
+    hy, hx = cy + 0.5 * radius * np.sin(light), cx + 0.5 * radius * np.cos(light)
+    shade = -rim_depth * np.sin(0.5 * np.pi * np.clip((d - radius + rim) / rim, 0.0, 1.0))  # darkest at the edge
+    shade += glint * _smoothstep(1 - np.hypot(yy - hy, xx - hx) / glint_radius)
+    lens = _resample(img, cy + dy / magnification, cx + dx / magnification, order=3) + _per_pixel(shade, img)
+    alpha = np.clip(radius + 0.5 - d, 0.0, 1.0)
+    img[:] = img + _per_pixel(alpha, img) * (lens - img)
+    return {"kind": "droplet", "diameter": round(2 * radius, 1), "magnification": round(magnification, 2), "rim_width": round(rim, 2), "rim_depth": round(rim_depth, 1), "glint": round(glint, 1), "glint_radius": round(glint_radius, 2), "light_deg": round(float(np.degrees(light)), 1), "center": [round(cy, 1), round(cx, 1)]}, alpha > 0
+
+
 DefectFn = Callable[[np.ndarray, np.random.Generator, float], tuple[dict, np.ndarray]]
 DEFECTS: dict[str, DefectFn] = {
     "scratch": _scratch, "foreign": _foreign, "chip": _chip,
     "stain": _stain, "smudge": _smudge, "warp": _warp, "crack": _crack, "tear": _tear, "fill": _fill, "dead-columns": _dead_columns,
+    "fibre": _fibre, "grain": _grain, "rings": _rings, "droplet": _droplet,
 }
 
 
@@ -453,12 +552,13 @@ KIND_MIN_CHANGE = {"tear": 15.0}
 
 # Every set this script can write, in a fixed order: a set's position picks its random stream, so sets stay
 # independent of each other and of --sets. Append new sets at the end, never reorder.
-SET_NAMES = ("colour-objects", "surface-defects", "grass-blemishes", "brick-cracks", "histology-defects")
+SET_NAMES = ("colour-objects", "surface-defects", "grass-blemishes", "brick-cracks", "histology-defects", "moon-defects")
 TEXTURE_SETS = {
     "surface-defects": TextureSet("gravel", DEFECT_KINDS, normal_prefix="surface", min_change=0.0),  # as first made
     "grass-blemishes": TextureSet("grass", ("stain", "smudge", "fill", "warp")),
     "brick-cracks": TextureSet("brick", ("crack", "stain", "dead-columns")),
     "histology-defects": TextureSet("immunohistochemistry", ("stain", "smudge", "tear")),
+    "moon-defects": TextureSet("moon", ("fibre", "grain", "rings", "droplet")),
 }
 
 
@@ -639,6 +739,28 @@ histology-defects/  COLOUR (RGB) crops of the real immunohistochemistry microgra
     smudge   out of focus or smeared, as in grass-blemishes (each channel alike).
     tear     a tissue tear: a random-walk line as the crack of brick-cracks, 1-2.5 px wide, where the
              near-white slide (RGB about 230-240) shows through at opacity 0.7-1.
+""",
+    "moon-defects": """
+moon-defects/  grayscale crops of the real lunar surface photo (skimage.data.moon(), 512x512: fine grain,
+               small craters, dark maria patches; train rows 0-306, test rows 307-511). Four kinds
+               (train/bad 5 each, test/anomalous 25 each): fibre, grain, rings, droplet. None is a pasted
+               patch, a flat-coloured blob, a blended texture, a brightness stain or a blur:
+    fibre    a fibre or hair on the surface: a smooth anti-aliased arc (quadratic Bezier, chord 15-45 px,
+             its middle bowed out by 10-30% of the chord), 1-2 px wide, 20-40 grey levels lighter or
+             darker than what it covers, casting a faint shadow (6-15 levels darker, 1 px wider) offset
+             1-2 px to a random side.
+    grain    a noisy patch (a noisy sensor area, coarse film grain): zero-mean Gaussian noise, std 6-12
+             grey levels, smoothed over 0-1 px, added inside an irregular blob 12-30 px across whose edge
+             fades over 20-40% of its radius; the mean brightness is kept.
+    rings    Newton's rings (film or print touching the scanner glass): interference fringes
+             -cos(pi r^2 / s^2) around a contact point (dark there, s = 6-10 px, so ever narrower outwards,
+             faded out where narrower than 2-3.5 px), amplitude 8-15 grey levels, seen inside an irregular
+             blob 16-32 px across whose edge fades over 20-40% of its radius; the contact point lies 0.3-1
+             blob radius off the blob's centre, so mostly arcs show.
+    droplet  a drop of water or oil on the print or the glass: a round lens 12-26 px across showing the
+             surface under it magnified 1.3-1.8x (cubic spline), with a thin dark rim (1.5-2.5 px, 10-25
+             levels darker at the edge) and a soft highlight (radius 1.5-3 px, 25-50 levels brighter)
+             halfway to the rim on a random side.
 """,
 }
 
