@@ -154,90 +154,23 @@ def perlin_noise(n: int, size: int, cells: torch.Tensor, gen: torch.Generator) -
     return out
 
 
-def _box_noise(n: int, h: int, w: int, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perlin noise over each image and the square box it is read in: (noise (N, H, W), box (N, H, W) bool)."""
+def perlin(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Another training image blended in (opacity 0.5-1) where Perlin noise, inside the box, is above
+    the middle of its range there: an irregular, textured region (DRAEM's anomalies, no external textures)."""
+    n, _, h, w = x.shape
     size = max(h, w)
     cells = torch.randint(2, 5, (n,), generator=gen) * torch.clamp(torch.tensor(size) / sides, min=1).round().long()
     noise = perlin_noise(n, size, cells, gen)[:, :h, :w]
     rows, cols = _coords(n, h, w, centres)
     box = (rows.abs() <= sides[:, None, None] / 2) & (cols.abs() <= sides[:, None, None] / 2)
-    return noise, box
-
-
-def _fraction_of_range(noise: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """The noise rescaled so that its range inside each box is [0, 1] (outside the box: anything)."""
-    top = torch.where(box, noise, torch.tensor(float("-inf"))).flatten(1).amax(dim=1)[:, None, None]
+    inside = torch.where(box, noise, torch.tensor(float("-inf")))
+    top = inside.flatten(1).amax(dim=1)[:, None, None]
     low = torch.where(box, noise, torch.tensor(float("inf"))).flatten(1).amin(dim=1)[:, None, None]
-    return (noise - low) / (top - low).clamp_min(1e-6)
-
-
-def _soft_region(n: int, h: int, w: int, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A soft-edged irregular blob in each box: (mask (N, H, W) bool, weight (N, H, W) in [0, 1]).
-
-    The weight is Perlin noise above a quarter of its range, ramped up to 1, times a round falloff
-    to 0 at the box's inscribed circle, so the blob fades out on every side; mask = weight > 0."""
-    noise, box = _box_noise(n, h, w, sides, centres, gen)
-    ramp = ((_fraction_of_range(noise, box) - 0.25) * 2).clamp(0, 1)
-    rows, cols = _coords(n, h, w, centres)
-    radius = (rows**2 + cols**2).sqrt() / (sides[:, None, None] / 2)
-    weight = torch.where(box, ramp * (1 - radius**2).clamp_min(0), torch.zeros(()))
-    return weight > 0, weight
-
-
-def perlin(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Another training image blended in (opacity 0.5-1) where Perlin noise, inside the box, is above
-    the middle of its range there: an irregular, textured region (DRAEM's anomalies, no external textures)."""
-    n, _, h, w = x.shape
-    noise, box = _box_noise(n, h, w, sides, centres, gen)
-    mask = box & (_fraction_of_range(noise, box) >= 0.5)
+    mask = box & (inside >= (top + low) / 2)
     opacity = _uniform(n, 0.5, 1.0, gen).view(n, 1, 1, 1).to(x.device)
-    size = max(h, w)
     texture = _shifted(other, torch.randint(-size, size + 1, (n, 2), generator=gen))
     blended = x + opacity * (texture - x)
     return _paste(x, blended, mask), _never_empty(mask, centres)
-
-
-def _soft_blend(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x moved towards target by weight, inside the mask only (outside it x is kept bit for bit)."""
-    w = weight[:, None].to(x.device, x.dtype)
-    return _paste(x, x + w * (target - x), mask)
-
-
-def stain(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A soft-edged irregular region made lighter or darker (and, in colour, tinted) by 0.3-1 of the
-    image's own spread: a discolouration with no change of structure, which the other kinds never make."""
-    n, ch, h, w = x.shape
-    mask, weight = _soft_region(n, h, w, sides, centres, gen)
-    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    tint = _uniform(n * ch, 0.5, 1.5, gen).view(n, ch) if ch > 1 else torch.ones(n, 1)
-    amount = (sign * _uniform(n, 0.3, 1.0, gen))[:, None] * tint
-    spread = x.flatten(2).std(dim=2).cpu().clamp_min(1e-3)
-    target = x + (amount * spread).view(n, ch, 1, 1).to(x.device, x.dtype)
-    return _soft_blend(x, target, mask, weight), _never_empty(mask, centres)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Each image blurred with its own sigma (px), separably, borders replicated."""
-    n, ch, h, w = x.shape
-    radius = int(math.ceil(3 * float(sigma.max())))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernels = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None] ** 2))
-    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(ch, dim=0).to(x.device, x.dtype)  # (N*C, K)
-    y = x.reshape(1, n * ch, h, w)
-    y = torch.nn.functional.pad(y, (radius, radius, 0, 0), mode="replicate")
-    y = torch.nn.functional.conv2d(y, kernels[:, None, None, :], groups=n * ch)
-    y = torch.nn.functional.pad(y, (0, 0, radius, radius), mode="replicate")
-    y = torch.nn.functional.conv2d(y, kernels[:, None, :, None], groups=n * ch)
-    return y.view(n, ch, h, w)
-
-
-def blur(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A soft-edged irregular region out of focus (Gaussian blur, sigma 1-3 px): detail lost with no
-    change of mean tone, as a smudge or a defocused spot."""
-    n, _, h, w = x.shape
-    mask, weight = _soft_region(n, h, w, sides, centres, gen)
-    sigma = _uniform(n, 1.0, 3.0, gen)
-    return _soft_blend(x, _gaussian_blur(x, sigma), mask, weight), _never_empty(mask, centres)
 
 
 def _never_empty(mask: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -264,15 +197,7 @@ def rotate(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: t
     return out, torch.ones(n, h, w, dtype=torch.bool)
 
 
-GENERATORS: dict[str, Generator] = {
-    "cutpaste": cutpaste,
-    "scar": scar,
-    "confetti": confetti,
-    "perlin": perlin,
-    "stain": stain,
-    "blur": blur,
-    "rotate": rotate,
-}
+GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin, "rotate": rotate}
 assert tuple(GENERATORS) == SYNTHETIC_KINDS, "core/config.py names the kinds, in this order"
 
 
