@@ -169,6 +169,7 @@ def test_patch_model_trains_saves_loads_and_scores_bit_identically(colour_dir: P
     output = ok(ssd("train", "-u", colour_dir, "--patch-size", "32", "--patches-per-image", "2", "--out", out, *TINY))
     assert "patches: phi sees 32 px patches" in output and "3x3 grid patches" in output
     saved = load_model(out)
+    assert saved.patch is not None and f"an image scores as the mean of the {saved.patch.top_k} worst of its 3x3" in output
     assert saved.patch is not None and (saved.patch.image_size, saved.patch.patch_size, saved.patch.stride) == (64, 32, 16)
     assert saved.spec.image_size == 32 and saved.input_size == 64
     files = sorted(colour_dir.glob("*.png"))[:8]

@@ -124,10 +124,11 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         lines.append(f"  tiles: none; {safe(tiles.reason)}")
     if plan.patches is not None:
         p = plan.patches.spec
+        unit = "a tile" if tiles.spec else "an image"
+        worst = "the worst" if p.top_k == 1 else f"the mean of the {p.top_k} worst"
         lines.append(
-            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per "
-            f"{'tile' if tiles.spec else 'image'} and epoch); a {'tile' if tiles.spec else 'image'} scores as the worst "
-            f"of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
+            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per {unit.split()[1]} "
+            f"and epoch); {unit} scores as {worst} of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
         )
     fitted = "tiles (the images keep their shape)" if tiles.spec else f"--resize {plan.resize.value}"
     lines.append(f"  input: {fitted}, preprocessing {plan.preprocessing.value}")
