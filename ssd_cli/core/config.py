@@ -10,7 +10,7 @@ from enum import Enum
 # defects inside a box (the kinds patch-level models and the synthetic threshold use), then the whole
 # image turned (for whole-image models of photos taken upright).
 LOCAL_KINDS = ("cutpaste", "scar", "confetti", "perlin")
-SYNTHETIC_KINDS = (*LOCAL_KINDS, "rotate", "jigsaw")
+SYNTHETIC_KINDS = (*LOCAL_KINDS, "rotate")
 # The augmentations core/augment.py applies to real training images (--augment).
 AUGMENT_KINDS = ("hflip",)
 

@@ -23,7 +23,6 @@ bit. All randomness comes from the CPU generator passed in (deterministic per se
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 
@@ -198,27 +197,7 @@ def rotate(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: t
     return out, torch.ones(n, h, w, dtype=torch.bool)
 
 
-def jigsaw(x: torch.Tensor, other: torch.Tensor, sides: torch.Tensor, centres: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole image cut into 2 x 2 quarters put back in another order (never the same one): every
-    part looks normal, only the layout of the whole is wrong, so phi must learn the object's layout.
-    The box is not used; the mask is the whole image."""
-    n, _, h, w = x.shape
-    hh, hw = h // 2, w // 2
-    quarters = [x[:, :, :hh, :hw], x[:, :, :hh, hw : 2 * hw], x[:, :, hh : 2 * hh, :hw], x[:, :, hh : 2 * hh, hw : 2 * hw]]
-    stacked = torch.stack(quarters, dim=1)  # (N, 4, C, h/2, w/2)
-    shift = torch.randint(1, 24, (n,), generator=gen)  # one of the 23 orders other than the identity
-    orders = torch.tensor(list(_PERMUTATIONS))[shift].to(x.device)
-    moved = stacked[torch.arange(n, device=x.device)[:, None], orders]
-    out = x.clone()
-    out[:, :, :hh, :hw], out[:, :, :hh, hw : 2 * hw] = moved[:, 0], moved[:, 1]
-    out[:, :, hh : 2 * hh, :hw], out[:, :, hh : 2 * hh, hw : 2 * hw] = moved[:, 2], moved[:, 3]
-    return out, torch.ones(n, h, w, dtype=torch.bool)
-
-
-_PERMUTATIONS = tuple(itertools.permutations(range(4)))  # the identity first
-
-
-GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin, "rotate": rotate, "jigsaw": jigsaw}
+GENERATORS: dict[str, Generator] = {"cutpaste": cutpaste, "scar": scar, "confetti": confetti, "perlin": perlin, "rotate": rotate}
 assert tuple(GENERATORS) == SYNTHETIC_KINDS, "core/config.py names the kinds, in this order"
 
 
