@@ -44,7 +44,8 @@ from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record
 from ssd_cli.core.roles import Role
 from ssd_cli.core.presets import customised, train_defaults
-from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs
+from ssd_cli.data.outliers import BUILTIN_OUTLIERS
+from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs, with_role
 from ssd_cli.core.training import EpochInfo
 
 MAX_SEED = 2**32 - 1  # torch's generators take 64 bits, and a patch model's crops add an offset to the seed
@@ -97,6 +98,7 @@ class TrainRequest:
     synthetic_ratio: float | None = None  # None: the default
     anomaly_loss: AnomalyLoss | None = None  # None: the paper's inverse distance
     outlier_weight: float = 1.0
+    builtin_outliers: bool | None = None  # ssd's own outlier photos (data/outliers.py); None: the default for the data
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
     pretrained: Path | None = None
@@ -145,6 +147,7 @@ class TrainPlan:
     device: torch.device
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
+    builtin_outliers: bool = False  # ssd's own outlier photos are among the outlier images
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -230,6 +233,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         raise UsageError("--cache is not available for tiled training (large photos): leave it out, or give --tiles off to fit the images whole")
     defaults = train_defaults(spec, patches is not None, base.objective)
     schedule = defaults.schedule
+    builtin = not pretrain_only and (defaults.builtin_outliers and not req.outliers if req.builtin_outliers is None else req.builtin_outliers)
+    if builtin:  # known once the network is: scanned now, as a folder given with --outliers would have been
+        report = with_role(report, Role.OUTLIERS, [*req.outliers, BUILTIN_OUTLIERS])
     synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, defaults.synthetic)
     try:
         cfg = TrainConfig(
@@ -292,6 +298,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
+        builtin_outliers=builtin,
     )
 
 
@@ -497,6 +504,7 @@ def _run_training(plan: TrainPlan, on_epoch: StageCallback | None, workers: int 
         **pretraining_summary(plan.pretrain, pretrain_seconds, str(plan.request.pretrained) if plan.request.pretrained else None),
         "input_choice": list(plan.choice.reasons),
         "resize": plan.resize.value,
+        "builtin_outliers": plan.builtin_outliers,
     }
     model = pipeline.train_model(
         spec, x, y, plan.cfg, pre, seed=plan.request.seed, autoencoder=ae, threshold_quantile=plan.request.threshold_quantile,

@@ -58,15 +58,18 @@ def test_training_with_augmentation_is_seeded_and_differs_from_without() -> None
 
 
 @pytest.mark.parametrize(
-    ("channels", "size", "patches", "objective", "expected"),
+    ("channels", "size", "patches", "objective", "expected", "outliers"),
     [
-        (3, 32, False, Objective.ONE_CLASS, ("hflip",)),  # small colour photos of objects
-        (1, 28, False, Objective.ONE_CLASS, ()),  # digits: a mirrored digit is another shape
-        (3, 32, True, Objective.ONE_CLASS, ()),  # patch-level models: measured no gain
-        (3, 64, False, Objective.ONE_CLASS, ()),  # larger whole images: not measured
-        (3, 32, False, Objective.SOFT_BOUNDARY, ()),  # the paper's objective and nothing else
+        (3, 32, False, Objective.ONE_CLASS, ("hflip",), True),  # small colour photos of objects
+        (1, 28, False, Objective.ONE_CLASS, (), False),  # digits: a mirrored digit is another shape
+        (3, 32, True, Objective.ONE_CLASS, (), False),  # patch-level models: measured no gain
+        (3, 64, False, Objective.ONE_CLASS, (), False),  # larger whole images: not measured
+        (3, 32, False, Objective.SOFT_BOUNDARY, (), False),  # the paper's objective and nothing else
     ],
 )
-def test_default_augmentation_by_kind_of_model(channels: int, size: int, patches: bool, objective: Objective, expected: tuple[str, ...]) -> None:
+def test_default_augmentation_and_outlier_photos_by_kind_of_model(
+    channels: int, size: int, patches: bool, objective: Objective, expected: tuple[str, ...], outliers: bool
+) -> None:
     spec = LeNetSpec("cifar10" if size == 32 else "lenet-64", channels=channels, image_size=size, conv_filters=(4, 8), dense_units=(8,))
-    assert train_defaults(spec, patches, objective).augment == expected
+    defaults = train_defaults(spec, patches, objective)
+    assert defaults.augment == expected and defaults.builtin_outliers is outliers

@@ -79,7 +79,7 @@ def usage_sections() -> dict[str, str]:
 
 
 def long_options(command) -> set[str]:
-    return {o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"}
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--") and o != "--help"}
 
 
 def test_usage_md_documents_every_option_of_every_command() -> None:

@@ -12,6 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ssd_cli.cli import app
+from ssd_cli.data.images import list_images
+from ssd_cli.data.outliers import BUILTIN_OUTLIER_COUNT, BUILTIN_OUTLIERS
 from ssd_cli.io.modelfile import load_model
 
 FAST = ["--device", "cpu", "--batch-size", "16", "--epochs", "1", "--pretrain-epochs", "0", "--force"]
@@ -69,6 +71,38 @@ def test_small_colour_photos_are_mirrored_unless_told_not_to(tmp_path: Path) -> 
     result = ssd("train", "-u", photos, "--out", out, "--augment", "none", *FAST)
     assert result.exit_code == 0 and "augmented each step" not in result.text
     assert load_model(out).training["config"]["augment"] == []
+
+
+def test_ssds_own_outlier_photos_ship_whole() -> None:
+    listing = list_images([BUILTIN_OUTLIERS], what="outliers")
+    assert len(listing.files) == BUILTIN_OUTLIER_COUNT and not listing.skipped
+    for path in listing.files[::13]:
+        with Image.open(path) as im:
+            assert (im.size, im.mode) == ((32, 32), "RGB")
+
+
+@pytest.mark.slow
+def test_small_colour_photos_keep_ssds_outlier_photos_away_unless_told_not_to(sample_dir: Path, tmp_path: Path) -> None:
+    photos = folder(tmp_path / "small", 12, 32, 2, colour=True)
+    mine = folder(tmp_path / "mine", 5, 32, 3, colour=True)
+    out = tmp_path / "m.safetensors"
+    n = BUILTIN_OUTLIER_COUNT
+    cases = [
+        ([], n, f"{n} outlier images (weight 1: ssd's own outlier photos)"),
+        (["--outliers", mine], 5, "5 outlier images (weight 1)"),  # the user's own replace them
+        (["--outliers", mine, "--builtin-outliers"], n + 5, f"{n + 5} outlier images (weight 1, ssd's own outlier photos among them)"),
+        (["--no-builtin-outliers"], 0, "0 labeled, synthetic rotate"),
+    ]
+    for options, count, planned in cases:
+        result = ssd("train", "-u", photos, "--out", out, *options, *FAST)
+        assert result.exit_code == 0, result.output
+        assert planned in result.text, (options, result.text)
+        training = load_model(out).training
+        assert training["n_outliers"] == count and training["builtin_outliers"] is (count >= n), options
+    ssd("train", "-u", photos, "--out", out, *FAST)
+    assert "208 outlier images (ssd's own among them)" in ssd("info", out).text
+    result = ssd("train", "-u", sample_dir / "normal", "--out", out, *FAST)  # grayscale digits: none
+    assert result.exit_code == 0 and load_model(out).training["n_outliers"] == 0
 
 
 def test_an_unknown_augmentation_is_a_usage_error(sample_dir: Path, tmp_path: Path) -> None:

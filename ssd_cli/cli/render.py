@@ -159,7 +159,8 @@ def _anomalies(plan: TrainPlan) -> str:
     if plan.tiles.spec is not None and plan.files.get(Role.ANOMALIES):
         parts[0] += " (scored after training, not trained on: which tile holds a photo's defect is unknown)"
     if plan.files.get(Role.OUTLIERS):
-        parts.append(f"{len(plan.files[Role.OUTLIERS])} outlier images (weight {cfg.outlier_weight:g})")
+        own = "" if not plan.builtin_outliers else ": ssd's own outlier photos" if not plan.request.outliers else ", ssd's own outlier photos among them"
+        parts.append(f"{len(plan.files[Role.OUTLIERS])} outlier images (weight {cfg.outlier_weight:g}{own})")
     s = cfg.synthetic
     if s.enabled:
         parts.append(f"synthetic {'/'.join(s.kinds)}, {s.ratio:g} per normal sample, made each step")
@@ -321,7 +322,8 @@ def _anomalous_samples(t: dict) -> str:
     def listed(names: list[str] | None) -> str:
         return "n/a" if names is None else ("/".join(names) or "none")
 
-    return f"{_known(t['n_outliers'])} outlier images; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}"
+    own = {True: " (ssd's own among them)", False: "", None: ""}[t["builtin_outliers"]]
+    return f"{_known(t['n_outliers'])} outlier images{own}; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}"
 
 
 def _known(value: object) -> object:

@@ -103,6 +103,7 @@ def describe_model(saved: SavedModel) -> dict:
             "labeled_at_threshold": _separation(t.get("labeled_at_threshold")),
             "world_size": t.get("world_size", 1),
             "n_outliers": _number(t.get("n_outliers")),
+            "builtin_outliers": t.get("builtin_outliers") if isinstance(t.get("builtin_outliers"), bool) else None,
             "synthetic": _synthetic(t.get("config")),
             "augment": _names(config.get("augment") if isinstance(config := t.get("config"), dict) else None),
             "anomaly_loss": _config_text(t.get("config"), "anomaly_loss"),
