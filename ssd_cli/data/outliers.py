@@ -3,7 +3,7 @@
 Outlier exposure: a network that must keep a few hundred pictures of other things far from c learns
 more of what makes its own images normal, with no labels from the user (docs/photos.md, "Outlier
 images": one-class CIFAR-10 0.713 to 0.756 without labels). The folder holds 208 colour crops of
-32 px, 26 from each of eight photos bundled with scikit-image, written by
+32 px, 26 from each of eight images bundled with scikit-image (seven photos: chelsea and cat are one), written by
 `benchmarks/make_outlier_crops.py --seed 0` (byte-identical; scikit-image is not needed to use them).
 Every source is free to ship: astronaut (NASA, public domain), chelsea and cat (the same photo, CC0,
 Stefan van der Walt), coffee (CC0, Rachel Michetti), rocket (SpaceX, public domain),
