@@ -113,10 +113,11 @@ UPRIGHT_TRAIN = OptimConfig(epochs=100, lr=1e-3, lr_milestones=(70,), weight_dec
 # Grayscale ones do not: a mirrored digit is another shape, and on MNIST digits 0, 1, 4, 8 it gained
 # nothing on average (0.956 both ways, per digit -0.009 to +0.014; docs/photos.md).
 MIRRORED_PHOTOS = ("hflip",)
-# Colour ones also keep ssd's built-in outlier photos (data/outliers.py) away from c: colour-objects
-# 0.868 / 0.849 with labels and 0.844 / 0.827 without, against 0.820 / 0.827 and 0.813 / 0.794;
-# one-class CIFAR-10, not tuned on, 0.756 / 0.741 without labels against 0.713 / 0.713, and 0.759 /
-# 0.761 with 20 against 0.739 / 0.736 (seeds 0 / 1; docs/photos.md, "Outlier images").
+# Colour ones also keep ssd's built-in outlier photos (data/outliers.py, 416 crops) away from c:
+# colour-objects 0.884 / 0.895 with labels and 0.845 / 0.857 without, against 0.820 / 0.827 and
+# 0.813 / 0.794; one-class CIFAR-10, not tuned on, 0.766 / 0.758 without labels against 0.713 /
+# 0.713 (seeds 0 / 1; 208 crops gave 0.756 / 0.741, and 0.759 / 0.761 with 20 labeled anomalies
+# against 0.739 / 0.736; docs/photos.md, "Outlier images").
 
 
 @dataclass(frozen=True)
