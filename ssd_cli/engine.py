@@ -233,7 +233,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         raise UsageError("--cache is not available for tiled training (large photos): leave it out, or give --tiles off to fit the images whole")
     defaults = train_defaults(spec, patches is not None, base.objective)
     schedule = defaults.schedule
-    builtin = not pretrain_only and (defaults.builtin_outliers and not req.outliers if req.builtin_outliers is None else req.builtin_outliers)
+    builtin = not pretrain_only and _builtin_outliers(req, defaults.builtin_outliers)
     if builtin:  # known once the network is: scanned now, as a folder given with --outliers would have been
         report = with_role(report, Role.OUTLIERS, [*req.outliers, BUILTIN_OUTLIERS])
     synthetic = SyntheticConfig() if pretrain_only else _synthetic(req, defaults.synthetic)
@@ -300,6 +300,14 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         warnings=warnings,
         builtin_outliers=builtin,
     )
+
+
+def _builtin_outliers(req: TrainRequest, default: bool) -> bool:
+    """Whether ssd's own outlier photos are used: as the user says, else the default for the data
+    unless the user gave outlier images of their own."""
+    if req.builtin_outliers is not None:
+        return req.builtin_outliers
+    return default and not req.outliers
 
 
 def _synthetic(req: TrainRequest, default: SyntheticConfig) -> SyntheticConfig:

@@ -124,11 +124,11 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         lines.append(f"  tiles: none; {safe(tiles.reason)}")
     if plan.patches is not None:
         p = plan.patches.spec
-        unit = "a tile" if tiles.spec else "an image"
+        unit, one = ("tile", "a tile") if tiles.spec else ("image", "an image")
         worst = "the worst" if p.top_k == 1 else f"the mean of the {p.top_k} worst"
         lines.append(
-            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per {unit.split()[1]} "
-            f"and epoch); {unit} scores as {worst} of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
+            f"  patches: phi sees {p.patch_size} px patches ({plan.patches.samples_per_image} random ones per {unit} "
+            f"and epoch); {one} scores as {worst} of its {p.grid}x{p.grid} grid patches, {p.stride} px apart"
         )
     fitted = "tiles (the images keep their shape)" if tiles.spec else f"--resize {plan.resize.value}"
     lines.append(f"  input: {fitted}, preprocessing {plan.preprocessing.value}")
@@ -159,7 +159,9 @@ def _anomalies(plan: TrainPlan) -> str:
     if plan.tiles.spec is not None and plan.files.get(Role.ANOMALIES):
         parts[0] += " (scored after training, not trained on: which tile holds a photo's defect is unknown)"
     if plan.files.get(Role.OUTLIERS):
-        own = "" if not plan.builtin_outliers else ": ssd's own outlier photos" if not plan.request.outliers else ", ssd's own outlier photos among them"
+        own = ""
+        if plan.builtin_outliers:
+            own = ", ssd's own outlier photos among them" if plan.request.outliers else ": ssd's own outlier photos"
         parts.append(f"{len(plan.files[Role.OUTLIERS])} outlier images (weight {cfg.outlier_weight:g}{own})")
     s = cfg.synthetic
     if s.enabled:
@@ -322,7 +324,7 @@ def _anomalous_samples(t: dict) -> str:
     def listed(names: list[str] | None) -> str:
         return "n/a" if names is None else ("/".join(names) or "none")
 
-    own = {True: " (ssd's own among them)", False: "", None: ""}[t["builtin_outliers"]]
+    own = " (ssd's own among them)" if t["builtin_outliers"] else ""
     return f"{_known(t['n_outliers'])} outlier images{own}; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}"
 
 

@@ -152,21 +152,24 @@ def scan_inputs(roles: Mapping[str, Sequence[Path]], *, sample: int = 256, seed:
     role none of whose files could be read when the sample held them all: before the plan is shown,
     since nothing could be trained on.
     """
-    report = ScanReport({}, (), sample)
-    for role, paths in roles.items():
-        report = with_role(report, role, paths, seed=seed)
-    return report
+    scans = {role: _scan_listed(role, paths, sample, seed) for role, paths in roles.items()}
+    return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), sample)
 
 
 def with_role(report: ScanReport, role: str, paths: Sequence[Path], *, seed: int = 0) -> ScanReport:
     """The report with one more role scanned (or a role scanned again) from `paths`: how a plan adds
     files it decides on after the first scan (ssd's own outlier photos), by the same rules."""
+    scans = {**report.roles, role: _scan_listed(role, paths, report.sample, seed)}
+    return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), report.sample)
+
+
+def _scan_listed(role: str, paths: Sequence[Path], sample: int, seed: int) -> RoleScan:
+    """One role listed and sampled; InputError when none of its files could be read."""
     listing = list_images(paths, what=role)
-    scan = _scan_role(role, listing.files, listing.skipped, report.sample, seed)
+    scan = _scan_role(role, listing.files, listing.skipped, sample, seed)
     if not scan.readable and scan.sampled == scan.count:
         raise InputError(f"{role}: none of the {scan.count} image file(s) could be read: {name_skipped(scan.unreadable)}")
-    scans = {**report.roles, role: scan}
-    return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), report.sample)
+    return scan
 
 
 def _scan_role(role: str, files: list[Path], skipped: list[Skipped], sample: int, seed: int) -> RoleScan:

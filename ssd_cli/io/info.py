@@ -80,6 +80,8 @@ def _synthetic(config: object) -> list[str] | None:
 
 def describe_model(saved: SavedModel) -> dict:
     t = saved.training
+    config = t.get("config") if isinstance(t.get("config"), dict) else {}
+    builtin = t.get("builtin_outliers")
     return {
         **_common("model", saved),
         "objective": saved.objective.value,
@@ -103,10 +105,10 @@ def describe_model(saved: SavedModel) -> dict:
             "labeled_at_threshold": _separation(t.get("labeled_at_threshold")),
             "world_size": t.get("world_size", 1),
             "n_outliers": _number(t.get("n_outliers")),
-            "builtin_outliers": t.get("builtin_outliers") if isinstance(t.get("builtin_outliers"), bool) else None,
-            "synthetic": _synthetic(t.get("config")),
-            "augment": _names(config.get("augment") if isinstance(config := t.get("config"), dict) else None),
-            "anomaly_loss": _config_text(t.get("config"), "anomaly_loss"),
+            "builtin_outliers": builtin if isinstance(builtin, bool) else None,
+            "synthetic": _synthetic(config),
+            "augment": _names(config.get("augment")),
+            "anomaly_loss": _config_text(config, "anomaly_loss"),
         },
         "training_record": t,
     }
