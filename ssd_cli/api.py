@@ -55,7 +55,7 @@ _OPTIM = ("epochs", "lr", "lr_milestones", "weight_decay", "batch_size")
 _ENUMS = {"resize": Resize, "preprocessing": Preprocessing, "objective": Objective, "anomaly_loss": AnomalyLoss, "threshold_from": ThresholdSource, "tiles": Tiling}
 _REQUEST = ("arch", "decoder", "channels", "image_size", "resize", "preprocessing", "objective", "nu", "eta", "pretrained",
             "patch_size", "patch_stride", "patch_top_k", "patches_per_image", "tiles", "tile_scale", "tiles_per_image", "threshold_quantile", "seed", "cache",
-            "synthetic", "synthetic_ratio", "augment", "anomaly_loss", "outlier_weight", "builtin_outliers", "threshold_from")  # fmt: skip
+            "synthetic", "synthetic_ratio", "augment", "anomaly_loss", "outlier_weight", "builtin_outliers", "whiten", "threshold_from")  # fmt: skip
 FIT_SETTINGS = _REQUEST + _OPTIM + tuple(f"pretrain_{k}" for k in _OPTIM if k != "batch_size")
 _WHERE_MASKS = "a mask has its image's path relative to the --anomalous folder, with any image extension"
 

@@ -99,6 +99,7 @@ class TrainRequest:
     anomaly_loss: AnomalyLoss | None = None  # None: the paper's inverse distance
     outlier_weight: float = 1.0
     builtin_outliers: bool | None = None  # ssd's own outlier photos (data/outliers.py); None: the default for the data
+    whiten: bool | None = None  # Mahalanobis scores (core/whitening.py); None: the default for the model
     train: OptimOverrides = OptimOverrides()
     pretrain: OptimOverrides = OptimOverrides()
     pretrained: Path | None = None
@@ -242,6 +243,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             objective=base.objective, nu=base.nu, eta=base.eta, optim=req.train.apply(schedule.train),
             anomaly_loss=req.anomaly_loss or AnomalyLoss.INVERSE, outlier_weight=req.outlier_weight, synthetic=synthetic,
             augment=() if pretrain_only else (defaults.augment if req.augment is None else req.augment),
+            whiten=not pretrain_only and (defaults.whiten if req.whiten is None else req.whiten),
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -142,7 +142,8 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
         lines.append("  pretraining: none (phi starts from random weights)")
     if not pretrain_only:
         augmented = f"; images augmented each step: {', '.join(plan.cfg.augment)}" if plan.cfg.augment else ""
-        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}{augmented}")
+        whitened = "; then phi's output whitened: scores are Mahalanobis distances" if plan.cfg.whiten else ""
+        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}{augmented}{whitened}")
         lines.append(f"  anomalies: {_anomalies(plan)}")
         lines.append(f"  threshold: {_threshold(plan)}")
     if plan.estimate_seconds is not None:
@@ -325,7 +326,8 @@ def _anomalous_samples(t: dict) -> str:
         return "n/a" if names is None else ("/".join(names) or "none")
 
     own = " (ssd's own among them)" if t["builtin_outliers"] else ""
-    return f"{_known(t['n_outliers'])} outlier images{own}; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}"
+    scores = "" if t["whitened"] is None else ("; scores: Mahalanobis (phi whitened)" if t["whitened"] else "; scores: distance to c")
+    return f"{_known(t['n_outliers'])} outlier images{own}; synthetic: {listed(t['synthetic'])}; augmented: {listed(t['augment'])}; anomaly loss {_known(t['anomaly_loss'])}{scores}"
 
 
 def _known(value: object) -> object:

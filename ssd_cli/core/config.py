@@ -159,6 +159,7 @@ class TrainConfig:
     outlier_weight: float = 1.0  # weight of outlier images (--outliers) instead of eta
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # no kinds: none made
     augment: tuple[str, ...] = ()  # augmentations of the real training images (core/augment.py); () none
+    whiten: bool = False  # one-class: score the Mahalanobis distance, phi whitened after training (core/whitening.py)
 
     def __post_init__(self) -> None:
         if not 0 < self.nu <= 1:  # False for NaN too
@@ -170,6 +171,8 @@ class TrainConfig:
         if self.anomaly_loss is not AnomalyLoss.INVERSE and self.objective is not Objective.ONE_CLASS:
             raise ValueError(f"the {self.anomaly_loss.value} anomaly loss is for the one-class objective; soft-boundary has its own hinge")
         check_names(self.augment, AUGMENT_KINDS, "augmentation(s)", "augmentations")
+        if self.whiten and self.objective is not Objective.ONE_CLASS:
+            raise ValueError("whitened scores are for the one-class objective; soft-boundary's radius R is a distance to c")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -23,6 +23,7 @@ from ssd_cli.core.training import (
     train_deep_svdd,
 )
 from ssd_cli.core.views import PatchView, View, WholeView
+from ssd_cli.core.whitening import IMAGES_AT_ONCE, whiten
 
 
 def view_for(spec: LeNetSpec, patches: PatchView | None) -> View:
@@ -105,13 +106,19 @@ def train_model(
     if held is not None:
         x_held, x, y = _rows(x, held), x[~held], y[~held]
     result = train_deep_svdd(encoder, x, y, cfg, seed=seed, view=view, on_epoch=on_epoch)
+    c, whitening = result.c, None
+    if cfg.whiten:  # from here on phi's output is whitened and scores are Mahalanobis distances
+        normal = torch.nonzero(y >= 0).flatten()
+        folded = whiten(encoder, (view.scored_inputs(x[rows]) for rows in normal.split(IMAGES_AT_ONCE)))
+        if folded is not None:
+            c, whitening = folded
     model = SavedModel(
         spec=spec,
         objective=cfg.objective,
         nu=cfg.nu,
         eta=cfg.eta,
         preprocessor=pre,
-        c=result.c,
+        c=c,
         radius=result.radius,
         threshold=math.nan,  # set below, from the scores of the model as it is
         threshold_rule="",
@@ -120,7 +127,7 @@ def train_model(
         patch=patches.spec if patches else None,
         tile=tiles,
     )
-    all_scores, labels = score_images(model) if score_images is not None else (view.scores(encoder, result.c, x), y)
+    all_scores, labels = score_images(model) if score_images is not None else (view.scores(encoder, c, x), y)
     train_scores = all_scores[labels >= 0]
     calibration = None
     if cfg.objective is Objective.SOFT_BOUNDARY:
@@ -129,7 +136,7 @@ def train_model(
         model.threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
         model.threshold_rule = f"{threshold_quantile:g}-quantile of the training scores"
         if held is not None:
-            calibration = synthetic_threshold(view, encoder, result.c, x_held, cfg.synthetic, seed)
+            calibration = synthetic_threshold(view, encoder, c, x_held, cfg.synthetic, seed)
             model.threshold, quantile = calibration.threshold, model.threshold
             model.threshold_rule = f"F1-best between {calibration.n_normal} held-out images and {calibration.n_anomalous} synthetic anomalies made from them"
     model.training = {
@@ -144,6 +151,7 @@ def train_model(
         "device": str(x.device),
         "config": cfg.to_dict(),
         "pretrained": autoencoder is not None,
+        "whitening": whitening.to_dict() if whitening is not None else None,
         "fraction_outside_threshold": float((train_scores > model.threshold).float().mean()),
         "patches_per_image": patches.samples_per_image if patches else None,
         "labeled_at_threshold": _labeled_at(all_scores, labels, model.threshold),

@@ -50,6 +50,8 @@ class View(Protocol):
 
     def scores(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
 
+    def scored_inputs(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 @dataclass(frozen=True)
 class WholeView:
@@ -69,6 +71,10 @@ class WholeView:
 
     def scores(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return squared_distances(embed_shared(encoder, x), c).sqrt()  # type: ignore[arg-type]
+
+    def scored_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What phi sees when the images are scored: the images themselves."""
+        return x
 
 
 # A crop of a masked image is anomalous when it holds at least half of the mask, or this share of its
@@ -134,6 +140,10 @@ class PatchView:
 
     def scores(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return image_scores(patch_distances(encoder, c, x, self.spec), self.spec.top_k)  # type: ignore[arg-type]
+
+    def scored_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What phi sees when the images are scored: every patch of their grids."""
+        return grid_patches(x, self.spec).flatten(0, 1)
 
 
 def holds_defect(masks: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -78,6 +78,15 @@ def _synthetic(config: object) -> list[str] | None:
     return _names(synthetic.get("kinds") if isinstance(synthetic, dict) else None)
 
 
+def _whitened(config: dict, whitening: object) -> bool | None:
+    """Whether the scores are Mahalanobis distances (None: a file from before whitening existed).
+    Asked for but skipped (embeddings that did not vary) is False: phi was left as trained."""
+    asked = config.get("whiten")
+    if not isinstance(asked, bool):
+        return None
+    return asked and isinstance(whitening, dict)
+
+
 def describe_model(saved: SavedModel) -> dict:
     t = saved.training
     config = t.get("config") if isinstance(t.get("config"), dict) else {}
@@ -109,6 +118,7 @@ def describe_model(saved: SavedModel) -> dict:
             "synthetic": _synthetic(config),
             "augment": _names(config.get("augment")),
             "anomaly_loss": _config_text(config, "anomaly_loss"),
+            "whitened": _whitened(config, t.get("whitening")),
         },
         "training_record": t,
     }
