@@ -1,6 +1,7 @@
 """Whitened scores (core/whitening.py): folding the whitening into phi's output layer gives exactly
-the Mahalanobis distance, computed here the long way; degenerate embeddings leave phi alone; patch
-models get it by default and the plan, the model file and `ssd info` say so."""
+the Mahalanobis distance under scikit-learn's Ledoit-Wolf covariance, computed here the long way;
+degenerate embeddings leave phi alone; patch models get it by default and the plan, the model file
+and `ssd info` say so."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ssd_cli.core.nets import Encoder, LeNetSpec
 from ssd_cli.core.objectives import squared_distances
 from ssd_cli.core.patches import PatchSpec, patch_distances
 from ssd_cli.core.views import PatchView
-from ssd_cli.core.whitening import SHRINKAGE, whiten
+from ssd_cli.core.whitening import ledoit_wolf, moments, whiten
 from ssd_cli.errors import ExitCode
 from ssd_cli.io.modelfile import load_model
 from conftest import ok, one_line_error, photos, ssd
@@ -30,12 +31,32 @@ def encoder(seed: int = 0) -> Encoder:
     return Encoder(SPEC).eval()
 
 
-def mahalanobis(z: np.ndarray, train: np.ndarray, shrinkage: float) -> np.ndarray:
-    """The long way: mean, covariance, shrinkage towards the mean variance, inverse."""
-    mean, cov = train.mean(axis=0), np.cov(train, rowvar=False)
-    shrunk = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
-    v = z - mean
-    return np.einsum("ni,ij,nj->n", v, np.linalg.inv(shrunk), v)
+def mahalanobis(z: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The long way: scikit-learn's Ledoit-Wolf estimate of the training embeddings' covariance."""
+    from sklearn.covariance import LedoitWolf
+
+    fitted = LedoitWolf().fit(train)
+    v = z - fitted.location_
+    return np.einsum("ni,ij,nj->n", v, fitted.precision_, v)
+
+
+@pytest.mark.parametrize(("n", "offset"), [(40, 0.0), (300, 0.0), (2000, 5.0)])
+def test_moments_and_shrinkage_are_scikit_learns(n: int, offset: float) -> None:
+    """Accumulated in one pass from raw sums, they match the estimator run on all embeddings at once,
+    far from the origin too (where the expansion of the centred sums could lose precision)."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    enc = encoder(4)
+    with torch.no_grad():
+        enc.dense[-1].weight.add_(offset / SPEC.dense_units[-1])  # embeddings far from 0
+    x = torch.randn(n, 1, 16, 16, generator=torch.Generator().manual_seed(n))
+    z = embed(enc, x).double().numpy()
+    mom = moments(enc, x.split(64))
+    assert mom.n == n
+    np.testing.assert_allclose(mom.mean.numpy(), z.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(mom.cov.numpy(), np.cov(z, rowvar=False, bias=True), rtol=1e-7, atol=1e-10)
+    assert ledoit_wolf(mom) == pytest.approx(ledoit_wolf_shrinkage(z), rel=1e-6, abs=1e-9)
+    assert 0 < ledoit_wolf(mom) < 1
 
 
 def test_the_folded_distance_is_the_mahalanobis_distance() -> None:
@@ -46,17 +67,16 @@ def test_the_folded_distance_is_the_mahalanobis_distance() -> None:
     folded = whiten(enc, train.split(64))
     assert folded is not None
     centre, record = folded
-    assert record.n == 300 and record.shrinkage == SHRINKAGE and record.condition >= 1
+    assert record.n == 300 and 0 < record.shrinkage < 1 and record.condition >= 1
     got = squared_distances(embed(enc, test), centre).double().numpy()
-    want = mahalanobis(before_test, before_train, SHRINKAGE)
+    want = mahalanobis(before_test, before_train)
     np.testing.assert_allclose(got, want, rtol=2e-3)
     # and it is not the plain distance to the mean: directions are weighed by their spread
     plain = ((before_test - before_train.mean(axis=0)) ** 2).sum(axis=1)
     assert abs(np.corrcoef(got, plain)[0, 1]) < 0.999
-    # the training embeddings come out with unit spread in every direction, up to the shrinkage
-    white = embed(enc, train).double()
-    cov = torch.cov((white - centre.double()).T)
-    assert torch.allclose(torch.diagonal(cov), torch.ones(SPEC.rep_dim, dtype=torch.float64), atol=0.02)
+    # with more embeddings the shrinkage falls: the estimate needs less of it
+    more = torch.randn(3000, 1, 16, 16, generator=gen)
+    assert ledoit_wolf(moments(encoder(), more.split(256))) < ledoit_wolf(moments(encoder(), train.split(64)))
 
 
 def test_patch_grids_are_whitened_patch_by_patch() -> None:
@@ -71,7 +91,7 @@ def test_patch_grids_are_whitened_patch_by_patch() -> None:
     folded = whiten(enc, (view.scored_inputs(chunk) for chunk in images.split(7)))
     assert folded is not None and folded[1].n == len(patches)
     maps = patch_distances(enc, folded[0], images[:3], spec) ** 2
-    want = mahalanobis(before[: 3 * spec.grid**2], before, SHRINKAGE).reshape(3, spec.grid, spec.grid)
+    want = mahalanobis(before[: 3 * spec.grid**2], before).reshape(3, spec.grid, spec.grid)
     np.testing.assert_allclose(maps.double().numpy(), want, rtol=2e-3)
 
 
