@@ -96,7 +96,9 @@ def train_model(
     The training images' scores are the view's scores of x, or, where the samples are not the
     images (a tiled model trains on some tiles of each), `score_images(model)`: the training
     images' scores and labels under the model (the quantile then, never SYNTHETIC: its held-out
-    samples would be tiles).
+    samples would be tiles). With cfg.whiten, phi's output layer is whitened by the training
+    images' embeddings (core/whitening.py) before anything is scored, so the threshold is one of
+    Mahalanobis distances; the held-out images take no part in it.
     """
     assert score_images is None or threshold_source is ThresholdSource.QUANTILE, "held-out samples must be images"
     start = time.perf_counter()

@@ -140,9 +140,9 @@ class TrainDefaults:
 
 def train_defaults(spec: LeNetSpec, patches: bool, objective: Objective) -> TrainDefaults:
     """Patch-level models (photos of 128 px and more, searched for local defects) train against
-    synthetic defects of every local kind and score Mahalanobis distances; whole-image one-class models of small images against
-    turned copies, colour ones (photos) with their images mirrored at random and ssd's outlier
-    photos as anomalies; the rest (larger whole images, the soft-boundary objective) keep the
+    synthetic defects of every local kind and score Mahalanobis distances; whole-image one-class
+    models of small images against turned copies, colour ones (photos) with their images mirrored
+    at random and ssd's outlier photos as anomalies; the rest (larger whole images, the soft-boundary objective) keep the
     network's schedule and the paper's objective, where nothing better was measured (docs/photos.md)."""
     network = schedule_for_spec(spec)
     one_class = objective is Objective.ONE_CLASS
