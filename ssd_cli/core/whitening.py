@@ -73,9 +73,9 @@ def moments(encoder: Encoder, chunks: Iterable[torch.Tensor]) -> Moments:
     m = total / n
     mm = float(m @ m)
     cov = outer / n - torch.outer(m, m)
-    # sum of ||z - m||^4 = sum (a - 2b + c)^2 with a = ||z||^2, b = m.z, c = ||m||^2 (and sum b = n c)
+    # sum of ||z - m||^4 = sum (a - 2b + c)^2 with a = ||z||^2, b = m.z, c = ||m||^2, and sum b = n c
     sum_a, sum_ab, sum_b2 = float(outer.trace()), float(m @ norms2_z), float(m @ outer @ m)
-    fourth = norms4 - 4 * sum_ab + 4 * sum_b2 + 2 * mm * sum_a - 4 * n * mm * mm + n * mm * mm
+    fourth = norms4 - 4 * sum_ab + 4 * sum_b2 + 2 * mm * sum_a - 3 * n * mm * mm
     return Moments(n, m, cov, max(fourth, 0.0))
 
 
