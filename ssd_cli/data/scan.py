@@ -153,14 +153,14 @@ def scan_inputs(roles: Mapping[str, Sequence[Path]], *, sample: int = 256, seed:
     since nothing could be trained on.
     """
     scans = {role: _scan_listed(role, paths, sample, seed) for role, paths in roles.items()}
-    return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), sample)
+    return ScanReport(scans, _overlaps(scans), sample)
 
 
 def with_role(report: ScanReport, role: str, paths: Sequence[Path], *, seed: int = 0) -> ScanReport:
     """The report with one more role scanned (or a role scanned again) from `paths`: how a plan adds
     files it decides on after the first scan (ssd's own outlier photos), by the same rules."""
     scans = {**report.roles, role: _scan_listed(role, paths, report.sample, seed)}
-    return ScanReport(scans, _overlaps(scans) if len(scans) > 1 else (), report.sample)
+    return ScanReport(scans, _overlaps(scans), report.sample)
 
 
 def _scan_listed(role: str, paths: Sequence[Path], sample: int, seed: int) -> RoleScan:
@@ -231,6 +231,9 @@ def is_colour(im: Image.Image) -> bool:
 
 
 def _overlaps(scans: Mapping[str, RoleScan]) -> tuple[Overlap, ...]:
+    """Files listed under two roles; one role alone has none, and its files are not resolved."""
+    if len(scans) < 2:
+        return ()
     keyed = {role: _resolved(scan.files) for role, scan in scans.items()}
     names = list(scans)
     found = []
