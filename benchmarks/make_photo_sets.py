@@ -261,7 +261,7 @@ def _stain(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tup
     """A stain with a soft edge, half of them with a darker tide line just inside the rim (a dried drop).
     Grey: a smooth brightness shift (a damp or bleached patch). Colour: extra absorbance of a real
     histology dye (a reagent or precipitate stain), so the tint is one a slide can have, not a random colour."""
-    radius = float(rng.uniform(5, 13)) * scale  # 10-26 px across
+    radius = min(float(rng.uniform(5, 13)) * scale, BLOB_MAX_RADIUS)  # 10-26 px across
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.2, 0.5)) * radius
     w = _smoothstep(field / feather)
@@ -288,7 +288,7 @@ def _smudge(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tu
     (a wiped finger mark). Brightness is kept, only detail is lost."""
     from scipy.ndimage import gaussian_filter, shift as nd_shift
 
-    radius = float(rng.uniform(5, 14)) * scale  # 10-28 px across
+    radius = min(float(rng.uniform(5, 14)) * scale, BLOB_MAX_RADIUS)  # 10-28 px across
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.3, 0.6)) * radius
     smear = bool(rng.integers(2))
@@ -417,7 +417,7 @@ def _fill(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tupl
     surroundings by biharmonic inpainting (a worn or retouched spot: right mean, no grain)."""
     from skimage.restoration import inpaint_biharmonic
 
-    radius = float(rng.uniform(3, 9)) * scale
+    radius = min(float(rng.uniform(3, 9)) * scale, BLOB_MAX_RADIUS)
     field, (cy, cx) = _blob_field(radius, rng)
     mask = field > 0
     filled = inpaint_biharmonic(img, mask, channel_axis=-1 if img.ndim == 3 else None)
