@@ -232,7 +232,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     tiles = _tiles_of(saved_ae, req, report.unlabeled) if saved_ae is not None else choose_tiles(req, report, choice.image_size, patches)
     if tiles.spec is not None and req.cache is not None:
         raise UsageError("--cache is not available for tiled training (large photos): leave it out, or give --tiles off to fit the images whole")
-    defaults = train_defaults(spec, patches is not None, base.objective)
+    defaults = train_defaults(spec, patches is not None, base.objective, labeled_anomalies=Role.ANOMALIES in report.roles)
     schedule = defaults.schedule
     builtin = not pretrain_only and _builtin_outliers(req, defaults.builtin_outliers)
     if builtin:  # known once the network is: scanned now, as a folder given with --outliers would have been

@@ -71,5 +71,6 @@ def test_default_augmentation_and_outlier_photos_by_kind_of_model(
     channels: int, size: int, patches: bool, objective: Objective, expected: tuple[str, ...], outliers: bool
 ) -> None:
     spec = LeNetSpec("cifar10" if size == 32 else "lenet-64", channels=channels, image_size=size, conv_filters=(4, 8), dense_units=(8,))
-    defaults = train_defaults(spec, patches, objective)
-    assert defaults.augment == expected and defaults.builtin_outliers is outliers
+    for labeled_anomalies in (False, True):  # labeled anomalies change neither
+        defaults = train_defaults(spec, patches, objective, labeled_anomalies)
+        assert defaults.augment == expected and defaults.builtin_outliers is outliers

@@ -59,6 +59,22 @@ def test_small_whole_image_models_train_against_turned_copies(sample_dir: Path, 
     assert (config["optim"]["lr"], config["optim"]["batch_size"]) == (1e-3, 64)
 
 
+def test_digits_with_labeled_anomalies_train_on_those_alone_unless_told(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    given = ("-u", sample_dir / "normal", "--anomalies", sample_dir / "anomalies", "--out", out, "--device", "cpu", "--epochs", "1", "--force")
+    result = ssd("train", *given)
+    assert result.exit_code == 0, result.output
+    assert "no synthetic ones" in result.text and "no turned copies" in result.text
+    assert load_model(out).training["config"]["synthetic"]["kinds"] == []
+    result = ssd("train", *given, "--synthetic", "rotate")  # asked for: made as before
+    assert result.exit_code == 0 and "synthetic rotate" in result.text
+    assert load_model(out).training["config"]["synthetic"]["kinds"] == ["rotate"]
+    colour = folder(tmp_path / "small", 12, 32, 2, colour=True)
+    bad = folder(tmp_path / "bad", 3, 32, 3, colour=True)
+    result = ssd("train", "-u", colour, "--anomalies", bad, "--out", out, *FAST)  # photos of objects keep them
+    assert result.exit_code == 0 and load_model(out).training["config"]["synthetic"]["kinds"] == ["rotate"]
+
+
 def test_small_colour_photos_are_mirrored_unless_told_not_to(tmp_path: Path) -> None:
     photos = folder(tmp_path / "small", 12, 32, 2, colour=True)
     out = tmp_path / "m.safetensors"

@@ -67,8 +67,11 @@ def test_user_settings_win_over_the_choice(colour_dir: Path, tmp_path: Path) -> 
 def test_sample_data_keeps_the_papers_mnist_network(sample_dir: Path) -> None:
     plan = plan_training(TrainRequest(unlabeled=(sample_dir / "normal",), anomalies=(sample_dir / "anomalies",), device="cpu"), estimate=False)
     assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("mnist", 1, 28)
-    assert plan.pretrain is None and plan.cfg.optim == UPRIGHT_TRAIN and plan.cfg.synthetic.kinds == ("rotate",)
-    assert plan.warnings == []
+    assert plan.pretrain is None and plan.cfg.optim == UPRIGHT_TRAIN and plan.warnings == []
+    # digits with labeled anomalies train on those alone; without any, against their turned copies
+    assert not plan.cfg.synthetic.enabled and "no turned copies" in plan.anomalies_reason
+    unlabeled = plan_training(TrainRequest(unlabeled=(sample_dir / "normal",), device="cpu"), estimate=False)
+    assert unlabeled.cfg.synthetic.kinds == ("rotate",) and unlabeled.cfg.optim == UPRIGHT_TRAIN
 
 
 # --- warnings (never failures) -------------------------------------------------------------------
