@@ -171,6 +171,11 @@ def _blob_field(radius: float, rng: np.random.Generator, size: int = CROP, cente
 BLOB_MAX_RADIUS = (CROP / 2 - 4) / 1.5  # the largest blob _blob_field can place (for --defect-scale)
 
 
+def _blob_radius(rng: np.random.Generator, low: float, high: float, scale: float) -> float:
+    """A blob radius drawn from [low, high) px, times --defect-scale, capped to what _blob_field can place."""
+    return min(float(rng.uniform(low, high)) * scale, BLOB_MAX_RADIUS)
+
+
 def _blob_mask(radius: float, rng: np.random.Generator, size: int = CROP, center: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """Soft (anti-aliased, 1 px) weight of an irregular blob."""
     field, center = _blob_field(radius, rng, size, center)
@@ -261,7 +266,7 @@ def _stain(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tup
     """A stain with a soft edge, half of them with a darker tide line just inside the rim (a dried drop).
     Grey: a smooth brightness shift (a damp or bleached patch). Colour: extra absorbance of a real
     histology dye (a reagent or precipitate stain), so the tint is one a slide can have, not a random colour."""
-    radius = min(float(rng.uniform(5, 13)) * scale, BLOB_MAX_RADIUS)  # 10-26 px across
+    radius = _blob_radius(rng, 5, 13, scale)  # 10-26 px across
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.2, 0.5)) * radius
     w = _smoothstep(field / feather)
@@ -288,7 +293,7 @@ def _smudge(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tu
     (a wiped finger mark). Brightness is kept, only detail is lost."""
     from scipy.ndimage import gaussian_filter, shift as nd_shift
 
-    radius = min(float(rng.uniform(5, 14)) * scale, BLOB_MAX_RADIUS)  # 10-28 px across
+    radius = _blob_radius(rng, 5, 14, scale)  # 10-28 px across
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.3, 0.6)) * radius
     smear = bool(rng.integers(2))
@@ -417,7 +422,7 @@ def _fill(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tupl
     surroundings by biharmonic inpainting (a worn or retouched spot: right mean, no grain)."""
     from skimage.restoration import inpaint_biharmonic
 
-    radius = min(float(rng.uniform(3, 9)) * scale, BLOB_MAX_RADIUS)
+    radius = _blob_radius(rng, 3, 9, scale)
     field, (cy, cx) = _blob_field(radius, rng)
     mask = field > 0
     filled = inpaint_biharmonic(img, mask, channel_axis=-1 if img.ndim == 3 else None)
@@ -474,7 +479,7 @@ def _grain(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tup
     12-30 px across. The mean brightness is kept; only the grain gets rougher."""
     from scipy.ndimage import gaussian_filter
 
-    radius = min(float(rng.uniform(6, 15)) * scale, BLOB_MAX_RADIUS)
+    radius = _blob_radius(rng, 6, 15, scale)
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.2, 0.4)) * radius
     std, corr = float(rng.uniform(6, 12)), float(rng.uniform(0.0, 1.0))
@@ -490,7 +495,7 @@ def _rings(img: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> tup
     outwards and faded out where narrower than 2-3.5 px), amplitude 8-15 grey levels, seen inside an
     irregular blob 16-32 px across whose edge fades over 20-40% of its radius; the contact point lies
     0.3-1 blob radius from the blob's centre, so the blob shows arcs rather than a bull's-eye."""
-    radius = min(float(rng.uniform(8, 16)) * scale, BLOB_MAX_RADIUS)
+    radius = _blob_radius(rng, 8, 16, scale)
     field, (cy, cx) = _blob_field(radius, rng)
     feather = float(rng.uniform(0.2, 0.4)) * radius
     spacing, amplitude = float(rng.uniform(6, 10)) * scale, float(rng.uniform(8, 15))

@@ -52,6 +52,11 @@ class Moments:
     cov: torch.Tensor
     fourth: float
 
+    @property
+    def mean_variance(self) -> float:
+        """The covariance's mean diagonal: the scale of the identity it is shrunk towards."""
+        return float(self.cov.trace()) / len(self.cov)
+
 
 @torch.inference_mode()
 def moments(encoder: Encoder, chunks: Iterable[torch.Tensor]) -> Moments:
@@ -82,8 +87,7 @@ def moments(encoder: Encoder, chunks: Iterable[torch.Tensor]) -> Moments:
 def ledoit_wolf(mom: Moments) -> float:
     """The Ledoit-Wolf shrinkage of the covariance towards its mean variance times the identity, in
     [0, 1] (the formula of scikit-learn's `ledoit_wolf_shrinkage`, from the moments alone)."""
-    n, p = mom.n, len(mom.cov)
-    mu = float(mom.cov.trace()) / p
+    n, p, mu = mom.n, len(mom.cov), mom.mean_variance
     delta = float(((mom.cov - mu * torch.eye(p, dtype=mom.cov.dtype)) ** 2).sum()) / p
     beta = (mom.fourth / n - float((mom.cov**2).sum())) / (p * n)
     beta = min(max(beta, 0.0), delta)
@@ -96,7 +100,7 @@ def whiten(encoder: Encoder, chunks: Iterable[torch.Tensor]) -> tuple[torch.Tens
     centre W m with what was done; None (phi untouched) when they do not vary at all, or are too few
     to estimate a spread."""
     mom = moments(encoder, chunks)
-    scale = float(mom.cov.trace()) / len(mom.cov)
+    scale = mom.mean_variance
     if mom.n < 2 or not scale > 0:
         return None
     shrinkage = ledoit_wolf(mom)
