@@ -43,7 +43,8 @@ from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record
 from ssd_cli.core.roles import Role
-from ssd_cli.core.presets import customised, train_defaults
+from ssd_cli.core.calibration import held_out_count
+from ssd_cli.core.presets import PATCH_MIN_STEPS, customised, train_defaults, with_min_steps
 from ssd_cli.data.outliers import BUILTIN_OUTLIERS
 from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs, with_role
 from ssd_cli.core.training import EpochInfo
@@ -149,6 +150,7 @@ class TrainPlan:
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
     builtin_outliers: bool = False  # ssd's own outlier photos are among the outlier images
+    epochs_reason: str = ""  # why the epochs differ from the preset's, where they do
 
     @property
     def skipped(self) -> list[Skipped]:
@@ -263,10 +265,16 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         if req.threshold_from is ThresholdSource.SYNTHETIC:
             raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
         threshold_from = ThresholdSource.QUANTILE
+    visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
+    epochs_reason = ""
+    if patches is not None and not pretrain_only and req.train.epochs is None:  # small folders: more epochs
+        preset = cfg.optim.epochs
+        cfg = replace(cfg, optim=with_min_steps(cfg.optim, _trained_images(files, tiles, threshold_from) * visits, PATCH_MIN_STEPS))
+        if cfg.optim.epochs > preset:
+            epochs_reason = f"not {preset}: a small folder, and patch-level models train at least {PATCH_MIN_STEPS:,} steps"
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
         n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, sum(len(f) for f in files.values()) * visits
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
             n_normal = (len(files[Role.UNLABELED]) + len(files[Role.NORMALS])) * visits
@@ -301,7 +309,17 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         estimate_seconds=seconds,
         warnings=warnings,
         builtin_outliers=builtin,
+        epochs_reason=epochs_reason,
     )
+
+
+def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_from: ThresholdSource) -> int:
+    """The images one epoch visits: every listed one but the unlabeled ones held out for a synthetic
+    threshold and, for tiled models, the labeled anomalies (TrainPlan.trained_roles)."""
+    n = sum(len(f) for role, f in files.items() if not (tiles.spec is not None and role is Role.ANOMALIES))
+    if threshold_from is ThresholdSource.SYNTHETIC:
+        n -= held_out_count(len(files.get(Role.UNLABELED, [])))
+    return n
 
 
 def _builtin_outliers(req: TrainRequest, default: bool) -> bool:

@@ -4,6 +4,7 @@ warnings, one source of schedules, and patch-level models, end to end through th
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, UsageError
 from ssd_cli.data.images import load_images
 from ssd_cli.io.modelfile import load_autoencoder, load_model
-from ssd_cli.core.presets import SCHEDULES, UPRIGHT_TRAIN, with_epochs
+from ssd_cli.core.presets import PATCH_MIN_STEPS, PATCH_SCHEDULE, SCHEDULES, UPRIGHT_TRAIN, schedule_for, with_epochs, with_min_steps
 
 from conftest import ok, photos, ssd
 
@@ -224,14 +225,30 @@ def test_large_images_get_patch_level_models_by_default(tmp_path: Path) -> None:
     assert (plan.patches.spec.patch_size, plan.patches.spec.stride, plan.patches.samples_per_image) == (32, 16, 4)
     assert plan.cfg.synthetic.kinds == ("cutpaste", "scar", "confetti", "perlin")  # patch models train against synthetic defects
     assert (plan.spec.name, plan.spec.channels, plan.spec.image_size) == ("cifar10", 1, 32)
-    # the patch schedule, not cifar10's 150/350: 20 epochs of batches of 32 at lr 1e-3, no pretraining unless asked
-    assert (plan.cfg.optim.epochs, plan.cfg.optim.batch_size, plan.cfg.optim.lr, plan.pretrain) == (20, 32, 1e-3, None)
+    # the patch schedule, not cifar10's 150/350: batches of 32 at lr 1e-3, no pretraining unless asked;
+    # 6 images (24 crops) are one step an epoch, so the epochs give PATCH_MIN_STEPS steps
+    assert (plan.cfg.optim.epochs, plan.cfg.optim.batch_size, plan.cfg.optim.lr, plan.pretrain) == (PATCH_MIN_STEPS, 32, 1e-3, None)
     asked = plan_training(TrainRequest(unlabeled=(big,), pretrain=OptimOverrides(epochs=5), device="cpu"), estimate=False)
     assert asked.pretrain is not None and asked.pretrain.epochs == 5
     whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
     assert whole.patches is None and whole.spec.name == "lenet-128"
     named = plan_training(TrainRequest(unlabeled=(big,), arch="lenet-128", device="cpu"), estimate=False)
     assert named.patches is None
+
+
+def test_small_folders_train_patch_models_for_at_least_the_minimum_steps(tmp_path: Path) -> None:
+    """Steps, not epochs, teach phi: 100 photos at 20 epochs scored brick-cracks 0.70, at 100 epochs 0.92."""
+    preset = PATCH_SCHEDULE.train
+    assert with_min_steps(preset, 1880, PATCH_MIN_STEPS) == preset  # 470 images of 4 crops: 59 steps x 20 epochs suffice
+    raised = with_min_steps(preset, 440, PATCH_MIN_STEPS)  # 110 images: 14 steps an epoch
+    assert (raised.epochs, raised.lr_milestones) == (83, (58,)) and raised.epochs * 14 >= PATCH_MIN_STEPS > (raised.epochs - 1) * 14
+    big = photos(tmp_path / "big", 40, (128, 128), colour=False)  # 40 images, 4 crops each: 5 steps an epoch (none held out)
+    plan = plan_training(TrainRequest(unlabeled=(big,), device="cpu"), estimate=False)
+    assert plan.cfg.optim.epochs == math.ceil(PATCH_MIN_STEPS / 5)
+    mine = plan_training(TrainRequest(unlabeled=(big,), train=OptimOverrides(epochs=3), device="cpu"), estimate=False)
+    assert mine.cfg.optim.epochs == 3  # the user's epochs are kept
+    whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
+    assert whole.cfg.optim.epochs == schedule_for("lenet-128").train.epochs  # whole images keep their schedule
 
 
 @pytest.mark.slow

@@ -143,7 +143,8 @@ def render_train_plan(plan: TrainPlan, *, pretrain_only: bool = False) -> None:
     if not pretrain_only:
         augmented = f"; images augmented each step: {', '.join(plan.cfg.augment)}" if plan.cfg.augment else ""
         whitened = "; then phi's output whitened: scores are Mahalanobis distances" if plan.cfg.whiten else ""
-        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}{augmented}{whitened}")
+        raised = f" ({plan.epochs_reason})" if plan.epochs_reason else ""
+        lines.append(f"  training: {plan.cfg.objective.value}, {_optim(plan.cfg.optim)}{raised}{augmented}{whitened}")
         lines.append(f"  anomalies: {_anomalies(plan)}")
         lines.append(f"  threshold: {_threshold(plan)}")
     if plan.estimate_seconds is not None:

@@ -36,12 +36,18 @@ class Calibration:
         return {"threshold": self.threshold, "n_held_out_normal": self.n_normal, "n_synthetic": self.n_anomalous}
 
 
+def held_out_count(n_unlabeled: int) -> int:
+    """How many of n unlabeled images holdout() keeps out of training: 0 when it would be fewer than MIN_HOLDOUT."""
+    k = int(n_unlabeled * HOLDOUT_FRACTION)
+    return k if k >= MIN_HOLDOUT else 0
+
+
 def holdout(y: torch.Tensor, seed: int) -> torch.Tensor | None:
     """A seeded random HOLDOUT_FRACTION of the unlabeled samples (bool mask over y), or None when
     that would be fewer than MIN_HOLDOUT images."""
     unlabeled = torch.nonzero(y.cpu() == UNLABELED).flatten()
-    k = int(len(unlabeled) * HOLDOUT_FRACTION)
-    if k < MIN_HOLDOUT:
+    k = held_out_count(len(unlabeled))
+    if k == 0:
         return None
     gen = torch.Generator().manual_seed(seed + _HOLDOUT_STREAM)
     chosen = unlabeled[torch.randperm(len(unlabeled), generator=gen)[:k]]
