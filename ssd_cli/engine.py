@@ -267,7 +267,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         threshold_from = ThresholdSource.QUANTILE
     visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
     epochs_reason = ""
-    if patches is not None and not pretrain_only and req.train.epochs is None:  # small folders: more epochs
+    if patches is not None and not pretrain_only and req.train.epochs is None and req.train.lr_milestones is None:  # small folders
         preset = cfg.optim.epochs
         cfg = replace(cfg, optim=with_min_steps(cfg.optim, _trained_images(files, tiles, threshold_from) * visits, PATCH_MIN_STEPS))
         if cfg.optim.epochs > preset:

@@ -247,6 +247,8 @@ def test_small_folders_train_patch_models_for_at_least_the_minimum_steps(tmp_pat
     assert plan.cfg.optim.epochs == math.ceil(PATCH_MIN_STEPS / 5)
     mine = plan_training(TrainRequest(unlabeled=(big,), train=OptimOverrides(epochs=3), device="cpu"), estimate=False)
     assert mine.cfg.optim.epochs == 3  # the user's epochs are kept
+    drops = plan_training(TrainRequest(unlabeled=(big,), train=OptimOverrides(lr_milestones=(5,)), device="cpu"), estimate=False)
+    assert (drops.cfg.optim.epochs, drops.cfg.optim.lr_milestones) == (20, (5,))  # and their learning-rate drops, with the preset's epochs
     whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
     assert whole.cfg.optim.epochs == schedule_for("lenet-128").train.epochs  # whole images keep their schedule
 

@@ -127,7 +127,7 @@ def train(
     tile_scale: TileScaleOpt = None,
     tiles_per_image: TilesPerImageOpt = 8,
     preprocessing: PreOpt = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the model's schedule: 20 for patch-level models, 100 for one-class models of whole images up to 32 px, else the network's preset, paper networks 150). The learning-rate drop moves with it. The pretraining keeps its own schedule: shorten it with --pretrain-epochs (0 = none).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the model's schedule: 20 for patch-level models, more in a small folder so that they take at least 1,150 steps, unless --lr-milestones is given; 100 for one-class models of whole images up to 32 px, else the network's preset, paper networks 150). The learning-rate drop moves with it. The pretraining keeps its own schedule: shorten it with --pretrain-epochs (0 = none).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default: the model's schedule: 1e-3 for patch-level models and one-class models of whole images up to 32 px, else the preset's, paper 1e-4; dropped 10x at the milestones).")] = None,
     lr_milestones: Annotated[Optional[str], typer.Option(help="Epochs at which the learning rate drops 10x, comma-separated (default: the schedule's, e.g. 70 of 100, paper 50 of 150, moved with --epochs).")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Adam weight decay lambda (default: the preset's; paper 1e-6).")] = None,
