@@ -168,8 +168,12 @@ class TrainPlan:
         a photo's defect lies in one of its tiles and nobody said which, so labeling all its tiles
         anomalous would teach phi that clean tiles are anomalous. They are scored after training
         instead (the summary says how the threshold separates them)."""
-        roles = [role for role, files in self.files.items() if files]
-        return [r for r in roles if r is not Role.ANOMALIES] if self.tiles.spec is not None else roles
+        return trained_roles(self.files, tiled=self.tiles.spec is not None)
+
+
+def trained_roles(files: dict[Role, list[Path]], *, tiled: bool) -> list[Role]:
+    """The roles with files that training visits: all, but the labeled anomalies of a tiled model."""
+    return [role for role, f in files.items() if f and not (tiled and role is Role.ANOMALIES)]
 
 
 @dataclass
@@ -315,8 +319,8 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
 
 def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_from: ThresholdSource) -> int:
     """The images one epoch visits: every listed one but the unlabeled ones held out for a synthetic
-    threshold and, for tiled models, the labeled anomalies (TrainPlan.trained_roles)."""
-    n = sum(len(f) for role, f in files.items() if not (tiles.spec is not None and role is Role.ANOMALIES))
+    threshold and, for tiled models, the labeled anomalies (trained_roles)."""
+    n = sum(len(files[role]) for role in trained_roles(files, tiled=tiles.spec is not None))
     if threshold_from is ThresholdSource.SYNTHETIC:
         n -= held_out_count(len(files.get(Role.UNLABELED, [])))
     return n
