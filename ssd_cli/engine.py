@@ -285,8 +285,10 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             n_all += round(n_normal * cfg.synthetic.ratio)
         if tiles.spec is not None:  # labeled anomalies are not trained on (TrainPlan.trained_roles)
             n_all -= len(files[Role.ANOMALIES]) * visits
-        elif patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference
-            n_all += round(len(files[Role.ANOMALIES]) * visits * patches.spec.grid**2 / FORWARD_SHARE)
+        elif patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference,
+            searches = visits if cfg.augment else 1  # once an epoch (core/training.py), or at every visit of an augmented image
+            located = len(files[Role.ANOMALIES]) + len(files[Role.OUTLIERS])
+            n_all += round(located * searches * patches.spec.grid**2 / FORWARD_SHARE)
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
         else:

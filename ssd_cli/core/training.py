@@ -60,6 +60,7 @@ def fit(
     seed: int,
     device: torch.device,
     after_step: Callable[[], None] | None = None,
+    before_epoch: Callable[[], None] | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> list[float]:
     """The one SGD loop: Adam, step schedule, shuffled mini-batches; returns the mean loss per epoch.
@@ -84,6 +85,8 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     for epoch in range(optim.epochs):
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        if before_epoch is not None:
+            before_epoch()
         perm = torch.randperm(n, generator=gen).to(device, non_blocking=True)
         total = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
         for idx in minibatches(perm, optim.batch_size):
@@ -203,10 +206,20 @@ def train_deep_svdd(
     loss_fn = LOSSES[cfg.objective]
     n, gen = len(x), sample_generator(seed)
     last: dict[str, torch.Tensor] = {}
+    # Where each labeled anomaly (and outlier image) is trained, found once per epoch by the view.
+    # Augmented images are searched as they come instead: a mirrored image has its defect elsewhere.
+    anomalous = torch.nonzero(y < 0).flatten()
+    located: dict[str, torch.Tensor] = {}
+
+    def locate() -> None:
+        found = view.locate(encoder, c, x[anomalous])
+        if found is not None:
+            located["at"] = torch.full((n,), -1, dtype=torch.long, device=found.device).index_put_((anomalous.to(found.device),), found)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         images = idx % n
-        batch = Samples(augment(x[images], cfg.augment, gen), y[images])  # once: for an ImageSet, indexing preprocesses
+        at = located["at"][images] if located else None
+        batch = Samples(augment(x[images], cfg.augment, gen), y[images], located=at)  # once: for an ImageSet, indexing preprocesses
         inputs, labels = view.inputs(batch, encoder, c, gen)
         if cfg.synthetic.enabled:
             more, more_labels = view.inputs(synthesize(batch, cfg.synthetic, view.scale, gen), encoder, c, gen)
@@ -221,7 +234,11 @@ def train_deep_svdd(
         else:
             radius.copy_(solve_radius(last["dist"], last["y"], cfg.nu, cfg.eta, cfg.outlier_weight))
 
-    losses = fit(encoder, n * view.samples_per_image, batch_loss, cfg.optim, seed=seed, device=x.device, after_step=solve if soft else None, on_epoch=on_epoch)
+    before_epoch = locate if len(anomalous) and not cfg.augment else None
+    losses = fit(
+        encoder, n * view.samples_per_image, batch_loss, cfg.optim, seed=seed, device=x.device,
+        after_step=solve if soft else None, before_epoch=before_epoch, on_epoch=on_epoch,
+    )  # fmt: skip
     if soft and cfg.optim.epochs > 0:
         # The per-batch R saw training-mode batch norm; scores use eval mode. Solve R once more, on
         # every training sample as scored, so that R is a threshold that means what nu says.

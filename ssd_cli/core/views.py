@@ -36,6 +36,7 @@ class Samples:
     x: torch.Tensor
     y: torch.Tensor
     masks: torch.Tensor | None = None
+    located: torch.Tensor | None = None  # (N,) where each labeled anomaly was last found (View.locate); None: find it now
 
 
 class View(Protocol):
@@ -51,6 +52,8 @@ class View(Protocol):
     def scores(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
 
     def scored_inputs(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class WholeView:
         """What phi sees when the images are scored: the images themselves."""
         return x
 
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """Nothing to locate: a labeled anomaly is trained on whole."""
+        return None
+
 
 # A crop of a masked image is anomalous when it holds at least half of the mask, or this share of its
 # own pixels; a crop that only grazes the defect is neither a clean normal nor a clear anomaly.
@@ -87,8 +94,9 @@ class PatchView:
     """phi sees patch_size crops; an image is as anomalous as its worst grid patch (core/patches.py).
 
     Unlabeled and labeled-normal images give a random crop each. Labeled anomalies, whose defect
-    could be anywhere, give their currently most anomalous grid patch (multiple-instance learning).
-    Images with a mask give a crop around a random pixel of it, anomalous by the mask's share in it.
+    could be anywhere, give their most anomalous grid patch (multiple-instance learning): the one
+    `locate` found at the start of the epoch when the batch carries it, else found now. Images with
+    a mask give a crop around a random pixel of it, anomalous by the mask's share in it.
     """
 
     spec: PatchSpec
@@ -111,8 +119,11 @@ class PatchView:
         crops, _ = random_crops(x, normal, self.spec, gen)
         parts, labels = [crops], [y[y >= 0]]
         if len(anomalous):
-            assert c is not None, "labeled anomalies need the center to find their worst patch"
-            worst = patch_distances(encoder, c, x[anomalous], self.spec).flatten(1).argmax(dim=1).clone()  # type: ignore[arg-type]
+            if batch.located is not None:
+                worst = batch.located[anomalous]
+            else:
+                assert c is not None, "labeled anomalies need the center to find their worst patch"
+                worst = self._worst(encoder, c, x[anomalous])
             parts.append(grid_patches(x[anomalous], self.spec)[torch.arange(len(anomalous), device=x.device), worst])
             labels.append(y[y < 0])
         return torch.cat(parts).contiguous(memory_format=torch.channels_last), torch.cat(labels)
@@ -131,6 +142,15 @@ class PatchView:
         keep = holds_defect(masks, offsets, p)
         crops = crop_at(x[keep.to(x.device)], offsets[keep].to(x.device), p)
         return crops, torch.full((len(crops),), ANOMALY, dtype=torch.int8, device=x.device)
+
+    def _worst(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Each image's most anomalous grid patch (flat index), phi in eval mode."""
+        return patch_distances(encoder, c, x, self.spec).flatten(1).argmax(dim=1).clone()  # type: ignore[arg-type]
+
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The grid patch each labeled anomaly of x is trained at, found once per epoch: searching each
+        one's whole grid at every visit was most of the training time in small folders."""
+        return self._worst(encoder, c, x)
 
     def check(self, x: torch.Tensor, encoder: torch.nn.Module) -> None:
         check_patches(x, self.spec, encoder)  # type: ignore[arg-type]
