@@ -279,15 +279,14 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, sum(len(f) for f in files.values()) * visits
+        images = _trained_images(files, tiles, threshold_from)
+        n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, images * visits
+        trained = trained_roles(files, tiled=tiles.spec is not None)
+        located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS))  # trained at their worst patch
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
-            n_normal = (len(files[Role.UNLABELED]) + len(files[Role.NORMALS])) * visits
-            n_all += round(n_normal * cfg.synthetic.ratio)
-        if tiles.spec is not None:  # labeled anomalies are not trained on (TrainPlan.trained_roles)
-            n_all -= len(files[Role.ANOMALIES]) * visits
-        elif patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference,
+            n_all += round((n_all - located * visits) * cfg.synthetic.ratio)
+        if patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference,
             searches = visits if cfg.augment else 1  # once an epoch (core/training.py), or at every visit of an augmented image
-            located = len(files[Role.ANOMALIES]) + len(files[Role.OUTLIERS])
             n_all += round(located * searches * patches.spec.grid**2 / FORWARD_SHARE)
         if pretrain_only:
             seconds = training_seconds(cost, 0, n_unlabeled, 0, pre_optim.epochs)
@@ -296,6 +295,9 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             if tiles.spec is not None and patches is not None:  # the training images scored whole for the threshold
                 scored = sum(len(files[r]) for r in (Role.UNLABELED, Role.NORMALS, Role.ANOMALIES))
                 seconds += cost.encoder / FORWARD_SHARE * scored * tiles.typical * patches.spec.grid**2
+            elif patches is not None:  # c, the whitening and the training images' scores: each a pass over every grid patch
+                passes = 2 + int(cfg.whiten)
+                seconds += cost.encoder / FORWARD_SHARE * passes * images * patches.spec.grid**2
     return TrainPlan(
         request=req,
         scan=report,

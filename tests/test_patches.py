@@ -170,6 +170,59 @@ def test_labeled_anomaly_pushes_only_its_most_anomalous_patch() -> None:
     torch.testing.assert_close(loss.detach(), (d[0] + 2.0 / (d[1] + cfg.eps)) / 2)
 
 
+def test_labeled_anomaly_trains_at_the_patch_it_was_located_at() -> None:
+    """A batch that carries where each labeled anomaly was found uses that patch, not a new search."""
+    enc = encoder(1)
+    x = texture(2, 2)
+    x[1, :, 18:21, 10:13] = 1.0  # worst patch 9 (above)
+    y = torch.tensor([0, -1], dtype=torch.int8)
+    c = P.init_patch_center(enc, x, y, GRID8)
+    view = PatchView(GRID8)
+    assert view.locate(enc, c, x[1:]).tolist() == [9]
+    inputs, labels = view.inputs(Samples(x, y, located=torch.tensor([-1, 5])), enc, c, sample_generator(0))
+    torch.testing.assert_close(inputs[1:], P.grid_patches(x[1:], GRID8)[:, 5].contiguous(memory_format=torch.channels_last))
+    assert labels.tolist() == [0, -1]
+
+
+class _SpyView(PatchView):
+    """A patch view that records what training asks of it."""
+
+    def __init__(self) -> None:
+        super().__init__(GRID8, 2)
+        object.__setattr__(self, "calls", {"locate": [], "located": []})
+
+    def locate(self, encoder, c, x):  # type: ignore[no-untyped-def]
+        found = super().locate(encoder, c, x)
+        self.calls["locate"].append(found.clone())
+        return found
+
+    def inputs(self, batch, encoder, c, gen):  # type: ignore[no-untyped-def]
+        if batch.masks is None:  # the real images' batch, not the synthetic anomalies'
+            self.calls["located"].append(None if batch.located is None else (batch.y.clone(), batch.located.clone()))
+        return super().inputs(batch, encoder, c, gen)
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_labeled_anomalies_are_located_once_per_epoch(augmented: bool) -> None:
+    """Each labeled anomaly's worst patch is searched at the start of every epoch and used for the
+    whole epoch; augmented images (a mirror moves the defect) are searched at every visit instead."""
+    x = texture(6, 3)
+    x[4:, :, 2:5, 20:23] = 1.0
+    y = torch.tensor([0, 0, 0, 0, -1, -1], dtype=torch.int8)
+    view = _SpyView()
+    cfg = TrainConfig(optim=OptimConfig(epochs=3, lr=1e-3, batch_size=4), augment=("hflip",) if augmented else ())
+    train_deep_svdd(encoder(2), x, y, cfg, seed=0, view=view)
+    if augmented:
+        assert view.calls["locate"] == [] and set(view.calls["located"]) == {None}
+        return
+    assert len(view.calls["locate"]) == 3 and all(found.shape == (2,) for found in view.calls["locate"])
+    per_epoch = len(view.calls["located"]) // 3  # mini-batches per epoch
+    for step, (labels, located) in enumerate(view.calls["located"]):
+        assert ((located >= 0) == (labels < 0)).all()  # known for the labeled anomalies only
+        found = view.calls["locate"][step // per_epoch]
+        assert set(located[labels < 0].tolist()) <= set(found.tolist())
+
+
 def test_bright_defect_scores_higher_and_is_located() -> None:
     """A 3x3 bright square on texture: the image outranks defect-free ones, the map points at it."""
     torch.manual_seed(0)
