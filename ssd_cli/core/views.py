@@ -123,7 +123,7 @@ class PatchView:
                 worst = batch.located[anomalous]
             else:
                 assert c is not None, "labeled anomalies need the center to find their worst patch"
-                worst = self._worst(encoder, c, x[anomalous])
+                worst = self.locate(encoder, c, x[anomalous])
             parts.append(grid_patches(x[anomalous], self.spec)[torch.arange(len(anomalous), device=x.device), worst])
             labels.append(y[y < 0])
         return torch.cat(parts).contiguous(memory_format=torch.channels_last), torch.cat(labels)
@@ -143,14 +143,11 @@ class PatchView:
         crops = crop_at(x[keep.to(x.device)], offsets[keep].to(x.device), p)
         return crops, torch.full((len(crops),), ANOMALY, dtype=torch.int8, device=x.device)
 
-    def _worst(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Each image's most anomalous grid patch (flat index), phi in eval mode."""
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Each image's most anomalous grid patch (flat index, phi in eval mode): where a labeled
+        anomaly is trained. Training finds it once per epoch; searching each one's whole grid at every
+        visit was most of the training time in small folders."""
         return patch_distances(encoder, c, x, self.spec).flatten(1).argmax(dim=1).clone()  # type: ignore[arg-type]
-
-    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
-        """The grid patch each labeled anomaly of x is trained at, found once per epoch: searching each
-        one's whole grid at every visit was most of the training time in small folders."""
-        return self._worst(encoder, c, x)
 
     def check(self, x: torch.Tensor, encoder: torch.nn.Module) -> None:
         check_patches(x, self.spec, encoder)  # type: ignore[arg-type]
