@@ -270,22 +270,22 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
         threshold_from = ThresholdSource.QUANTILE
     visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
+    images = _trained_images(files, tiles, threshold_from)
     epochs_reason = ""
     if patches is not None and not pretrain_only and req.train.epochs is None and req.train.lr_milestones is None:  # small folders
         preset = cfg.optim.epochs
-        cfg = replace(cfg, optim=with_min_steps(cfg.optim, _trained_images(files, tiles, threshold_from) * visits, PATCH_MIN_STEPS))
+        cfg = replace(cfg, optim=with_min_steps(cfg.optim, images * visits, PATCH_MIN_STEPS))
         if cfg.optim.epochs > preset:
             epochs_reason = f"not {preset}: a small folder, and patch-level models train at least {PATCH_MIN_STEPS:,} steps"
     seconds = None
     if estimate:
         cost = step_cost(spec, device, cfg.optim.batch_size)
-        images = _trained_images(files, tiles, threshold_from)
         n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, images * visits
         trained = trained_roles(files, tiled=tiles.spec is not None)
         located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS))  # trained at their worst patch
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
             n_all += round((n_all - located * visits) * cfg.synthetic.ratio)
-        if patches is not None:  # each labeled anomaly's worst patch is found on its whole grid, in inference,
+        if patches is not None:  # each labeled anomaly's worst patch is searched on its whole grid, in inference:
             searches = visits if cfg.augment else 1  # once an epoch (core/training.py), or at every visit of an augmented image
             n_all += round(located * searches * patches.spec.grid**2 / FORWARD_SHARE)
         if pretrain_only:
@@ -326,7 +326,7 @@ def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_fr
     threshold and, for tiled models, the labeled anomalies (trained_roles)."""
     n = sum(len(files[role]) for role in trained_roles(files, tiled=tiles.spec is not None))
     if threshold_from is ThresholdSource.SYNTHETIC:
-        n -= held_out_count(len(files.get(Role.UNLABELED, [])))
+        n -= held_out_count(len(files[Role.UNLABELED]))
     return n
 
 

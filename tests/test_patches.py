@@ -178,7 +178,7 @@ def test_labeled_anomaly_trains_at_the_patch_it_was_located_at() -> None:
     y = torch.tensor([0, -1], dtype=torch.int8)
     c = P.init_patch_center(enc, x, y, GRID8)
     view = PatchView(GRID8)
-    assert view.locate(enc, c, x[1:]).tolist() == [9]
+    assert view.locate(enc, c, x, torch.tensor([1])).tolist() == [9]
     inputs, labels = view.inputs(Samples(x, y, located=torch.tensor([-1, 5])), enc, c, sample_generator(0))
     torch.testing.assert_close(inputs[1:], P.grid_patches(x[1:], GRID8)[:, 5].contiguous(memory_format=torch.channels_last))
     assert labels.tolist() == [0, -1]
@@ -191,8 +191,8 @@ class _SpyView(PatchView):
         super().__init__(GRID8, 2)
         object.__setattr__(self, "calls", {"locate": [], "located": []})
 
-    def locate(self, encoder, c, x):  # type: ignore[no-untyped-def]
-        found = super().locate(encoder, c, x)
+    def locate(self, encoder, c, x, rows):  # type: ignore[no-untyped-def]
+        found = super().locate(encoder, c, x, rows)
         self.calls["locate"].append(found.clone())
         return found
 

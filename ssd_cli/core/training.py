@@ -209,16 +209,18 @@ def train_deep_svdd(
     # Where each labeled anomaly (and outlier image) is trained, found once per epoch by the view.
     # Augmented images are searched as they come instead: a mirrored image has its defect elsewhere.
     anomalous = torch.nonzero(y < 0).flatten()
-    located: dict[str, torch.Tensor] = {}
+    located: torch.Tensor | None = None  # (n,) each labeled anomaly's patch this epoch, -1 for the others
 
     def locate() -> None:
-        found = view.locate(encoder, c, x[anomalous])
+        nonlocal located
+        found = view.locate(encoder, c, x, anomalous)
         if found is not None:
-            located["at"] = torch.full((n,), -1, dtype=torch.long, device=found.device).index_put_((anomalous.to(found.device),), found)
+            located = torch.full((n,), -1, dtype=torch.long, device=found.device)
+            located[anomalous] = found
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         images = idx % n
-        at = located["at"][images] if located else None
+        at = None if located is None else located[images]
         batch = Samples(augment(x[images], cfg.augment, gen), y[images], located=at)  # once: for an ImageSet, indexing preprocesses
         inputs, labels = view.inputs(batch, encoder, c, gen)
         if cfg.synthetic.enabled:

@@ -53,7 +53,7 @@ class View(Protocol):
 
     def scored_inputs(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None: ...
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None: ...
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class WholeView:
         """What phi sees when the images are scored: the images themselves."""
         return x
 
-    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
-        """Nothing to locate: a labeled anomaly is trained on whole."""
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+        """Nothing to locate (and x is not even indexed): a labeled anomaly is trained on whole."""
         return None
 
 
@@ -123,7 +123,7 @@ class PatchView:
                 worst = batch.located[anomalous]
             else:
                 assert c is not None, "labeled anomalies need the center to find their worst patch"
-                worst = self.locate(encoder, c, x[anomalous])
+                worst = self.locate(encoder, c, x, anomalous)
             parts.append(grid_patches(x[anomalous], self.spec)[torch.arange(len(anomalous), device=x.device), worst])
             labels.append(y[y < 0])
         return torch.cat(parts).contiguous(memory_format=torch.channels_last), torch.cat(labels)
@@ -143,11 +143,11 @@ class PatchView:
         crops = crop_at(x[keep.to(x.device)], offsets[keep].to(x.device), p)
         return crops, torch.full((len(crops),), ANOMALY, dtype=torch.int8, device=x.device)
 
-    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Each image's most anomalous grid patch (flat index, phi in eval mode): where a labeled
+    def locate(self, encoder: torch.nn.Module, c: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Each image x[rows]'s most anomalous grid patch (flat index, phi in eval mode): where a labeled
         anomaly is trained. Training finds it once per epoch; searching each one's whole grid at every
         visit was most of the training time in small folders."""
-        return patch_distances(encoder, c, x, self.spec).flatten(1).argmax(dim=1).clone()  # type: ignore[arg-type]
+        return patch_distances(encoder, c, x[rows], self.spec).flatten(1).argmax(dim=1).clone()  # type: ignore[arg-type]
 
     def check(self, x: torch.Tensor, encoder: torch.nn.Module) -> None:
         check_patches(x, self.spec, encoder)  # type: ignore[arg-type]
