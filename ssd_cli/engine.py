@@ -43,7 +43,7 @@ from ssd_cli.core.views import PatchView
 from ssd_cli.core.preprocess import Preprocessor
 from ssd_cli.core.records import pretraining_record, pretraining_summary, tile_record
 from ssd_cli.core.roles import Role
-from ssd_cli.core.calibration import held_out_count
+from ssd_cli.core.calibration import held_out_anomaly_count, held_out_count
 from ssd_cli.core.presets import PATCH_MIN_STEPS, customised, train_defaults, with_min_steps
 from ssd_cli.data.outliers import BUILTIN_OUTLIERS
 from ssd_cli.data.scan import InputChoice, RoleScan, ScanReport, choose_input, input_warnings, scan_inputs, with_role
@@ -146,6 +146,7 @@ class TrainPlan:
     tiles: TilePlan  # large photos: patch-level training on tiles of them
     anomalies_reason: str  # why these synthetic anomalies (cfg.synthetic) and anomaly loss
     threshold_from: ThresholdSource  # one-class models: a training-score quantile or held-out + synthetic
+    held_out: tuple[int, int]  # unlabeled images and labeled anomalies kept out of training (threshold and check)
     device: torch.device
     estimate_seconds: float | None
     warnings: list[str] = field(default_factory=list)
@@ -270,7 +271,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
         threshold_from = ThresholdSource.QUANTILE
     visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
-    images = _trained_images(files, tiles, threshold_from)
+    images = _trained_images(files, tiles, threshold_from, cfg.objective)
     epochs_reason = ""
     if patches is not None and not pretrain_only and req.train.epochs is None and req.train.lr_milestones is None:  # small folders
         preset = cfg.optim.epochs
@@ -282,7 +283,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cost = step_cost(spec, device, cfg.optim.batch_size)
         n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, images * visits
         trained = trained_roles(files, tiled=tiles.spec is not None)
-        located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS))  # trained at their worst patch
+        located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS)) - _held_out(files, threshold_from, cfg.objective)[1]  # trained at their worst patch
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
             n_all += round((n_all - located * visits) * cfg.synthetic.ratio)
         if patches is not None:  # each labeled anomaly's worst patch is searched on its whole grid, in inference:
@@ -313,6 +314,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         tiles=tiles,
         anomalies_reason=defaults.reason if req.synthetic is None else "as given",
         threshold_from=threshold_from,
+        held_out=_held_out(files, threshold_from, cfg.objective),
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
@@ -321,13 +323,21 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     )
 
 
-def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_from: ThresholdSource) -> int:
-    """The images one epoch visits: every listed one but the unlabeled ones held out for a synthetic
-    threshold and, for tiled models, the labeled anomalies (trained_roles)."""
+def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_from: ThresholdSource, objective: Objective) -> int:
+    """The images one epoch visits: every listed one but those held out for a synthetic threshold
+    and its check (core/calibration.py) and, for tiled models, the labeled anomalies (trained_roles)."""
     n = sum(len(files[role]) for role in trained_roles(files, tiled=tiles.spec is not None))
-    if threshold_from is ThresholdSource.SYNTHETIC:
-        n -= held_out_count(len(files[Role.UNLABELED]))
-    return n
+    return n - sum(_held_out(files, threshold_from, objective))
+
+
+def _held_out(files: dict[Role, list[Path]], threshold_from: ThresholdSource, objective: Objective) -> tuple[int, int]:
+    """How many unlabeled images and labeled anomalies a synthetic threshold keeps out of training
+    (core/pipeline.train_model: one-class models only; core/calibration.holdout: anomalies only
+    when unlabeled images are held out)."""
+    if threshold_from is not ThresholdSource.SYNTHETIC or objective is not Objective.ONE_CLASS:
+        return 0, 0
+    normal = held_out_count(len(files[Role.UNLABELED]))
+    return normal, held_out_anomaly_count(len(files.get(Role.ANOMALIES, []))) if normal else 0
 
 
 def _builtin_outliers(req: TrainRequest, default: bool) -> bool:

@@ -4,6 +4,7 @@ defects) and small whole-image one-class models (turned copies; colour ones also
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,28 @@ def test_threshold_from_held_out_and_synthetic_anomalies(tmp_path: Path) -> None
     assert record["n_unlabeled"] == 90 and record["calibration"]["n_held_out_normal"] == 10
     assert record["calibration"]["n_synthetic"] == 10 and saved.threshold == record["calibration"]["threshold"]
     assert "F1-best between 10 held-out images and 10 synthetic anomalies" in saved.threshold_rule
+
+
+@pytest.mark.slow
+def test_a_quarter_of_the_labeled_anomalies_check_the_model(tmp_path: Path) -> None:
+    """With 16 labeled anomalies, 4 are kept out of training with the 10 held-out normal images:
+    they take no part in the threshold and are scored against those images as a check."""
+    photos = folder(tmp_path / "many", 100, 64, 3)
+    bad = folder(tmp_path / "bad", 16, 64, 4)
+    out = tmp_path / "m.safetensors"
+    result = ssd("train", "-u", photos, "--anomalies", bad, "--patch-size", "32", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "4 of the 16 labeled anomalies are held out too" in result.text
+    assert "check on images kept out of training: 4 labeled anomalies against 10 normal images" in result.text
+    saved = load_model(out)
+    record = saved.training
+    assert record["n_labeled_anomalous"] == 12 and record["n_unlabeled"] == 90
+    check = record["calibration"]["held_out_anomalies"]
+    assert check["n_anomalous"] == 4 and check["n_normal"] == 10 and 0.0 <= check["auroc"] <= 1.0
+    assert 0 <= check["anomalous_above"] <= 4 and 0 <= check["normal_above"] <= 10
+    assert record["calibration"]["n_synthetic"] == 10  # made from the held-out normal images only
+    info = ssd("info", out, "--json")
+    assert json.loads(info.stdout)["training"]["held_out_check"] == check
 
 
 @pytest.mark.slow

@@ -182,8 +182,11 @@ def _threshold(plan: TrainPlan) -> str:
     if plan.cfg.objective is Objective.SOFT_BOUNDARY:
         return "the radius R"
     if plan.threshold_from is ThresholdSource.SYNTHETIC:
+        anomalies = plan.held_out[1]
+        check = (f"; {anomalies} of the {len(plan.files.get(Role.ANOMALIES, []))} labeled anomalies are held out too, to check the model on real defects it has not seen"
+                 if anomalies else "")  # fmt: skip
         return (f"F1-best between {HOLDOUT_FRACTION:.0%} of the unlabeled images, held out of training, and synthetic anomalies made from them "
-                f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than {round(MIN_HOLDOUT / HOLDOUT_FRACTION)} images)")  # fmt: skip
+                f"(the {plan.request.threshold_quantile:g}-quantile of the training scores if fewer than {round(MIN_HOLDOUT / HOLDOUT_FRACTION)} images){check}")  # fmt: skip
     if plan.tiles.spec is not None:
         return f"the {plan.request.threshold_quantile:g}-quantile of the training images' scores, each scored over all its tiles after training"
     return f"the {plan.request.threshold_quantile:g}-quantile of the training scores"
@@ -303,6 +306,8 @@ def info_table(d: dict) -> Table:
         ]
         if t.get("labeled_at_threshold"):
             rows.append(("labeled at threshold", separation(t["labeled_at_threshold"])))
+        if t.get("held_out_check"):
+            rows.append(("held-out check", held_out_check(t["held_out_check"])))
     else:
         rows += [("training images", f"{_known(t['n_unlabeled'])} unlabeled"), ("epochs", f"{_known(t['epochs'])} in {_known(t['seconds'])} s")]
     rows += [("device / seed", f"{_known(t['device'])} / {_known(t['seed'])}"), ("final loss", "n/a" if t["final_loss"] is None else f"{t['final_loss']:.5g}")]
@@ -319,6 +324,12 @@ def separation(labeled: dict) -> str:
     if labeled["n_normal"]:
         parts.append(f"{labeled['normal_below']} of {labeled['n_normal']} normals not flagged")
     return ", ".join(parts)
+
+
+def held_out_check(check: dict) -> str:
+    """The model on labeled anomalies and normal images kept out of training (core/calibration.py)."""
+    return (f"{check['n_anomalous']} labeled anomalies against {check['n_normal']} normal images, none trained on: AUROC {check['auroc']:.3f}; "
+            f"at the threshold {check['anomalous_above']} of {check['n_anomalous']} anomalies and {check['normal_above']} of {check['n_normal']} normal images flagged")  # fmt: skip
 
 
 def _anomalous_samples(t: dict) -> str:

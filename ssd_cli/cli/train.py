@@ -31,7 +31,7 @@ from ssd_cli.cli.options import (
     TilesPerImageOpt,
     milestones,
 )
-from ssd_cli.cli.render import console, render_train_plan, safe, separation, stage_progress, warn, warn_skipped
+from ssd_cli.cli.render import console, held_out_check, render_train_plan, safe, separation, stage_progress, warn, warn_skipped
 
 
 def show_plan(plan, *, pretrain_only: bool = False) -> None:
@@ -199,6 +199,9 @@ def train(
         console.print(f"at this threshold, on the labeled images (anomalies were not trained on, tiled; normals were): {separation(labeled)}")
     elif labeled:
         console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
+    check = (t.get("calibration") or {}).get("held_out_anomalies")
+    if check:
+        console.print(f"check on images kept out of training: {held_out_check(check)}")
 
 
 def _num(value: float | None) -> str:

@@ -92,7 +92,7 @@ def train_model(
     is the `threshold_quantile` of the scores of the non-anomalous training images, or with
     ThresholdSource.SYNTHETIC the F1-best one between held-out unlabeled images (kept out of
     training) and synthetic anomalies made from them (core/calibration.py; the quantile is recorded
-    too). Too few unlabeled images to hold out fall back to the quantile, and the record says so.
+    too), and a quarter of the labeled anomalies, also kept out, check the model on real defects. Too few unlabeled images to hold out fall back to the quantile, and the record says so.
     The training images' scores are the view's scores of x, or, where the samples are not the
     images (a tiled model trains on some tiles of each), `score_images(model)`: the training
     images' scores and labels under the model (the quantile then, never SYNTHETIC: its held-out
@@ -106,7 +106,7 @@ def train_model(
     view = view_for(spec, patches)
     held = holdout(y, seed) if threshold_source is ThresholdSource.SYNTHETIC and cfg.objective is Objective.ONE_CLASS else None
     if held is not None:
-        x_held, x, y = _rows(x, held), x[~held], y[~held]
+        x_held, y_held, x, y = _rows(x, held), y[held], x[~held], y[~held]
     result = train_deep_svdd(encoder, x, y, cfg, seed=seed, view=view, on_epoch=on_epoch)
     c, whitening = result.c, None
     if cfg.whiten:  # from here on phi's output is whitened and scores are Mahalanobis distances
@@ -138,7 +138,7 @@ def train_model(
         model.threshold = float(torch.quantile(train_scores.double(), threshold_quantile))
         model.threshold_rule = f"{threshold_quantile:g}-quantile of the training scores"
         if held is not None:
-            calibration = synthetic_threshold(view, encoder, c, x_held, cfg.synthetic, seed)
+            calibration = synthetic_threshold(view, encoder, c, x_held, y_held, cfg.synthetic, seed)
             model.threshold, quantile = calibration.threshold, model.threshold
             model.threshold_rule = f"F1-best between {calibration.n_normal} held-out images and {calibration.n_anomalous} synthetic anomalies made from them"
     model.training = {

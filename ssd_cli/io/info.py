@@ -61,6 +61,17 @@ def _separation(value: object) -> dict | None:
     return None
 
 
+_CHECK_KEYS = ("n_normal", "n_anomalous", "normal_above", "anomalous_above")
+
+
+def _held_out_check(calibration: object) -> dict | None:
+    """The check on held-out labeled anomalies (core/calibration.py), only if the record holds it whole."""
+    check = calibration.get("held_out_anomalies") if isinstance(calibration, dict) else None
+    if isinstance(check, dict) and all(type(check.get(k)) is int for k in _CHECK_KEYS) and type(check.get("auroc")) is float:
+        return {k: check[k] for k in (*_CHECK_KEYS, "auroc")}
+    return None
+
+
 def _config_text(config: object, key: str) -> str | None:
     value = config.get(key) if isinstance(config, dict) else None
     return value if isinstance(value, str) else None
@@ -112,6 +123,7 @@ def describe_model(saved: SavedModel) -> dict:
             "seed": t.get("seed"),
             "final_loss": _number(t.get("final_loss")),
             "labeled_at_threshold": _separation(t.get("labeled_at_threshold")),
+            "held_out_check": _held_out_check(t.get("calibration")),
             "world_size": t.get("world_size", 1),
             "n_outliers": _number(t.get("n_outliers")),
             "builtin_outliers": builtin if isinstance(builtin, bool) else None,
