@@ -201,6 +201,7 @@ def test_a_quarter_of_the_labeled_anomalies_check_the_model(tmp_path: Path) -> N
     assert check["n_anomalous"] == 4 and check["n_normal"] == 10 and 0.0 <= check["auroc"] <= 1.0
     assert 0 <= check["anomalous_above"] <= 4 and 0 <= check["normal_above"] <= 10
     assert record["calibration"]["n_synthetic"] == 10  # made from the held-out normal images only
+    assert ("score about as normal images do" in result.text) == (check["auroc"] <= 0.6)  # noise images: near chance
     info = ssd("info", out, "--json")
     assert json.loads(info.stdout)["training"]["held_out_check"] == check
 

@@ -201,7 +201,11 @@ def train(
         console.print(f"at this threshold, on the labeled training images (seen in training, so an optimistic view): {separation(labeled)}")
     check = (t.get("calibration") or {}).get("held_out_anomalies")
     if check:
+        from ssd_cli.core.calibration import CHANCE_AUROC  # here: `ssd --help` need not load torch
         console.print(f"check on images kept out of training: {held_out_check(check)}")
+        if check["auroc"] <= CHANCE_AUROC:
+            warn(f"the {check['n_anomalous']} held-out labeled anomalies score about as normal images do (AUROC {check['auroc']:.2f}): "
+                 "this model may not see that kind of defect; docs/photos.md lists what ssd finds and what it misses")  # fmt: skip
 
 
 def _num(value: float | None) -> str:
