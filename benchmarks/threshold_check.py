@@ -6,7 +6,9 @@ For a model that `ssd train` wrote with `--threshold-from synthetic` and the JSO
 `ssd evaluate --output` wrote for it, prints F1 at: the stored threshold; the 0.95-quantile of the
 training scores (recorded beside it); and the synthetic rule as the current code computes it,
 replayed on the same held-out images (the training folder is listed and split exactly as
-`ssd train` did, so a changed rule can be checked on an existing model without training again).
+`ssd train` did, so a changed rule can be checked on an existing model without training again);
+where labeled anomalies were held out too, the check on them and F1 at the F1-best threshold
+between them and the held-out images, weighed equally (a rule measured, not used by ssd).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ssd_cli.engine import TrainRequest, plan_training
 from ssd_cli.io.modelfile import load_model
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.metrics import compute_metrics
+from ssd_cli.thresholds import f1_best
 
 
 def main() -> None:
@@ -42,15 +45,17 @@ def main() -> None:
     truth = np.array([r["is_anomaly"] for r in rows], dtype=bool)
     record = saved.training.get("calibration") or {}
     plan = plan_training(TrainRequest(unlabeled=(args.set / "train/normal",), anomalies=(args.set / "train/bad",), device="cpu"), estimate=False)
-    files = plan.files[Role.UNLABELED]
+    files = plan.files[Role.UNLABELED] + plan.files[Role.ANOMALIES]  # the order ssd train loads them in
     images = load_images(files, saved.input_size, saved.spec.channels, resize=saved.resize).images
-    y = torch.zeros(len(images) + len(plan.files[Role.ANOMALIES]), dtype=torch.int8)
-    y[len(images):] = -1
+    y = torch.zeros(len(images), dtype=torch.int8)
+    y[len(plan.files[Role.UNLABELED]):] = -1
     held = holdout(y, args.seed)
     scorer = Scorer(saved, torch.device("cpu"))
-    x_held = saved.preprocessor(images[held[: len(images)]]).contiguous(memory_format=torch.channels_last)
+    x_held = saved.preprocessor(images[held]).contiguous(memory_format=torch.channels_last)
     kinds = tuple(saved.training["config"]["synthetic"]["kinds"])
-    now = synthetic_threshold(PatchView(saved.patch), scorer.encoder, scorer.c, x_held, SyntheticConfig(kinds=kinds), args.seed)
+    view = PatchView(saved.patch)
+    now = synthetic_threshold(view, scorer.encoder, scorer.c, x_held, y[held], SyntheticConfig(kinds=kinds), args.seed)
+
     def f1(s: np.ndarray, t: np.ndarray, threshold: float) -> float:
         return compute_metrics(s, t, threshold).f1
 
@@ -59,6 +64,14 @@ def main() -> None:
         "quantile": {"threshold": record.get("quantile_threshold"), "f1": f1(scores, truth, record["quantile_threshold"]) if record else None},
         "synthetic_now": {"threshold": now.threshold, "f1": f1(scores, truth, now.threshold)},
     }
+    if now.check is not None:  # held-out labeled anomalies: F1-best against the held-out images, the two weighed equally
+        held_y = y[held]
+        normal = view.scores(scorer.encoder, scorer.c, x_held[held_y == 0]).double().numpy()
+        real = view.scores(scorer.encoder, scorer.c, x_held[held_y == -1]).double().numpy()
+        both = np.r_[normal, np.repeat(real, round(len(normal) / len(real)))]
+        balanced = f1_best(both, np.r_[np.zeros(len(normal), bool), np.ones(len(both) - len(normal), bool)])
+        out["held_out_real"] = {"threshold": balanced, "f1": f1(scores, truth, balanced)}
+        out["check"] = now.check.to_dict()
     print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))
 
 
