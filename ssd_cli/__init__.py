@@ -7,7 +7,7 @@ Layers, each importing only itself and those before it (docs/architecture.md; te
 errors <- core (with metrics, thresholds, device) <- data <- io <- engine | experiments <- api <- cli.
 """
 
-__version__ = "0.5.1"
+__version__ = "0.6.0"
 
 __all__ = ["Detector", "AnomalyMaps", "Evaluation", "PixelMetrics", "Scores", "ScoreResult", "SsdError", "FIT_SETTINGS", "__version__"]
 
