@@ -114,6 +114,8 @@ def test_mutated_model_files_load_or_are_refused(valid_files: list[bytes], tmp_p
         {"labeled_at_threshold": {"n_anomalous": 3}, "final_loss": "x"},  # found by the fuzz test: a part of the record
         {"labeled_at_threshold": [1, 2], "final_loss": [1]},
         {"labeled_at_threshold": {"n_anomalous": "3", "anomalous_above": 1, "n_normal": 0, "normal_below": 0}},
+        {"calibration": {"held_out_anomalies": {"n_normal": 50, "n_anomalous": 5, "normal_above": 1, "anomalous_above": 2, "auroc": "0.9"}}},
+        {"calibration": [1], "final_loss": None},
     ],
 )
 def test_info_shows_a_model_whose_training_record_is_odd(training: dict, valid_files: list[bytes], tmp_path: Path) -> None:
@@ -124,5 +126,5 @@ def test_info_shows_a_model_whose_training_record_is_odd(training: dict, valid_f
     path.write_bytes(join(header, body))
     result = ssd("info", path)
     assert result.exit_code == ExitCode.OK, result.output
-    assert "labeled at threshold" not in result.output and "final loss" in result.output
+    assert "labeled at threshold" not in result.output and "held-out check" not in result.output and "final loss" in result.output
     assert "None" not in result.output  # entries the record lacks are shown as n/a

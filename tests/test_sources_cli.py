@@ -204,6 +204,7 @@ def test_a_quarter_of_the_labeled_anomalies_check_the_model(tmp_path: Path) -> N
     assert ("score about as normal images do" in result.text) == (check["auroc"] <= 0.6)  # noise images: near chance
     info = ssd("info", out, "--json")
     assert json.loads(info.stdout)["training"]["held_out_check"] == check
+    assert "held-out check" in ssd("info", out).text  # a row of the table (its cell wraps)
 
 
 @pytest.mark.slow
