@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, OptimConfig, Resize
+from ssd_cli.core.config import PAPER_PRETRAIN_COLOUR, OptimConfig, Resize, ThresholdSource
 from ssd_cli.core.scoring import Scorer
 from ssd_cli.engine import OptimOverrides, TrainRequest, plan_training
 from ssd_cli.errors import ExitCode, UsageError
@@ -251,6 +251,20 @@ def test_small_folders_train_patch_models_for_at_least_the_minimum_steps(tmp_pat
     assert (drops.cfg.optim.epochs, drops.cfg.optim.lr_milestones) == (20, (5,))  # and their learning-rate drops, with the preset's epochs
     whole = plan_training(TrainRequest(unlabeled=(big,), patch_size=0, device="cpu"), estimate=False)
     assert whole.cfg.optim.epochs == schedule_for("lenet-128").train.epochs  # whole images keep their schedule
+
+
+def test_the_plan_counts_the_images_held_out_for_the_threshold_and_its_check(tmp_path: Path) -> None:
+    """110 photos and 16 labeled anomalies: 11 photos and 4 anomalies are held out, so an epoch has
+    111 images (444 crops, 14 steps of 32) and the small-folder rule counts those."""
+    big = photos(tmp_path / "big", 110, (128, 128), colour=False)
+    bad = photos(tmp_path / "bad", 16, (128, 128), colour=False)
+    plan = plan_training(TrainRequest(unlabeled=(big,), anomalies=(bad,), device="cpu"), estimate=False)
+    assert plan.threshold_from is ThresholdSource.SYNTHETIC and plan.held_out == (11, 4)
+    assert plan.cfg.optim.epochs == math.ceil(PATCH_MIN_STEPS / math.ceil(111 * 4 / 32))
+    quantile = plan_training(TrainRequest(unlabeled=(big,), anomalies=(bad,), threshold_from=ThresholdSource.QUANTILE, device="cpu"), estimate=False)
+    assert quantile.held_out == (0, 0)  # nothing held out: every image trains
+    few = plan_training(TrainRequest(unlabeled=(big,), anomalies=(photos(tmp_path / "few", 15, (128, 128), colour=False),), device="cpu"), estimate=False)
+    assert few.held_out == (11, 0)  # 3 would check nothing
 
 
 @pytest.mark.slow
