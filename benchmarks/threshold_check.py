@@ -7,8 +7,9 @@ For a model that `ssd train` wrote with `--threshold-from synthetic` and the JSO
 training scores (recorded beside it); and the synthetic rule as the current code computes it,
 replayed on the same held-out images (the training folder is listed and split exactly as
 `ssd train` did, so a changed rule can be checked on an existing model without training again);
-where labeled anomalies were held out too, the check on them and F1 at the F1-best threshold
-between them and the held-out images, weighed equally (a rule measured, not used by ssd).
+where labeled anomalies were held out too, the check on them, and F1 at two rules measured and not
+used by ssd: the F1-best threshold between them and the held-out images, weighed equally, and the
+0.95-quantile of the held-out images' scores.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main() -> None:
         both = np.r_[normal, np.repeat(real, round(len(normal) / len(real)))]
         balanced = f1_best(both, np.r_[np.zeros(len(normal), bool), np.ones(len(both) - len(normal), bool)])
         out["held_out_real"] = {"threshold": balanced, "f1": f1(scores, truth, balanced)}
+        held_q = float(np.quantile(normal, 0.95))  # the held-out images' own quantile: unseen, not pulled to c
+        out["held_out_quantile"] = {"threshold": held_q, "f1": f1(scores, truth, held_q)}
         out["check"] = now.check.to_dict()
     print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))
 
