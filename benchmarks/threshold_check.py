@@ -9,7 +9,8 @@ replayed on the same held-out images (the training folder is listed and split ex
 `ssd train` did, so a changed rule can be checked on an existing model without training again);
 where labeled anomalies were held out too, the check on them, and F1 at two rules measured and not
 used by ssd: the F1-best threshold between them and the held-out images, weighed equally, and the
-0.95-quantile of the held-out images' scores.
+0.95-quantile of the held-out images' scores; and, for every model, the threshold of the largest
+Youden's J (TPR - FPR) between the held-out images and the synthetic anomalies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli.core.calibration import holdout, synthetic_threshold
+from ssd_cli.core.calibration import _HOLDOUT_STREAM, holdout, synthetic_threshold
+from ssd_cli.core.synthetic import make_anomalies
 from ssd_cli.core.roles import Role
 from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
@@ -75,6 +77,16 @@ def main() -> None:
         held_q = float(np.quantile(normal, 0.95))  # the held-out images' own quantile: unseen, not pulled to c
         out["held_out_quantile"] = {"threshold": held_q, "f1": f1(scores, truth, held_q)}
         out["check"] = now.check.to_dict()
+    # Youden's J (TPR - FPR) instead of F1 between the held-out images and the same synthetic anomalies
+    gen = torch.Generator().manual_seed(args.seed + _HOLDOUT_STREAM + 1)
+    normal_images = x_held[y[held] == 0]
+    made, _ = make_anomalies(normal_images, SyntheticConfig(kinds=kinds), view.scale, gen)
+    ns = view.scores(scorer.encoder, scorer.c, normal_images).double().numpy()
+    ss = view.scores(scorer.encoder, scorer.c, made).double().numpy()
+    cand = np.unique(np.r_[ns, ss])
+    j = [(ss >= t).mean() - (ns >= t).mean() for t in cand]
+    youden = float(cand[int(np.argmax(j))]) - 1e-9
+    out["synthetic_youden"] = {"threshold": youden, "f1": f1(scores, truth, youden)}
     print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))
 
 
