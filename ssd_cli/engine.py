@@ -271,7 +271,8 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
             raise UsageError("--threshold-from synthetic is not available for tiled models (large photos), whose threshold is a quantile of whole-image scores: drop it, or give --tiles off")
         threshold_from = ThresholdSource.QUANTILE
     visits = (patches.samples_per_image if patches else 1) * (min(tiles.per_image, tiles.typical) if tiles.spec else 1)
-    images = _trained_images(files, tiles, threshold_from, cfg.objective)
+    held_out = _held_out(files, threshold_from, cfg.objective)
+    images = _trained_images(files, tiles, held_out)
     epochs_reason = ""
     if patches is not None and not pretrain_only and req.train.epochs is None and req.train.lr_milestones is None:  # small folders
         preset = cfg.optim.epochs
@@ -283,7 +284,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         cost = step_cost(spec, device, cfg.optim.batch_size)
         n_unlabeled, n_all = len(files[Role.UNLABELED]) * visits, images * visits
         trained = trained_roles(files, tiled=tiles.spec is not None)
-        located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS)) - _held_out(files, threshold_from, cfg.objective)[1]  # trained at their worst patch
+        located = sum(len(files[r]) for r in trained if r in (Role.ANOMALIES, Role.OUTLIERS)) - held_out[1]  # trained at their worst patch
         if cfg.synthetic.enabled:  # each normal sample brings `ratio` synthetic ones into the forward pass
             n_all += round((n_all - located * visits) * cfg.synthetic.ratio)
         if patches is not None:  # each labeled anomaly's worst patch is searched on its whole grid, in inference:
@@ -314,7 +315,7 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
         tiles=tiles,
         anomalies_reason=defaults.reason if req.synthetic is None else "as given",
         threshold_from=threshold_from,
-        held_out=_held_out(files, threshold_from, cfg.objective),
+        held_out=held_out,
         device=device,
         estimate_seconds=seconds,
         warnings=warnings,
@@ -323,11 +324,10 @@ def plan_training(req: TrainRequest, *, pretrain_only: bool = False, estimate: b
     )
 
 
-def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, threshold_from: ThresholdSource, objective: Objective) -> int:
+def _trained_images(files: dict[Role, list[Path]], tiles: TilePlan, held_out: tuple[int, int]) -> int:
     """The images one epoch visits: every listed one but those held out for a synthetic threshold
-    and its check (core/calibration.py) and, for tiled models, the labeled anomalies (trained_roles)."""
-    n = sum(len(files[role]) for role in trained_roles(files, tiled=tiles.spec is not None))
-    return n - sum(_held_out(files, threshold_from, objective))
+    and its check (_held_out) and, for tiled models, the labeled anomalies (trained_roles)."""
+    return sum(len(files[role]) for role in trained_roles(files, tiled=tiles.spec is not None)) - sum(held_out)
 
 
 def _held_out(files: dict[Role, list[Path]], threshold_from: ThresholdSource, objective: Objective) -> tuple[int, int]:

@@ -92,7 +92,8 @@ def train_model(
     is the `threshold_quantile` of the scores of the non-anomalous training images, or with
     ThresholdSource.SYNTHETIC the F1-best one between held-out unlabeled images (kept out of
     training) and synthetic anomalies made from them (core/calibration.py; the quantile is recorded
-    too), and a quarter of the labeled anomalies, also kept out, check the model on real defects. Too few unlabeled images to hold out fall back to the quantile, and the record says so.
+    too); a quarter of the labeled anomalies, also kept out, check the model on real defects. Too
+    few unlabeled images to hold out fall back to the quantile, and the record says so.
     The training images' scores are the view's scores of x, or, where the samples are not the
     images (a tiled model trains on some tiles of each), `score_images(model)`: the training
     images' scores and labels under the model (the quantile then, never SYNTHETIC: its held-out
