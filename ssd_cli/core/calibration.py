@@ -9,8 +9,8 @@ scored, and the threshold with the best F1 between the two is stored.
 
 Where the user gave enough labeled anomalies, a quarter of them are kept out too. They take no part
 in the threshold; they check the model on real defects it has not seen, beside the held-out normal
-images. The labeled anomalies a model trains on are memorised (their training scores say nothing),
-and on patch models training on all of them or on none moved test AUROC by under 0.02
+images. How the threshold treats the labeled anomalies a model trained on says little about unseen
+ones (docs/photos.md), and on patch models training on all of them or on none moved test AUROC by under 0.02
 (docs/photos.md), so a few held out cost little and tell the user whether ssd sees their kind of
 defect at all.
 """
