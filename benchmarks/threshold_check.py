@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_cli.core.calibration import _HOLDOUT_STREAM, holdout, synthetic_threshold
-from ssd_cli.core.synthetic import make_anomalies
-from ssd_cli.core.roles import Role
+from ssd_cli.core.calibration import holdout, pooled, synthetic_scores, synthetic_threshold
+from ssd_cli.core.roles import ANOMALY, UNLABELED, Role
 from ssd_cli.core.synthetic import SyntheticConfig
 from ssd_cli.core.views import PatchView
 from ssd_cli.data.images import load_images
@@ -50,14 +49,15 @@ def main() -> None:
     plan = plan_training(TrainRequest(unlabeled=(args.set / "train/normal",), anomalies=(args.set / "train/bad",), device="cpu"), estimate=False)
     files = plan.files[Role.UNLABELED] + plan.files[Role.ANOMALIES]  # the order ssd train loads them in
     images = load_images(files, saved.input_size, saved.spec.channels, resize=saved.resize).images
-    y = torch.zeros(len(images), dtype=torch.int8)
-    y[len(plan.files[Role.UNLABELED]):] = -1
+    y = torch.full((len(images),), UNLABELED, dtype=torch.int8)
+    y[len(plan.files[Role.UNLABELED]):] = ANOMALY
     held = holdout(y, args.seed)
+    held_y = y[held]
     scorer = Scorer(saved, torch.device("cpu"))
     x_held = saved.preprocessor(images[held]).contiguous(memory_format=torch.channels_last)
     kinds = tuple(saved.training["config"]["synthetic"]["kinds"])
     view = PatchView(saved.patch)
-    now = synthetic_threshold(view, scorer.encoder, scorer.c, x_held, y[held], SyntheticConfig(kinds=kinds), args.seed)
+    now = synthetic_threshold(view, scorer.encoder, scorer.c, x_held, held_y, SyntheticConfig(kinds=kinds), args.seed)  # the rule itself, replayed
 
     def f1(s: np.ndarray, t: np.ndarray, threshold: float) -> float:
         return compute_metrics(s, t, threshold).f1
@@ -67,24 +67,17 @@ def main() -> None:
         "quantile": {"threshold": record.get("quantile_threshold"), "f1": f1(scores, truth, record["quantile_threshold"]) if record else None},
         "synthetic_now": {"threshold": now.threshold, "f1": f1(scores, truth, now.threshold)},
     }
+    normal, synthetic = (t.double().numpy() for t in synthetic_scores(view, scorer.encoder, scorer.c, x_held[held_y == UNLABELED], SyntheticConfig(kinds=kinds), args.seed))
     if now.check is not None:  # held-out labeled anomalies: F1-best against the held-out images, the two weighed equally
-        held_y = y[held]
-        normal = view.scores(scorer.encoder, scorer.c, x_held[held_y == 0]).double().numpy()
-        real = view.scores(scorer.encoder, scorer.c, x_held[held_y == -1]).double().numpy()
-        both = np.r_[normal, np.repeat(real, round(len(normal) / len(real)))]
-        balanced = f1_best(both, np.r_[np.zeros(len(normal), bool), np.ones(len(both) - len(normal), bool)])
+        real = view.scores(scorer.encoder, scorer.c, x_held[held_y == ANOMALY]).double().numpy()
+        balanced = f1_best(*pooled(torch.from_numpy(normal), torch.from_numpy(np.repeat(real, round(len(normal) / len(real))))))
         out["held_out_real"] = {"threshold": balanced, "f1": f1(scores, truth, balanced)}
         held_q = float(np.quantile(normal, 0.95))  # the held-out images' own quantile: unseen, not pulled to c
         out["held_out_quantile"] = {"threshold": held_q, "f1": f1(scores, truth, held_q)}
         out["check"] = now.check.to_dict()
     # Youden's J (TPR - FPR) instead of F1 between the held-out images and the same synthetic anomalies
-    gen = torch.Generator().manual_seed(args.seed + _HOLDOUT_STREAM + 1)
-    normal_images = x_held[y[held] == 0]
-    made, _ = make_anomalies(normal_images, SyntheticConfig(kinds=kinds), view.scale, gen)
-    ns = view.scores(scorer.encoder, scorer.c, normal_images).double().numpy()
-    ss = view.scores(scorer.encoder, scorer.c, made).double().numpy()
-    cand = np.unique(np.r_[ns, ss])
-    j = [(ss >= t).mean() - (ns >= t).mean() for t in cand]
+    cand = np.unique(np.r_[normal, synthetic])
+    j = [(synthetic >= t).mean() - (normal >= t).mean() for t in cand]
     youden = float(cand[int(np.argmax(j))]) - 1e-9
     out["synthetic_youden"] = {"threshold": youden, "f1": f1(scores, truth, youden)}
     print(json.dumps({"model": str(args.model), **{k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in out.items()}}))

@@ -94,22 +94,30 @@ def holdout(y: torch.Tensor, seed: int) -> torch.Tensor | None:
     return mask.to(y.device)
 
 
-def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, held: torch.Tensor, y_held: torch.Tensor, synthetic: SyntheticConfig, seed: int) -> Calibration:
-    """F1-best threshold between the held-out normal images' scores and those of one synthetic
-    anomaly made from each, scored as `ssd score` scores images. One each: F1 depends on the share
-    of anomalies, and with four per image the F1-best threshold flagged every test image of the photo
-    sets (docs/photos.md). Held-out labeled anomalies (y_held == ANOMALY) are then scored against
-    the same normal images as a check on real defects."""
+def synthetic_scores(view: View, encoder: torch.nn.Module, c: torch.Tensor, normal_images: torch.Tensor, synthetic: SyntheticConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of held-out normal images and of one synthetic anomaly made from each (the kinds
+    trained on, or all local ones), scored as `ssd score` scores images, from the seed's own stream."""
     kinds = synthetic if synthetic.enabled else SyntheticConfig(kinds=LOCAL_KINDS)
     gen = torch.Generator().manual_seed(seed + _HOLDOUT_STREAM + 1)
-    y_held = y_held.to(held.device)
-    normal_images = held[y_held == UNLABELED]
-    normal = view.scores(encoder, c, normal_images)
     made, _ = make_anomalies(normal_images, kinds, view.scale, gen)
-    anomalous = view.scores(encoder, c, made)
+    return view.scores(encoder, c, normal_images), view.scores(encoder, c, made)
+
+
+def pooled(normal: torch.Tensor, anomalous: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Two sets of scores as one array (float64) and its truth (anomalous = True)."""
     scores = torch.cat([normal, anomalous]).double().cpu().numpy()
-    truth = np.r_[np.zeros(len(normal), bool), np.ones(len(anomalous), bool)]
-    threshold = float(f1_best(scores, truth))
+    return scores, np.r_[np.zeros(len(normal), bool), np.ones(len(anomalous), bool)]
+
+
+def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, held: torch.Tensor, y_held: torch.Tensor, synthetic: SyntheticConfig, seed: int) -> Calibration:
+    """F1-best threshold between the held-out normal images' scores and those of one synthetic
+    anomaly made from each (synthetic_scores). One each: F1 depends on the share of anomalies, and
+    with four per image the F1-best threshold flagged every test image of the photo sets
+    (docs/photos.md). Held-out labeled anomalies (y_held == ANOMALY) are then scored against the
+    same normal images as a check on real defects."""
+    y_held = y_held.to(held.device)
+    normal, anomalous = synthetic_scores(view, encoder, c, held[y_held == UNLABELED], synthetic, seed)
+    threshold = float(f1_best(*pooled(normal, anomalous)))
     real = held[y_held == ANOMALY]
     check = _check(normal, view.scores(encoder, c, real), threshold) if len(real) else None
     return Calibration(threshold, len(normal), len(anomalous), check)
@@ -117,7 +125,6 @@ def synthetic_threshold(view: View, encoder: torch.nn.Module, c: torch.Tensor, h
 
 def _check(normal: torch.Tensor, anomalous: torch.Tensor, threshold: float) -> HeldOutCheck:
     """AUROC and the counts above the threshold of held-out labeled anomalies against held-out normals."""
-    scores = torch.cat([normal, anomalous]).double().cpu().numpy()
-    truth = np.r_[np.zeros(len(normal), bool), np.ones(len(anomalous), bool)]
+    scores, truth = pooled(normal, anomalous)
     above = scores > threshold
     return HeldOutCheck(len(normal), len(anomalous), auroc(scores, truth), int(above[~truth].sum()), int(above[truth].sum()))
